@@ -1,0 +1,80 @@
+/**
+ * Where the test PostgreSQL servers come from. A Docker engine, where one answers, runs the pgvector
+ * image through testcontainers; otherwise (this machine, CI) throwaway clusters are started from the
+ * local server binaries. PGFERRY_TEST_BACKEND=docker|local forces one.
+ */
+import { existsSync } from "node:fs";
+import { request } from "node:http";
+import { LocalCluster } from "../../src/embedded/localCluster.js";
+
+export interface TestServer {
+  /** Superuser URL of the server's `postgres` database. */
+  url(database?: string): string;
+  restart(mode: "fast" | "immediate"): Promise<void>;
+  stop(mode: "fast" | "immediate"): Promise<void>;
+  start(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export interface TestServers {
+  backend: "docker" | "local";
+  source: TestServer;
+  target: TestServer;
+}
+
+const DOCKER_IMAGE = "pgvector/pgvector:0.8.0-pg15";
+
+async function dockerAnswers(): Promise<boolean> {
+  if (process.env.DOCKER_HOST) return true;
+  const socketPath = "/var/run/docker.sock";
+  if (!existsSync(socketPath)) return false;
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: "/_ping", timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => { req.destroy(); resolve(false); });
+    req.end();
+  });
+}
+
+async function startLocal(): Promise<TestServers> {
+  const [source, target] = await Promise.all([
+    LocalCluster.start({ name: "test-source", fast: true }),
+    LocalCluster.start({ name: "test-target", fast: true }),
+  ]);
+  const wrap = (c: LocalCluster): TestServer => ({
+    url: (db) => c.url(db),
+    restart: (mode) => c.restart(mode),
+    stop: (mode) => c.stop(mode),
+    start: () => c.restart("fast"),
+    destroy: () => c.destroy(),
+  });
+  return { backend: "local", source: wrap(source), target: wrap(target) };
+}
+
+async function startDocker(): Promise<TestServers> {
+  const { PostgreSqlContainer } = await import("@testcontainers/postgresql");
+  const start = () =>
+    new PostgreSqlContainer(DOCKER_IMAGE)
+      .withUsername("postgres")
+      .withPassword("postgres")
+      .withCommand(["postgres", "-c", "wal_level=logical", "-c", "max_replication_slots=40", "-c", "max_wal_senders=40", "-c", "fsync=off"])
+      .start();
+  const [source, target] = await Promise.all([start(), start()]);
+  const wrap = (c: Awaited<ReturnType<typeof start>>): TestServer => ({
+    url: (db = "postgres") => `postgres://postgres:postgres@${c.getHost()}:${c.getPort()}/${db}`,
+    restart: async () => { await c.restart(); },
+    stop: async () => { await c.stop({ remove: false }); },
+    start: async () => { await c.restart(); },
+    destroy: async () => { await c.stop(); },
+  });
+  return { backend: "docker", source: wrap(source), target: wrap(target) };
+}
+
+export async function startTestServers(): Promise<TestServers> {
+  const wanted = process.env.PGFERRY_TEST_BACKEND ?? "auto";
+  if (wanted === "docker" || (wanted === "auto" && (await dockerAnswers()))) return startDocker();
+  return startLocal();
+}

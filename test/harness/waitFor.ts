@@ -1,0 +1,35 @@
+/**
+ * Waits for a condition with a deadline instead of sleeping: polls `probe` until `until(value)`
+ * holds, and on timeout fails with the description and the last value seen.
+ */
+export interface WaitOptions<T> {
+  description: string;
+  until?: (value: T) => boolean;
+  timeoutMs?: number;
+  intervalMs?: number;
+}
+
+export async function waitFor<T>(probe: () => Promise<T> | T, options: WaitOptions<T>): Promise<T> {
+  const { description, until = (v: T) => Boolean(v), timeoutMs = 30_000, intervalMs = 50 } = options;
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      last = await probe();
+      lastError = undefined;
+      if (until(last)) return last;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() >= deadline) {
+      const seen = lastError ? `last error: ${String(lastError)}` : `last value: ${JSON.stringify(last, bigintSafe)}`;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${description} (${seen})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+function bigintSafe(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? value.toString() : value;
+}
