@@ -1,0 +1,125 @@
+/**
+ * The apply session on the target: one connection, one open transaction at a time. Statements of
+ * a batch run inside it; `commit` writes the checkpoint in the same transaction and commits, so data
+ * and position become durable together. Triggers and FK checks of the target do not fire for
+ * replicated rows (session_replication_role = replica, as native logical replication does).
+ */
+import pg from "pg";
+import { PgferryError } from "../errors.js";
+import type { Statement } from "./types.js";
+
+export interface ApplyErrorContext {
+  table: string;
+  op: Statement["op"];
+  rows: number;
+  sqlstate: string | undefined;
+  detail: string | undefined;
+}
+
+/** A statement the target rejected, with where it happened. */
+export class ApplyError extends PgferryError {
+  readonly context: ApplyErrorContext;
+  constructor(context: ApplyErrorContext, cause: unknown) {
+    const detail = context.detail ? ` (${context.detail})` : "";
+    super("apply", `target rejected ${context.op} of ${context.rows} row(s) into ${context.table}: SQLSTATE ${context.sqlstate ?? "?"} ${(cause as Error).message}${detail}`, {
+      cause,
+      hint: "fix the target row or constraint named above; pgferry keeps the source WAL and resumes from its checkpoint",
+    });
+    this.name = "ApplyError";
+    this.context = context;
+  }
+}
+
+export interface ApplierOptions {
+  url: string;
+  applicationName: string;
+  /** Replication origin to tag our writes with, so a reverse pipeline can recognise them (best effort). */
+  origin?: string;
+}
+
+export class Applier {
+  private open = false;
+  /** Whether the session carries a replication origin (the role may lack the right to set one). */
+  readonly originActive: boolean;
+
+  private constructor(private readonly client: pg.Client, originActive: boolean) {
+    this.originActive = originActive;
+  }
+
+  static async connect(options: ApplierOptions): Promise<Applier> {
+    const client = new pg.Client({ connectionString: options.url, application_name: options.applicationName });
+    client.on("error", () => undefined); // surfaced by the next query instead
+    await client.connect();
+    try {
+      await client.query("SET session_replication_role = replica");
+      let originActive = false;
+      if (options.origin) originActive = await setupOrigin(client, options.origin);
+      return new Applier(client, originActive);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  get inTransaction(): boolean {
+    return this.open;
+  }
+
+  get connection(): pg.Client {
+    return this.client;
+  }
+
+  async begin(): Promise<void> {
+    if (this.open) return;
+    await this.client.query("BEGIN");
+    this.open = true;
+  }
+
+  /** Runs statements inside the open transaction (opening one if needed). */
+  async execute(statements: readonly Statement[]): Promise<void> {
+    await this.begin();
+    for (const statement of statements) {
+      try {
+        await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
+      } catch (error) {
+        const e = error as { code?: string; detail?: string };
+        if (typeof e.code === "string" && !e.code.startsWith("08") && !e.code.startsWith("57")) {
+          throw new ApplyError({ table: statement.table, op: statement.op, rows: statement.rows, sqlstate: e.code, detail: e.detail }, error);
+        }
+        throw error;
+      }
+    }
+  }
+
+  /** Writes the checkpoint with `writeCheckpoint` inside the transaction, then commits. */
+  async commit(writeCheckpoint: (client: pg.ClientBase) => Promise<void>): Promise<void> {
+    await this.begin();
+    await writeCheckpoint(this.client);
+    await this.client.query("COMMIT");
+    this.open = false;
+  }
+
+  async rollback(): Promise<void> {
+    if (!this.open) return;
+    this.open = false;
+    await this.client.query("ROLLBACK").catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+}
+
+async function setupOrigin(client: pg.Client, origin: string): Promise<boolean> {
+  try {
+    await client.query(
+      "SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
+      [origin],
+    );
+    await client.query("SELECT pg_replication_origin_session_setup($1)", [origin]);
+    return true;
+  } catch {
+    // Needs superuser or EXECUTE on these functions: without it pgferry still works, its writes are just untagged.
+    return false;
+  }
+}

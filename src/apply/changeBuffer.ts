@@ -1,0 +1,239 @@
+/**
+ * Collects target changes of one target transaction and turns them into few set-based statements.
+ * Keyed tables collapse to the last state per key (an insert then three updates of a row become one
+ * upsert; unchanged-TOAST columns of a later update are filled from an earlier change of the same
+ * row when the buffer has it). Keyless tables keep their changes in order. Changes whose effect
+ * depends on what the target already holds, in an order the collapse would lose (a key change with
+ * unchanged TOAST columns, a TRUNCATE), are barriers: everything before them becomes statements first.
+ */
+import {
+  deleteRowStatement,
+  deleteStatement,
+  insertRowsStatement,
+  rekeyStatement,
+  truncateStatement,
+  updateRowStatement,
+  upsertStatement,
+  type Cell,
+} from "./statements.js";
+import { UNCHANGED, type Statement, type TargetChange, type TargetTable, type Value } from "./types.js";
+
+interface KeyedEntry {
+  /** The key column values, in `keyIndexes` order. */
+  key: Cell[];
+  /** Final row values, or null when the row ends deleted. */
+  values: Value[] | null;
+  /** The row existed on the target before and was deleted in between: delete before writing it anew. */
+  replaces: boolean;
+  bytes: number;
+}
+
+type KeylessChange = Extract<TargetChange, { kind: "insertRow" | "updateRow" | "deleteRow" }>;
+
+interface TableBuffer {
+  table: TargetTable;
+  keyed: Map<string, KeyedEntry>;
+  keyless: KeylessChange[];
+}
+
+function valueBytes(values: readonly Value[]): number {
+  let bytes = 32;
+  for (const v of values) bytes += typeof v === "string" ? v.length + 8 : 8;
+  return bytes;
+}
+
+function changedIndexes(values: readonly Value[]): number[] {
+  const indexes: number[] = [];
+  values.forEach((v, i) => {
+    if (v !== UNCHANGED) indexes.push(i);
+  });
+  return indexes;
+}
+
+function cells(values: readonly Value[], indexes: readonly number[]): Cell[] {
+  return indexes.map((i) => {
+    const v = values[i];
+    return v === UNCHANGED || v === undefined ? null : v;
+  });
+}
+
+export class ChangeBuffer {
+  private tables = new Map<string, TableBuffer>();
+  /** Statements fixed by a barrier, in order, ahead of what `tables` still collects. */
+  private ready: Statement[] = [];
+  private entries = 0;
+  private heldBytes = 0;
+
+  /** Rows held (collapsed entries and ordered changes), for the batch row limit. */
+  get rows(): number {
+    return this.entries;
+  }
+
+  /** Approximate memory held, for the batch byte limit. */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  add(change: TargetChange): void {
+    switch (change.kind) {
+      case "upsert":
+        this.upsert(change.table, change.values);
+        return;
+      case "delete":
+        this.deleteKey(change.table, change.key);
+        return;
+      case "rekey":
+        this.rekey(change.table, change.oldKey, change.values);
+        return;
+      case "insertRow":
+      case "updateRow":
+      case "deleteRow": {
+        const buffer = this.bufferFor(change.table);
+        buffer.keyless.push(change);
+        this.entries += 1;
+        this.heldBytes += valueBytes(change.kind === "deleteRow" ? change.old : change.values);
+        return;
+      }
+      case "truncate":
+        // Changes before a TRUNCATE of a table are void; the truncate itself must run in order.
+        for (const table of change.tables) this.forget(table.id);
+        this.barrier(truncateStatement(change.tables));
+        return;
+    }
+  }
+
+  /** Every held change as statements, in an order that gives the same final state; empties the buffer. */
+  drain(): Statement[] {
+    this.flushTables();
+    const statements = this.ready;
+    this.ready = [];
+    this.entries = 0;
+    this.heldBytes = 0;
+    return statements;
+  }
+
+  private bufferFor(table: TargetTable): TableBuffer {
+    let buffer = this.tables.get(table.id);
+    if (!buffer) {
+      buffer = { table, keyed: new Map(), keyless: [] };
+      this.tables.set(table.id, buffer);
+    }
+    return buffer;
+  }
+
+  private upsert(table: TargetTable, values: Value[]): void {
+    const buffer = this.bufferFor(table);
+    const key = cells(values, table.keyIndexes);
+    const id = JSON.stringify(key);
+    const previous = buffer.keyed.get(id);
+    let merged = values;
+    if (previous?.values) {
+      // A later change's unchanged columns keep the value an earlier change in this buffer set.
+      const earlier = previous.values;
+      merged = values.map((v, i) => (v === UNCHANGED ? (earlier[i] ?? UNCHANGED) : v));
+    }
+    const replaces = previous !== undefined && (previous.replaces || previous.values === null);
+    this.put(buffer, id, { key, values: merged, replaces, bytes: valueBytes(merged) });
+  }
+
+  private deleteKey(table: TargetTable, key: Cell[]): void {
+    this.put(this.bufferFor(table), JSON.stringify(key), { key, values: null, replaces: false, bytes: valueBytes(key) });
+  }
+
+  private rekey(table: TargetTable, oldKey: Cell[], values: Value[]): void {
+    const previous = this.tables.get(table.id)?.keyed.get(JSON.stringify(oldKey));
+    if (previous?.values) {
+      // The old row is in this buffer: its values fill the unchanged columns; a plain delete + upsert follows.
+      const earlier = previous.values;
+      const resolved = values.map((v, i) => (v === UNCHANGED ? (earlier[i] ?? UNCHANGED) : v));
+      if (!resolved.includes(UNCHANGED)) {
+        this.deleteKey(table, oldKey);
+        this.upsert(table, resolved);
+        return;
+      }
+    }
+    const changed = changedIndexes(values);
+    this.barrier(rekeyStatement(table, oldKey, changed, cells(values, changed)));
+  }
+
+  private put(buffer: TableBuffer, id: string, entry: KeyedEntry): void {
+    const previous = buffer.keyed.get(id);
+    if (previous) this.heldBytes -= previous.bytes;
+    else this.entries += 1;
+    this.heldBytes += entry.bytes;
+    buffer.keyed.set(id, entry);
+  }
+
+  private forget(tableId: string): void {
+    const buffer = this.tables.get(tableId);
+    if (!buffer) return;
+    for (const entry of buffer.keyed.values()) this.heldBytes -= entry.bytes;
+    this.entries -= buffer.keyed.size + buffer.keyless.length;
+    for (const change of buffer.keyless) this.heldBytes -= valueBytes(change.kind === "deleteRow" ? change.old : change.values);
+    this.tables.delete(tableId);
+  }
+
+  private barrier(statement: Statement): void {
+    this.flushTables();
+    this.ready.push(statement);
+    this.entries += 1;
+  }
+
+  /** Turns what `tables` collected into statements appended to `ready`. */
+  private flushTables(): void {
+    for (const buffer of this.tables.values()) {
+      if (buffer.keyed.size > 0) this.ready.push(...this.keyedStatements(buffer));
+      if (buffer.keyless.length > 0) this.ready.push(...keylessStatements(buffer.table, buffer.keyless));
+    }
+    this.tables = new Map();
+  }
+
+  private keyedStatements(buffer: TableBuffer): Statement[] {
+    const { table } = buffer;
+    const deletes: Cell[][] = [];
+    // Upserts grouped by the set of columns they carry (unchanged TOAST columns left out).
+    const groups = new Map<string, { indexes: number[]; rows: Cell[][] }>();
+    for (const entry of buffer.keyed.values()) {
+      if (entry.values === null || entry.replaces) deletes.push(entry.key);
+      if (entry.values === null) continue;
+      const indexes = changedIndexes(entry.values);
+      const mask = indexes.join(",");
+      let group = groups.get(mask);
+      if (!group) {
+        group = { indexes, rows: [] };
+        groups.set(mask, group);
+      }
+      group.rows.push(cells(entry.values, indexes));
+    }
+    const statements: Statement[] = [];
+    if (deletes.length > 0) statements.push(deleteStatement(table, deletes));
+    for (const group of groups.values()) statements.push(upsertStatement(table, group.indexes, group.rows));
+    return statements;
+  }
+}
+
+/** Keyless changes in order; consecutive inserts travel together. */
+function keylessStatements(table: TargetTable, changes: readonly KeylessChange[]): Statement[] {
+  const statements: Statement[] = [];
+  let inserts: Cell[][] = [];
+  const allColumns = table.columns.map((_, i) => i);
+  const flushInserts = () => {
+    if (inserts.length > 0) statements.push(insertRowsStatement(table, inserts));
+    inserts = [];
+  };
+  for (const change of changes) {
+    if (change.kind === "insertRow") {
+      inserts.push(cells(change.values, allColumns));
+      continue;
+    }
+    flushInserts();
+    if (change.kind === "updateRow") {
+      const changed = changedIndexes(change.values);
+      statements.push(updateRowStatement(table, change.old, changed, cells(change.values, changed)));
+    } else {
+      statements.push(deleteRowStatement(table, change.old));
+    }
+  }
+  flushInserts();
+  return statements;
+}

@@ -1,0 +1,127 @@
+/**
+ * Set-based SQL for the apply side. Every statement carries its rows as one text array per column
+ * (`unnest($1::text[], $2::text[], ...)`), cast to the target column's type inside PostgreSQL, so
+ * values never pass through a lossy JavaScript type (DESIGN rule 3) and one statement applies a
+ * whole group of rows. Statement texts depend only on (table, column set), so they are prepared once
+ * per connection and reused.
+ */
+import { createHash } from "node:crypto";
+import type { Statement, TargetTable } from "./types.js";
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export function qualifiedName(table: { schema: string; name: string }): string {
+  return `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+}
+
+export type Cell = string | null;
+
+/** A stable prepared-statement name for a statement text (names are per connection, texts bounded). */
+function statementName(text: string): string {
+  return `pgferry_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+}
+
+function prepared(text: string, values: unknown[], meta: Pick<Statement, "rows" | "table" | "op">): Statement {
+  return { name: statementName(text), text, values, ...meta };
+}
+
+/** `unnest($k::text[], ...) AS alias(c0, c1, ...)`: one text array parameter per column, starting at `$first`. */
+function unnestFrom(count: number, alias: string, first = 1): string {
+  const params = Array.from({ length: count }, (_, i) => `$${first + i}::text[]`).join(", ");
+  const names = Array.from({ length: count }, (_, i) => `c${i}`).join(", ");
+  return `unnest(${params}) AS ${alias}(${names})`;
+}
+
+/** Rows (each a list of cells) turned into one array per column, the shape `unnest` takes. */
+function columnsOf(rows: readonly (readonly Cell[])[], width: number): Cell[][] {
+  const columns: Cell[][] = Array.from({ length: width }, () => new Array<Cell>(rows.length));
+  rows.forEach((row, r) => {
+    for (let c = 0; c < width; c += 1) columns[c]![r] = row[c] ?? null;
+  });
+  return columns;
+}
+
+/**
+ * INSERT ... ON CONFLICT (key) DO UPDATE for rows that all carry the same columns (`columnIndexes`
+ * into `table.columns`; unchanged-TOAST columns are simply not in the set, so they keep their value).
+ */
+export function upsertStatement(table: TargetTable, columnIndexes: readonly number[], rows: readonly (readonly Cell[])[]): Statement {
+  const columns = columnIndexes.map((i) => table.columns[i]!);
+  const names = columns.map((c) => quoteIdent(c.name));
+  const casts = columns.map((c, i) => `u.c${i}::${c.type}`);
+  const keyNames = table.keyIndexes.map((i) => quoteIdent(table.columns[i]!.name));
+  const updates = columnIndexes
+    .filter((i) => !table.keyIndexes.includes(i))
+    .map((i) => `${quoteIdent(table.columns[i]!.name)} = EXCLUDED.${quoteIdent(table.columns[i]!.name)}`);
+  const onConflict = updates.length > 0 ? `DO UPDATE SET ${updates.join(", ")}` : "DO NOTHING";
+  const text =
+    `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${unnestFrom(columns.length, "u")} ` +
+    `ON CONFLICT (${keyNames.join(", ")}) ${onConflict}`;
+  return prepared(text, columnsOf(rows, columns.length), { rows: rows.length, table: table.id, op: "insert" });
+}
+
+/** Key columns of `table` compared with the unnest alias `d` (`t.k = d.c0::type AND ...`). */
+function keyMatch(table: TargetTable, alias: string): string {
+  return table.keyIndexes
+    .map((col, i) => `t.${quoteIdent(table.columns[col]!.name)} = ${alias}.c${i}::${table.columns[col]!.type}`)
+    .join(" AND ");
+}
+
+/** DELETE of every row whose key is in `keys` (each key: the values of `table.keyIndexes`, in order). */
+export function deleteStatement(table: TargetTable, keys: readonly (readonly Cell[])[]): Statement {
+  const width = table.keyIndexes.length;
+  const text = `DELETE FROM ${qualifiedName(table)} AS t USING ${unnestFrom(width, "d")} WHERE ${keyMatch(table, "d")}`;
+  return prepared(text, columnsOf(keys, width), { rows: keys.length, table: table.id, op: "delete" });
+}
+
+/**
+ * An update that moved a row to a new key while some columns were unchanged TOAST: only the target
+ * row under the old key has those values, so it is updated in place (`columnIndexes`: what changed).
+ */
+export function rekeyStatement(table: TargetTable, oldKey: readonly Cell[], columnIndexes: readonly number[], values: readonly Cell[]): Statement {
+  const sets = columnIndexes.map((col, i) => `${quoteIdent(table.columns[col]!.name)} = $${i + 1}::${table.columns[col]!.type}`);
+  const where = table.keyIndexes.map(
+    (col, i) => `${quoteIdent(table.columns[col]!.name)} = $${columnIndexes.length + i + 1}::${table.columns[col]!.type}`,
+  );
+  const text = `UPDATE ${qualifiedName(table)} SET ${sets.join(", ")} WHERE ${where.join(" AND ")}`;
+  return prepared(text, [...values, ...oldKey], { rows: 1, table: table.id, op: "update" });
+}
+
+/** Plain INSERT of rows into a table without a key (REPLICA IDENTITY FULL). */
+export function insertRowsStatement(table: TargetTable, rows: readonly (readonly Cell[])[]): Statement {
+  const names = table.columns.map((c) => quoteIdent(c.name));
+  const casts = table.columns.map((c, i) => `u.c${i}::${c.type}`);
+  const text = `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${unnestFrom(names.length, "u")}`;
+  return prepared(text, columnsOf(rows, names.length), { rows: rows.length, table: table.id, op: "insert" });
+}
+
+/**
+ * One row of a keyless table, found by all its old values. Compared as text (json and some other
+ * types have no equality operator), after a round trip through the column type so formatting
+ * matches. Only one row is touched even when duplicates exist, as native replication does.
+ */
+function matchOneRow(table: TargetTable, first: number): string {
+  const conditions = table.columns.map(
+    (c, i) => `t.${quoteIdent(c.name)}::text IS NOT DISTINCT FROM ($${first + i}::${c.type})::text`,
+  );
+  return `ctid = (SELECT t.ctid FROM ${qualifiedName(table)} AS t WHERE ${conditions.join(" AND ")} LIMIT 1)`;
+}
+
+export function updateRowStatement(table: TargetTable, old: readonly Cell[], columnIndexes: readonly number[], values: readonly Cell[]): Statement {
+  const sets = columnIndexes.map((col, i) => `${quoteIdent(table.columns[col]!.name)} = $${i + 1}::${table.columns[col]!.type}`);
+  const text = `UPDATE ${qualifiedName(table)} SET ${sets.join(", ")} WHERE ${matchOneRow(table, columnIndexes.length + 1)}`;
+  return prepared(text, [...values, ...old], { rows: 1, table: table.id, op: "update" });
+}
+
+export function deleteRowStatement(table: TargetTable, old: readonly Cell[]): Statement {
+  const text = `DELETE FROM ${qualifiedName(table)} WHERE ${matchOneRow(table, 1)}`;
+  return prepared(text, [...old], { rows: 1, table: table.id, op: "delete" });
+}
+
+export function truncateStatement(tables: readonly TargetTable[]): Statement {
+  const unique = [...new Map(tables.map((t) => [t.id, t])).values()];
+  // Not prepared: TRUNCATE is rare, and its text varies with the set of tables.
+  return { text: `TRUNCATE ${unique.map(qualifiedName).join(", ")}`, values: [], rows: 0, table: unique.map((t) => t.id).join(","), op: "truncate" };
+}

@@ -1,0 +1,108 @@
+/**
+ * Drains the change queue into target transactions. Consecutive source transactions are grouped
+ * into one target transaction until a limit is reached (rows, bytes, age) or no more work is waiting
+ * (so an idle stream is applied at once); changes are collapsed per key in a ChangeBuffer and flushed
+ * set-based. A source transaction larger than the buffer is flushed progressively into the still-open
+ * target transaction: memory stays bounded, atomicity is kept. The checkpoint is written in the same
+ * target transaction, and only after COMMIT is the source told the position is flushed.
+ */
+import type pg from "pg";
+import type { Applier } from "../apply/applier.js";
+import { ChangeBuffer } from "../apply/changeBuffer.js";
+import type { Checkpoint } from "../state/stateStore.js";
+import type { ChangeQueue } from "./changeQueue.js";
+import type { SourceOp, StreamEvent } from "./streamEvents.js";
+
+export interface BatchLimits {
+  maxRows: number;
+  maxBytes: number;
+  maxMs: number;
+}
+
+export interface AppliedBatch {
+  transactions: number;
+  changes: number;
+  perTable: Map<string, Partial<Record<SourceOp, number>>>;
+  seconds: number;
+  checkpoint: Checkpoint;
+}
+
+export interface ApplyLoopOptions {
+  queue: ChangeQueue<StreamEvent>;
+  applier: Applier;
+  limits: BatchLimits;
+  writeCheckpoint(client: pg.ClientBase, checkpoint: Checkpoint): Promise<void>;
+  /** Called after each target COMMIT. */
+  onCommitted(batch: AppliedBatch): void;
+}
+
+export class ApplyLoop {
+  private readonly buffer = new ChangeBuffer();
+  private rows = 0;
+  private transactions = 0;
+  private startedAt = 0;
+  private perTable = new Map<string, Partial<Record<SourceOp, number>>>();
+  private lastCommit: Checkpoint | undefined;
+  /** Changes received after the last source commit (a transaction still arriving). */
+  private openChanges = 0;
+  private working = false;
+
+  constructor(private readonly options: ApplyLoopOptions) {}
+
+  /** True while a batch is being built or applied: the stream is not idle. */
+  get busy(): boolean {
+    return this.working || this.rows > 0 || this.transactions > 0;
+  }
+
+  /** Runs until the queue is closed and drained. Work after the last complete source transaction is rolled back. */
+  async run(): Promise<void> {
+    const { queue, limits } = this.options;
+    for (;;) {
+      const event = await queue.take();
+      if (event === undefined) break;
+      this.working = true;
+      if (this.rows === 0 && this.transactions === 0) this.startedAt = performance.now();
+      if (event.type === "change") {
+        this.buffer.add(event.change);
+        this.rows += 1;
+        this.openChanges += 1;
+        const counts = this.perTable.get(event.sourceTable) ?? {};
+        counts[event.op] = (counts[event.op] ?? 0) + 1;
+        this.perTable.set(event.sourceTable, counts);
+        if (this.buffer.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes) {
+          await this.options.applier.execute(this.buffer.drain());
+        }
+      } else {
+        this.lastCommit = { commitLsn: event.commitLsn, endLsn: event.endLsn, commitTime: event.commitTime };
+        this.transactions += 1;
+        this.openChanges = 0;
+        const age = performance.now() - this.startedAt;
+        if (queue.length === 0 || this.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes || age >= limits.maxMs) {
+          await this.commit();
+        }
+      }
+      this.working = false;
+    }
+    if (this.openChanges === 0 && this.lastCommit) await this.commit();
+    else await this.options.applier.rollback();
+  }
+
+  private async commit(): Promise<void> {
+    const checkpoint = this.lastCommit;
+    if (!checkpoint) return;
+    await this.options.applier.execute(this.buffer.drain());
+    await this.options.applier.commit((client) => this.options.writeCheckpoint(client, checkpoint));
+    const batch: AppliedBatch = {
+      transactions: this.transactions,
+      changes: this.rows,
+      perTable: this.perTable,
+      seconds: (performance.now() - this.startedAt) / 1000,
+      checkpoint,
+    };
+    this.rows = 0;
+    this.transactions = 0;
+    this.perTable = new Map();
+    this.lastCommit = undefined;
+    this.options.onCommitted(batch);
+  }
+}

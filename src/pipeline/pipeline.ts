@@ -1,0 +1,226 @@
+/**
+ * The pipeline's composition root: preflight → setup (state, publication, slot) → snapshot of the
+ * tables not yet copied → streaming, retried with backoff on transient failures. Every (re)start
+ * takes the same path from the state in the target, so a crash at any moment resumes correctly.
+ */
+import pg from "pg";
+import type { Logger } from "pino";
+import type { Config } from "../config/index.js";
+import { PgferryError } from "../errors.js";
+import { describeUrl } from "../config/redact.js";
+import { formatLsn } from "../source/lsn.js";
+import { ReplicationConnection } from "../source/replicationConnection.js";
+import { StateStore } from "../state/stateStore.js";
+import type { TablePlan } from "../transform/plan.js";
+import type { AppliedBatch } from "./applyLoop.js";
+import { backoffMs, classify } from "./errorPolicy.js";
+import { preflight } from "./preflight.js";
+import { ensurePublication } from "./publication.js";
+import { runSnapshot } from "./snapshotPhase.js";
+import { runStreamPhase } from "./streamPhase.js";
+
+export type Phase = "starting" | "preflight" | "snapshot" | "streaming" | "retrying" | "stopped" | "failed";
+
+/** What the pipeline reports as it runs; metrics and the status API subscribe (issue: operations). */
+export interface PipelineObserver {
+  phase?(phase: Phase): void;
+  batchApplied?(batch: AppliedBatch): void;
+  rowsCopied?(table: string, rows: number): void;
+  serverWalEnd?(lsn: bigint): void;
+  error?(kind: string, error: unknown): void;
+}
+
+export interface PipelineOptions {
+  config: Config;
+  log: Logger;
+  observer?: PipelineObserver;
+}
+
+/** A stretch of healthy streaming after which the retry budget starts over. */
+const HEALTHY_MS = 60_000;
+
+export class Pipeline {
+  private readonly config: Config;
+  private readonly log: Logger;
+  private readonly observer: PipelineObserver;
+
+  constructor(options: PipelineOptions) {
+    this.config = options.config;
+    this.log = options.log;
+    this.observer = options.observer ?? {};
+  }
+
+  /** Runs until `signal` aborts (resolves) or a permanent error / exhausted retries (rejects). */
+  async run(signal: AbortSignal): Promise<void> {
+    const { retry } = this.config.apply;
+    let attempt = 0;
+    for (;;) {
+      const started = Date.now();
+      try {
+        await this.runOnce(signal);
+        this.observer.phase?.("stopped");
+        return;
+      } catch (error) {
+        if (signal.aborted) {
+          this.observer.phase?.("stopped");
+          return;
+        }
+        const { disposition, reason } = classify(error);
+        this.observer.error?.(error instanceof PgferryError ? error.kind : "connection", error);
+        if (Date.now() - started > HEALTHY_MS) attempt = 0;
+        attempt += 1;
+        if (disposition === "stop" || this.config.apply.onError === "stop" || attempt > retry.maxAttempts) {
+          this.observer.phase?.("failed");
+          throw error;
+        }
+        const delay = backoffMs(attempt, retry.initialDelayMs, retry.maxDelayMs);
+        this.log.warn({ err: error, reason, attempt, maxAttempts: retry.maxAttempts, delayMs: delay }, "transient failure; restarting from the checkpoint");
+        this.observer.phase?.("retrying");
+        await sleep(delay, signal);
+        if (signal.aborted) return;
+      }
+    }
+  }
+
+  private async runOnce(signal: AbortSignal): Promise<void> {
+    const { config, log } = this;
+    const source = new pg.Pool({ connectionString: config.source.url, max: 4, application_name: "pgferry" });
+    const target = new pg.Pool({ connectionString: config.target.url, max: 4, application_name: "pgferry" });
+    source.on("error", () => undefined);
+    target.on("error", () => undefined);
+    const store = new StateStore({ pool: target, schema: config.target.stateSchema, pipeline: config.source.slot });
+    const lock = await target.connect().catch((error: unknown) => {
+      throw unreachable("target", config.target.url, error);
+    });
+    try {
+      await source.query("SELECT 1").catch((error: unknown) => {
+        throw unreachable("source", config.source.url, error);
+      });
+      // One pipeline per slot: a second instance waits as a standby instead of fighting over the slot.
+      const { rows } = await lock.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgferry:' || $1)) AS locked", [config.source.slot]);
+      if (!rows[0]?.locked) {
+        throw new PgferryError("connection", `another pgferry instance holds the lock for slot ${config.source.slot}; waiting`);
+      }
+      this.observer.phase?.("preflight");
+      const checked = await preflight(config, source, target);
+      await store.migrate();
+      const plans = checked.plans;
+      let state = await store.load();
+      if (state === null) {
+        if (checked.slotExists) {
+          // A slot without state: a previous start died between creating the slot and recording it.
+          // Nothing depends on it, so it is replaced by a fresh one.
+          log.warn({ slot: config.source.slot }, "slot exists but the target has no state for it; dropping it and starting with a fresh snapshot");
+          await source.query("SELECT pg_drop_replication_slot($1)", [config.source.slot]);
+        }
+        await this.initialSnapshot(source, store, plans, signal);
+        state = await store.load();
+        if (state === null) throw new PgferryError("state", "pipeline state vanished after the snapshot");
+      } else {
+        if (!checked.slotExists) {
+          throw new PgferryError("state", `replication slot ${config.source.slot} is gone but the target has pipeline state (checkpoint ${formatLsn(state.checkpoint.endLsn)})`, {
+            hint: "the source WAL since the checkpoint is lost; run `pgferry slot drop` to reset the state, then start again for a fresh snapshot",
+          });
+        }
+        await this.resumeSnapshot(source, store, plans, signal);
+      }
+      if (signal.aborted) return;
+      const tables = await store.tables();
+      const syncLsns = new Map(tables.flatMap((t) => (t.syncLsn === null ? [] : [[t.table, t.syncLsn] as const])));
+      this.observer.phase?.("streaming");
+      await runStreamPhase(
+        {
+          config,
+          log: log.child({ module: "stream" }),
+          store,
+          plans,
+          syncLsns,
+          checkpoint: state.checkpoint,
+          onCommitted: (batch) => this.observer.batchApplied?.(batch),
+          onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
+        },
+        signal,
+      );
+    } finally {
+      lock.release(true);
+      await Promise.all([source.end(), target.end()]);
+    }
+  }
+
+  /** First start: publication, then the slot with an exported snapshot, then every table copied under it. */
+  private async initialSnapshot(source: pg.Pool, store: StateStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
+    const { config, log } = this;
+    const publication = await ensurePublication(source, config.source.publication, plans);
+    log.info({ publication: config.source.publication, result: publication }, "publication ready");
+    const replication = await ReplicationConnection.connect(config.source.url, "pgferry-setup");
+    try {
+      const slot = await replication.createSlot(config.source.slot, { temporary: false, exportSnapshot: true });
+      log.info({ slot: slot.slotName, consistentPoint: formatLsn(slot.consistentPoint) }, "replication slot created");
+      await store.create(slot.consistentPoint, plans.map((p) => p.id));
+      await this.copy(store, plans, slot.snapshotName!, slot.consistentPoint, replication, signal);
+    } finally {
+      await replication.close();
+    }
+  }
+
+  /** Restart: tables not ready (interrupted, or new in the config) are copied under a fresh snapshot. */
+  private async resumeSnapshot(source: pg.Pool, store: StateStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
+    const { config, log } = this;
+    await store.addTables(plans.map((p) => p.id));
+    const ready = new Set((await store.tables()).filter((t) => t.state === "ready").map((t) => t.table));
+    const pending = plans.filter((p) => !ready.has(p.id));
+    const publication = await ensurePublication(source, config.source.publication, plans);
+    if (publication !== "unchanged") log.info({ publication: config.source.publication, result: publication }, "publication updated");
+    if (pending.length === 0) return;
+    log.info({ tables: pending.map((p) => p.id) }, "copying tables that are not ready under a new snapshot");
+    const replication = await ReplicationConnection.connect(config.source.url, "pgferry-setup");
+    try {
+      // A temporary slot only to get a snapshot and its LSN: the main stream skips these tables' changes before it.
+      const slot = await replication.createSlot(`${config.source.slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: true });
+      await this.copy(store, pending, slot.snapshotName!, slot.consistentPoint, replication, signal);
+    } finally {
+      await replication.close();
+    }
+  }
+
+  private async copy(store: StateStore, plans: TablePlan[], snapshotName: string, syncLsn: bigint, replication: ReplicationConnection, signal: AbortSignal): Promise<void> {
+    this.observer.phase?.("snapshot");
+    await runSnapshot(
+      {
+        sourceUrl: this.config.source.url,
+        targetUrl: this.config.target.url,
+        workers: this.config.snapshot.workers,
+        chunkRows: this.config.snapshot.chunkRows,
+        log: this.log.child({ module: "snapshot" }),
+        store,
+        plans,
+        snapshotName,
+        syncLsn,
+        onSnapshotImported: () => replication.close(),
+        onRowsCopied: (table, rows) => this.observer.rowsCopied?.(table, rows),
+      },
+      signal,
+    );
+  }
+}
+
+function unreachable(side: string, url: string, error: unknown): PgferryError {
+  // A refused or dropped connection is worth retrying; a rejected password or unknown database is not.
+  const kind = classify(error).disposition === "retry" ? "connection" : "preflight";
+  return new PgferryError(kind, `cannot reach the ${side} database ${describeUrl(url)}: ${(error as Error).message}`, {
+    cause: error,
+    hint: `check ${side}.url, the network and that the server is up`,
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

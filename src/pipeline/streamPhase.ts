@@ -1,0 +1,115 @@
+/**
+ * The streaming phase: START_REPLICATION from the checkpoint, reader → queue → apply loop, and the
+ * acknowledgements back to the source. Resolves when stopped through `signal`; rejects on any error,
+ * after rolling back what was not committed (nothing unacknowledged is lost: the slot keeps it).
+ */
+import type { Logger } from "pino";
+import { Applier } from "../apply/applier.js";
+import type { Config } from "../config/index.js";
+import { ReplicationConnection } from "../source/replicationConnection.js";
+import { formatLsn } from "../source/lsn.js";
+import type { Checkpoint, StateStore } from "../state/stateStore.js";
+import type { TablePlan } from "../transform/plan.js";
+import { ApplyLoop, type AppliedBatch } from "./applyLoop.js";
+import { ChangeQueue } from "./changeQueue.js";
+import type { StreamEvent } from "./streamEvents.js";
+import { StreamReader } from "./streamReader.js";
+
+/** How often the standby status is sent even when nothing changes (well under wal_sender_timeout). */
+const STATUS_INTERVAL_MS = 10_000;
+
+export interface StreamPhaseOptions {
+  config: Config;
+  log: Logger;
+  store: StateStore;
+  plans: readonly TablePlan[];
+  syncLsns: ReadonlyMap<string, bigint>;
+  checkpoint: Checkpoint;
+  onCommitted?(batch: AppliedBatch): void;
+  /** Called once the stream is running (START_REPLICATION accepted). */
+  onStreaming?(): void;
+  /** Called when the source reports its WAL end in a keepalive, for lag metrics. */
+  onServerWalEnd?(walEnd: bigint): void;
+}
+
+export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortSignal): Promise<void> {
+  const { config, log, store } = options;
+  const applier = await Applier.connect({ url: config.target.url, applicationName: "pgferry-apply", origin: `pgferry_${config.source.slot}` });
+  let replication: ReplicationConnection | undefined;
+  let stopping = false;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    replication = await ReplicationConnection.connect(config.source.url, "pgferry-stream");
+    const repl = replication;
+    let acked = options.checkpoint.endLsn;
+    const queue = new ChangeQueue<StreamEvent>(config.apply.queueMaxBytes, (pause) => (pause ? repl.pause() : repl.resume()));
+    const sendStatus = (reply = false) => {
+      if (stopping) return;
+      try {
+        repl.sendStatus(reader.lastReceived > acked ? reader.lastReceived : acked, acked, reply);
+      } catch (error) {
+        log.debug({ err: error }, "standby status not sent (connection closing)");
+      }
+    };
+    const loop = new ApplyLoop({
+      queue,
+      applier,
+      limits: { maxRows: config.apply.batchMaxRows, maxBytes: config.apply.batchMaxBytes, maxMs: config.apply.batchMaxMs },
+      writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
+      onCommitted: (batch) => {
+        acked = batch.checkpoint.endLsn;
+        sendStatus();
+        options.onCommitted?.(batch);
+      },
+    });
+    const reader: StreamReader = new StreamReader({
+      plans: options.plans,
+      syncLsns: options.syncLsns,
+      skipThrough: options.checkpoint.commitLsn,
+      queue,
+      log,
+      onKeepalive: (walEnd, replyRequested) => {
+        options.onServerWalEnd?.(walEnd);
+        // Nothing received is waiting to be applied: the server's position can be confirmed, which
+        // lets the slot advance past WAL of tables outside the publication.
+        const idle = !reader.inTransaction && queue.length === 0 && !loop.busy;
+        const advanced = idle && walEnd > acked;
+        if (advanced) acked = walEnd;
+        if (advanced || replyRequested) sendStatus();
+      },
+    });
+    timer = setInterval(() => sendStatus(), STATUS_INTERVAL_MS);
+
+    const onAbort = () => {
+      stopping = true;
+      log.info("stopping: closing the replication stream, then finishing the current batch");
+      void repl.close();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+
+    log.info({ slot: config.source.slot, from: formatLsn(options.checkpoint.endLsn) }, "streaming");
+    const applying = loop.run().catch((error: unknown) => {
+      stopping = true; // an apply failure ends the stream too
+      void repl.close();
+      throw error;
+    });
+    const streaming = repl
+      .stream({ slot: config.source.slot, startLsn: options.checkpoint.endLsn, publication: config.source.publication, protoVersion: 1, messages: true }, reader)
+      .finally(() => queue.close());
+    options.onStreaming?.();
+    // The apply loop drains what was received; then the first real failure (apply first) fails the phase.
+    const [applied, streamed] = await Promise.allSettled([applying, streaming]);
+    if (applied.status === "rejected") throw applied.reason;
+    if (streamed.status === "rejected" && !(stopping && signal.aborted)) throw streamed.reason;
+    signal.removeEventListener("abort", onAbort);
+  } catch (error) {
+    await applier.rollback();
+    throw error;
+  } finally {
+    if (timer) clearInterval(timer);
+    stopping = true;
+    await replication?.close();
+    await applier.close();
+  }
+}

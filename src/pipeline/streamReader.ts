@@ -1,0 +1,141 @@
+/**
+ * Reads the pgoutput stream: decodes each message, maps row changes through the plan, and queues
+ * them for the applier with a commit marker after each source transaction. Transactions already
+ * applied (commit LSN at or before the checkpoint) are skipped, and so are a table's changes that its
+ * snapshot copy already contains (commit LSN before the table's sync LSN).
+ */
+import type { Logger } from "pino";
+import type { TargetChange } from "../apply/types.js";
+import { PgoutputDecoder } from "../source/pgoutput/decoder.js";
+import { pgMicrosToDate, UNCHANGED_TOAST, type Relation } from "../source/pgoutput/messages.js";
+import type { StreamHandler } from "../source/replicationConnection.js";
+import type { TablePlan } from "../transform/plan.js";
+import { RowMapper } from "../transform/rowMapper.js";
+import type { ChangeQueue } from "./changeQueue.js";
+import { changeBytes, type SourceOp, type StreamEvent } from "./streamEvents.js";
+
+export interface StreamReaderOptions {
+  plans: readonly TablePlan[];
+  /** Per source table id: changes committed before this LSN are in its copy already. */
+  syncLsns: ReadonlyMap<string, bigint>;
+  /** Commit LSN of the checkpoint: transactions at or before it were applied. */
+  skipThrough: bigint;
+  queue: ChangeQueue<StreamEvent>;
+  log: Logger;
+  onKeepalive(walEnd: bigint, replyRequested: boolean): void;
+}
+
+interface OpenTransaction {
+  commitLsn: bigint;
+  skip: boolean;
+}
+
+export class StreamReader implements StreamHandler {
+  /** Highest WAL position the server has told us about. */
+  lastReceived = 0n;
+  private readonly decoder = new PgoutputDecoder();
+  private readonly plansByName = new Map<string, TablePlan>();
+  private readonly mappers = new Map<number, RowMapper>();
+  private readonly unmapped = new Set<number>();
+  private transaction: OpenTransaction | undefined;
+
+  constructor(private readonly options: StreamReaderOptions) {
+    for (const plan of options.plans) this.plansByName.set(`${plan.source.schema}.${plan.source.name}`, plan);
+  }
+
+  /** Whether a source transaction has begun but its commit has not arrived yet. */
+  get inTransaction(): boolean {
+    return this.transaction !== undefined;
+  }
+
+  onKeepalive(walEnd: bigint, replyRequested: boolean): void {
+    if (walEnd > this.lastReceived) this.lastReceived = walEnd;
+    this.options.onKeepalive(walEnd, replyRequested);
+  }
+
+  onXLogData(_walStart: bigint, walEnd: bigint, payload: Buffer): void {
+    if (walEnd > this.lastReceived) this.lastReceived = walEnd;
+    const message = this.decoder.decode(payload);
+    switch (message.tag) {
+      case "begin":
+        this.transaction = { commitLsn: message.finalLsn, skip: message.finalLsn <= this.options.skipThrough };
+        return;
+      case "commit": {
+        const transaction = this.transaction;
+        this.transaction = undefined;
+        if (transaction && !transaction.skip) {
+          this.options.queue.push(
+            { type: "commit", commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: pgMicrosToDate(message.commitTimeMicros) },
+            64,
+          );
+        }
+        return;
+      }
+      case "relation":
+        this.onRelation(message.relation);
+        return;
+      case "insert": {
+        const mapper = this.mapperFor(message.relation.oid);
+        if (mapper) this.enqueue(mapper, "insert", mapper.insert(message.new));
+        return;
+      }
+      case "update": {
+        const mapper = this.mapperFor(message.relation.oid);
+        if (mapper) this.enqueue(mapper, "update", mapper.update(message.old, message.new));
+        return;
+      }
+      case "delete": {
+        const mapper = this.mapperFor(message.relation.oid);
+        if (mapper) this.enqueue(mapper, "delete", mapper.delete(message.old));
+        return;
+      }
+      case "truncate": {
+        const tables = message.relations.flatMap((r) => {
+          const mapper = this.mapperFor(r.oid);
+          return mapper ? mapper.plan.targets.map((t) => t.table) : [];
+        });
+        if (tables.length > 0 && this.transaction && !this.transaction.skip) {
+          const change: TargetChange = { kind: "truncate", tables };
+          this.options.queue.push({ type: "change", change, sourceTable: message.relations.map((r) => `${r.namespace}.${r.name}`).join(","), op: "truncate" }, 128);
+        }
+        return;
+      }
+      default:
+        // Type, Origin and logical Message carry nothing to apply here.
+        return;
+    }
+  }
+
+  private onRelation(relation: Relation): void {
+    const plan = this.plansByName.get(`${relation.namespace}.${relation.name}`);
+    this.mappers.delete(relation.oid);
+    this.unmapped.delete(relation.oid);
+    if (!plan) {
+      this.unmapped.add(relation.oid);
+      this.options.log.warn({ table: `${relation.namespace}.${relation.name}` }, "the publication sends a table the mapping does not name; its changes are ignored");
+      return;
+    }
+    const mapper = new RowMapper(plan, relation, UNCHANGED_TOAST);
+    if (mapper.ignoredColumns.length > 0) {
+      this.options.log.warn({ table: plan.id, columns: mapper.ignoredColumns }, "source columns not in the mapping are ignored");
+    }
+    this.mappers.set(relation.oid, mapper);
+  }
+
+  /** The mapper for a relation, or undefined when this transaction's change to it must be skipped. */
+  private mapperFor(oid: number): RowMapper | undefined {
+    const transaction = this.transaction;
+    if (!transaction || transaction.skip || this.unmapped.has(oid)) return undefined;
+    const mapper = this.mappers.get(oid);
+    if (!mapper) return undefined;
+    const syncLsn = this.options.syncLsns.get(mapper.plan.id);
+    if (syncLsn !== undefined && transaction.commitLsn < syncLsn) return undefined;
+    return mapper;
+  }
+
+  private enqueue(mapper: RowMapper, op: SourceOp, changes: TargetChange[]): void {
+    for (const change of changes) {
+      this.options.queue.push({ type: "change", change, sourceTable: mapper.plan.id, op }, changeBytes(change));
+    }
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * A walsender connection (`replication: 'database'`) on top of `pg`: slot creation with an exported
+ * snapshot, START_REPLICATION for pgoutput, and standby status updates that we send ourselves, so a
+ * position is acknowledged only when the pipeline says it is durable (DESIGN rule 2). Incoming
+ * CopyData frames are split into XLogData and keepalives; everything else is the caller's.
+ * `pause()`/`resume()` stop reading the socket: TCP backpressure reaches the walsender.
+ */
+import pg from "pg";
+import { PgferryError } from "../errors.js";
+import { formatLsn, parseLsn, PG_EPOCH_MS } from "./lsn.js";
+
+export interface CreatedSlot {
+  slotName: string;
+  consistentPoint: bigint;
+  /** Exported snapshot name; valid while this connection stays idle. */
+  snapshotName: string | null;
+}
+
+export interface StreamHandler {
+  /** One pgoutput message (the XLogData payload). `walStart` is the LSN of the WAL record. */
+  onXLogData(walStart: bigint, walEnd: bigint, payload: Buffer): void;
+  onKeepalive(walEnd: bigint, replyRequested: boolean): void;
+}
+
+export interface StreamOptions {
+  slot: string;
+  startLsn: bigint;
+  publication: string;
+  protoVersion: 1 | 2;
+  /** Ask pgoutput for logical decoding messages (pg_logical_emit_message), used by resync watermarks. */
+  messages: boolean;
+}
+
+interface RawConnection {
+  stream: { pause(): void; resume(): void; destroy(): void };
+  on(event: "copyData", listener: (msg: { chunk: Buffer }) => void): void;
+  once(event: "replicationStart", listener: () => void): void;
+  removeAllListeners(event?: string): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+export class ReplicationConnection {
+  private readonly client: pg.Client;
+  private streaming = false;
+
+  private constructor(client: pg.Client) {
+    this.client = client;
+  }
+
+  static async connect(url: string, applicationName: string): Promise<ReplicationConnection> {
+    const client = new pg.Client({ connectionString: url, replication: "database", application_name: applicationName } as pg.ClientConfig);
+    // A dropped connection surfaces as the streaming promise's rejection; an unhandled 'error' event would crash the process.
+    client.on("error", () => undefined);
+    await client.connect();
+    return new ReplicationConnection(client);
+  }
+
+  private get raw(): RawConnection {
+    return (this.client as unknown as { connection: RawConnection }).connection;
+  }
+
+  /**
+   * CREATE_REPLICATION_SLOT with pgoutput. `exportSnapshot` exports a snapshot that sees exactly the
+   * transactions committed before `consistentPoint`; streaming from the slot yields all after it.
+   */
+  async createSlot(slot: string, options: { temporary: boolean; exportSnapshot: boolean }): Promise<CreatedSlot> {
+    const temporary = options.temporary ? " TEMPORARY" : "";
+    const snapshot = options.exportSnapshot ? "'export'" : "'nothing'";
+    const result = await this.client.query<{ slot_name: string; consistent_point: string; snapshot_name: string | null }>(
+      `CREATE_REPLICATION_SLOT "${slot}"${temporary} LOGICAL pgoutput (SNAPSHOT ${snapshot})`,
+    );
+    const row = result.rows[0];
+    if (!row) throw new PgferryError("protocol", `CREATE_REPLICATION_SLOT ${slot} returned no row`);
+    return { slotName: row.slot_name, consistentPoint: parseLsn(row.consistent_point), snapshotName: row.snapshot_name };
+  }
+
+  /** Streams until the server ends the copy or the connection fails (the promise then rejects). */
+  async stream(options: StreamOptions, handler: StreamHandler): Promise<void> {
+    if (this.streaming) throw new PgferryError("internal", "replication connection is already streaming");
+    this.streaming = true;
+    const raw = this.raw;
+    let failure: unknown;
+    raw.on("copyData", ({ chunk }) => {
+      if (failure !== undefined) return;
+      try {
+        const kind = chunk[0];
+        if (kind === 0x77 /* 'w' XLogData */) {
+          handler.onXLogData(chunk.readBigUInt64BE(1), chunk.readBigUInt64BE(9), chunk.subarray(25));
+        } else if (kind === 0x6b /* 'k' keepalive */) {
+          handler.onKeepalive(chunk.readBigUInt64BE(1), chunk[17] === 1);
+        } else {
+          throw new PgferryError("protocol", `unexpected replication CopyData message 0x${kind?.toString(16)}`);
+        }
+      } catch (error) {
+        // Throwing here would escape into pg's socket parser; end the stream and reject with it instead.
+        failure = error;
+        this.raw.stream.destroy();
+      }
+    });
+    const pluginOptions = [
+      `proto_version '${options.protoVersion}'`,
+      `publication_names ${quoteLiteral(`"${options.publication}"`)}`,
+      ...(options.messages ? ["messages 'true'"] : []),
+    ];
+    try {
+      await this.client.query(
+        `START_REPLICATION SLOT "${options.slot}" LOGICAL ${formatLsn(options.startLsn)} (${pluginOptions.join(", ")})`,
+      );
+      if (failure !== undefined) throw failure;
+    } catch (error) {
+      throw failure ?? error;
+    } finally {
+      raw.removeAllListeners("copyData");
+      this.streaming = false;
+    }
+  }
+
+  /** Standby status update: what we have received (write) and what is durable on the target (flush). */
+  sendStatus(write: bigint, flush: bigint, replyRequested = false): void {
+    const message = Buffer.alloc(34);
+    message[0] = 0x72; // 'r'
+    message.writeBigUInt64BE(write, 1);
+    message.writeBigUInt64BE(flush, 9);
+    message.writeBigUInt64BE(flush, 17);
+    message.writeBigUInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 25);
+    message[33] = replyRequested ? 1 : 0;
+    this.raw.sendCopyFromChunk(message);
+  }
+
+  pause(): void {
+    this.raw.stream.pause();
+  }
+
+  resume(): void {
+    this.raw.stream.resume();
+  }
+
+  /** Ends the copy politely; the server then finishes START_REPLICATION. */
+  endStream(): void {
+    if (this.streaming) this.raw.endCopyFrom();
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+}

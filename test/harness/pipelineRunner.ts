@@ -1,0 +1,82 @@
+/**
+ * Runs a pipeline in-process for a test and stops it afterwards; collects what it reports, so a test
+ * can wait on state (phase, checkpoint) instead of sleeping.
+ */
+import { Writable } from "node:stream";
+import { parseConfig, type Config } from "../../src/config/index.js";
+import { createLogger } from "../../src/log/logger.js";
+import { Pipeline, type Phase } from "../../src/pipeline/pipeline.js";
+
+export interface RunningPipeline {
+  config: Config;
+  phases: Phase[];
+  batches: number;
+  logs: string[];
+  /** Resolves when the pipeline ends by itself (error) or after stop(). */
+  done: Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+export interface TestConfigOptions {
+  sourceUrl: string;
+  targetUrl: string;
+  tables: { from: string; to: string }[];
+  slot?: string;
+  extra?: string;
+}
+
+export function testConfig(options: TestConfigOptions): Config {
+  const tables = options.tables.map((t) => `  - { from: ${JSON.stringify(t.from)}, to: ${JSON.stringify(t.to)} }`).join("\n");
+  const yaml = `source:
+  url: \${SOURCE_URL}
+  slot: ${options.slot ?? "pgferry_test"}
+  publication: ${options.slot ?? "pgferry_test"}
+target:
+  url: \${TARGET_URL}
+snapshot:
+  workers: 2
+  chunkRows: 1000
+apply:
+  retry: { maxAttempts: 50, initialDelayMs: 100, maxDelayMs: 1000 }
+log:
+  level: info
+  format: json
+${options.extra ?? ""}
+tables:
+${tables}
+`;
+  return parseConfig(yaml, "test.yaml", { SOURCE_URL: options.sourceUrl, TARGET_URL: options.targetUrl });
+}
+
+export function startPipeline(config: Config): RunningPipeline {
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(...chunk.toString("utf8").split("\n").filter(Boolean));
+      callback();
+    },
+  });
+  const log = createLogger({ level: "debug", format: "json", destination: sink });
+  const controller = new AbortController();
+  const running: RunningPipeline = {
+    config,
+    phases: [],
+    batches: 0,
+    logs,
+    done: Promise.resolve(),
+    async stop() {
+      controller.abort();
+      await running.done.catch(() => undefined);
+    },
+  };
+  const pipeline = new Pipeline({
+    config,
+    log,
+    observer: {
+      phase: (p) => running.phases.push(p),
+      batchApplied: () => { running.batches += 1; },
+    },
+  });
+  running.done = pipeline.run(controller.signal);
+  return running;
+}
