@@ -83,15 +83,16 @@ WHERE i.indrelid = ANY($1::oid[]) AND i.indisunique AND i.indimmediate
 GROUP BY i.indexrelid, i.indrelid, i.indisprimary, i.indisreplident
 ORDER BY i.indrelid, i.indisprimary DESC, i.indexrelid`;
 
+// Leaf partitions, or the table itself (pg_partition_tree returns nothing for a plain table).
 // Size in pages from the file itself (relpages is stale before ANALYZE); rows from reltuples (-1: unknown).
 const PARTITIONS_SQL = `
 SELECT root.oid::int AS root, n.nspname AS schema, c.relname AS name,
        (pg_relation_size(c.oid) / current_setting('block_size')::int)::text AS pages, c.reltuples::float8 AS reltuples
 FROM unnest($1::oid[]) AS root(oid)
-CROSS JOIN LATERAL pg_partition_tree(root.oid) AS tree
+CROSS JOIN LATERAL (SELECT t.relid FROM pg_partition_tree(root.oid) AS t WHERE t.isleaf UNION SELECT root.oid) AS tree(relid)
 JOIN pg_class c ON c.oid = tree.relid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE tree.isleaf AND c.relkind = 'r'
+WHERE c.relkind = 'r'
 ORDER BY root.oid, n.nspname, c.relname`;
 
 function groupBy<T extends { relid: number }>(rows: T[]): Map<number, T[]> {

@@ -11,6 +11,7 @@ import { pgMicrosToDate, UNCHANGED_TOAST, type Relation } from "../source/pgoutp
 import type { StreamHandler } from "../source/replicationConnection.js";
 import type { TablePlan } from "../transform/plan.js";
 import { RowMapper } from "../transform/rowMapper.js";
+import { PgferryError } from "../errors.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import { changeBytes, type SourceOp, type StreamEvent } from "./streamEvents.js";
 
@@ -100,6 +101,12 @@ export class StreamReader implements StreamHandler {
         }
         return;
       }
+      case "stream_start":
+      case "stream_stop":
+      case "stream_commit":
+      case "stream_abort":
+        // Only asked for with protocol 2 and `streaming 'on'`, which pgferry does not request.
+        throw new PgferryError("protocol", `unexpected ${message.tag} message: pgferry streams with protocol version 1`);
       default:
         // Type, Origin and logical Message carry nothing to apply here.
         return;
@@ -112,7 +119,8 @@ export class StreamReader implements StreamHandler {
     this.unmapped.delete(relation.oid);
     if (!plan) {
       this.unmapped.add(relation.oid);
-      this.options.log.warn({ table: `${relation.namespace}.${relation.name}` }, "the publication sends a table the mapping does not name; its changes are ignored");
+      // pgoutput describes each leaf partition as well as the root it publishes changes as.
+      this.options.log.debug({ table: `${relation.namespace}.${relation.name}` }, "relation not in the mapping (a partition published via its root); ignored");
       return;
     }
     const mapper = new RowMapper(plan, relation, UNCHANGED_TOAST);
@@ -125,7 +133,8 @@ export class StreamReader implements StreamHandler {
   /** The mapper for a relation, or undefined when this transaction's change to it must be skipped. */
   private mapperFor(oid: number): RowMapper | undefined {
     const transaction = this.transaction;
-    if (!transaction || transaction.skip || this.unmapped.has(oid)) return undefined;
+    if (!transaction) throw new PgferryError("protocol", `row change for relation ${oid} outside a transaction (no Begin before it)`);
+    if (transaction.skip || this.unmapped.has(oid)) return undefined;
     const mapper = this.mappers.get(oid);
     if (!mapper) return undefined;
     const syncLsn = this.options.syncLsns.get(mapper.plan.id);

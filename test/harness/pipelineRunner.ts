@@ -3,6 +3,7 @@
  * can wait on state (phase, checkpoint) instead of sleeping.
  */
 import { Writable } from "node:stream";
+import { onTestFailed } from "vitest";
 import { parseConfig, type Config } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { Pipeline, type Phase } from "../../src/pipeline/pipeline.js";
@@ -78,5 +79,9 @@ export function startPipeline(config: Config): RunningPipeline {
     },
   });
   running.done = pipeline.run(controller.signal);
+  // A failing test shows what the pipeline said last.
+  onTestFailed(() => {
+    console.log(`--- last pipeline log lines ---\n${logs.slice(-60).join("\n")}`);
+  });
   return running;
 }

@@ -1,0 +1,82 @@
+/**
+ * The config file's schema: every key, its default and its bounds (README "Configuration" documents
+ * the same). Objects are strict so a misspelt key is an error instead of a silently applied default;
+ * sections default to `{}` so a missing section reports its own required keys.
+ */
+import { z } from "zod";
+import { byteSize, connectionUrl, identifier, integer, listenAddress, slotName } from "./fields.js";
+import { isLoopbackHost, parseListenAddress } from "./listenAddress.js";
+import { tableMappingsSchema } from "./tableMapping.js";
+
+const MiB = 1024 ** 2;
+
+const sourceSchema = z.strictObject({
+  url: connectionUrl(),
+  slot: slotName().default("pgferry"),
+  publication: slotName().default("pgferry"),
+});
+
+const targetSchema = z.strictObject({
+  url: connectionUrl(),
+  stateSchema: identifier().default("_pgferry"),
+});
+
+const snapshotSchema = z.strictObject({
+  workers: integer(1, 64).default(4),
+  chunkRows: integer(1).default(250_000),
+  format: z.enum(["auto", "binary", "text"]).default("auto"),
+});
+
+const retrySchema = z
+  .strictObject({
+    maxAttempts: integer(1).default(10),
+    initialDelayMs: integer(0).default(500),
+    maxDelayMs: integer(0).default(30_000),
+  })
+  .superRefine((retry, ctx) => {
+    if (retry.maxDelayMs < retry.initialDelayMs) {
+      ctx.addIssue({ code: "custom", path: ["maxDelayMs"], message: `must be at least initialDelayMs (${retry.initialDelayMs})`, input: retry.maxDelayMs });
+    }
+  });
+
+const applySchema = z.strictObject({
+  batchMaxRows: integer(1).default(10_000),
+  batchMaxBytes: byteSize().default(16 * MiB),
+  batchMaxMs: integer(0).default(100),
+  queueMaxBytes: byteSize().default(64 * MiB),
+  onError: z.enum(["retry", "stop"]).default("retry"),
+  retry: retrySchema.prefault({}),
+});
+
+const controlSchema = z
+  .strictObject({
+    listen: listenAddress().default("127.0.0.1:9187"),
+    adminToken: z.string().min(16).optional(),
+    readyMaxLagSeconds: integer(1).default(30),
+  })
+  .superRefine((control, ctx) => {
+    // Off loopback the control API is reachable from the network; resync must not be open to it.
+    const address = parseListenAddress(control.listen);
+    if (address !== undefined && !isLoopbackHost(address.host) && control.adminToken === undefined) {
+      ctx.addIssue({ code: "custom", path: ["adminToken"], message: "required when control.listen is not a loopback address", input: undefined });
+    }
+  });
+
+const logSchema = z.strictObject({
+  level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  format: z.enum(["auto", "json", "pretty"]).default("auto"),
+});
+
+export const configSchema = z.strictObject({
+  // `{}` lacks the required url; that is the point: a missing section reports `source.url: required`.
+  source: sourceSchema.prefault({} as z.input<typeof sourceSchema>),
+  target: targetSchema.prefault({} as z.input<typeof targetSchema>),
+  snapshot: snapshotSchema.prefault({}),
+  apply: applySchema.prefault({}),
+  control: controlSchema.prefault({}),
+  log: logSchema.prefault({}),
+  tables: tableMappingsSchema,
+});
+
+/** The validated config with every default applied; byte sizes are numbers of bytes. */
+export type Config = z.output<typeof configSchema>;

@@ -1,0 +1,79 @@
+/**
+ * Transient failures are survived: the replication connection dropped by the server, the source
+ * restarted (fast and immediate) and the target restarted, each while pgferry streams. The file runs
+ * its own pair of servers, since restarting the shared ones would disturb other test files.
+ */
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
+import { startTestServers, type TestServers } from "../harness/backend.js";
+import { compareTables } from "../harness/compare.js";
+import { startPipeline, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
+import { waitFor } from "../harness/waitFor.js";
+import { runWriteLoad } from "../harness/writeLoad.js";
+
+let servers: TestServers;
+let source: pg.Pool;
+let target: pg.Pool;
+let running: RunningPipeline | undefined;
+
+beforeAll(async () => {
+  servers = await startTestServers();
+  source = new pg.Pool({ connectionString: servers.source.url(), max: 4 });
+  target = new pg.Pool({ connectionString: servers.target.url(), max: 4 });
+  for (const pool of [source, target]) {
+    pool.on("error", () => undefined); // idle clients see the restarts
+    await pool.query("CREATE EXTENSION IF NOT EXISTS vector");
+  }
+  await createFixture(source, target);
+  await seed(source, 1500);
+});
+
+afterAll(async () => {
+  await running?.stop();
+  await Promise.all([source?.end(), target?.end()]);
+  await Promise.all([servers?.source.destroy(), servers?.target.destroy()]);
+});
+
+const converged = () =>
+  waitFor(() => compareTables(source, target, pairs()), { description: "target == source", until: (d) => d === null, timeoutMs: 90_000, intervalMs: 250 });
+
+async function streaming(): Promise<void> {
+  await waitFor(
+    async () => (await source.query("SELECT 1 FROM pg_stat_replication WHERE application_name = 'pgferry-stream' AND state = 'streaming'")).rowCount,
+    { description: "pgferry streaming from the source", until: (n) => n === 1, timeoutMs: 60_000 },
+  );
+}
+
+describe("transient failures while streaming", () => {
+  it("survives a dropped replication connection, source restarts and a target restart with target == source", async () => {
+    running = startPipeline(testConfig({ sourceUrl: servers.source.url(), targetUrl: servers.target.url(), tables: mappings() }));
+    await streaming();
+    expect(await converged()).toBeNull();
+
+    await runWriteLoad(source, { transactions: 150, seedOffset: 10_000 });
+    await source.query("SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'pgferry-stream'");
+    await runWriteLoad(source, { transactions: 150, seedOffset: 20_000 });
+    await streaming();
+    expect(await converged()).toBeNull();
+
+    for (const mode of ["fast", "immediate"] as const) {
+      await runWriteLoad(source, { transactions: 100, seedOffset: mode === "fast" ? 30_000 : 40_000 });
+      await servers.source.restart(mode);
+      await runWriteLoad(source, { transactions: 100, seedOffset: mode === "fast" ? 50_000 : 60_000 });
+      await streaming();
+      expect(await converged()).toBeNull();
+    }
+
+    await runWriteLoad(source, { transactions: 100, seedOffset: 70_000 });
+    await servers.target.restart("immediate");
+    await runWriteLoad(source, { transactions: 100, seedOffset: 80_000 });
+    expect(await converged()).toBeNull();
+
+    const retries = running.phases.filter((p) => p === "retrying").length;
+    expect(retries).toBeGreaterThanOrEqual(4);
+    expect(running.phases).not.toContain("failed");
+    // Each restart resumed from the checkpoint: no second snapshot.
+    expect(running.phases.filter((p) => p === "snapshot")).toHaveLength(1);
+  });
+});
