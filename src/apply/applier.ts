@@ -52,6 +52,10 @@ export class Applier {
     await client.connect();
     try {
       await client.query("SET session_replication_role = replica");
+      // The checkpoint is acknowledged to the source right after COMMIT returns, so the commit must
+      // be durable by then, whatever the server's default (an asynchronous commit can be lost in a
+      // crash after the source has already released the WAL).
+      await client.query("SET synchronous_commit = on");
       let originActive = false;
       if (options.origin) originActive = await setupOrigin(client, options.origin);
       return new Applier(client, originActive);

@@ -41,9 +41,9 @@ const retrySchema = z
 
 const applySchema = z.strictObject({
   batchMaxRows: integer(1).default(10_000),
-  batchMaxBytes: byteSize().default(16 * MiB),
+  batchMaxBytes: byteSize().default(8 * MiB),
   batchMaxMs: integer(0).default(100),
-  queueMaxBytes: byteSize().default(64 * MiB),
+  queueMaxBytes: byteSize().default(16 * MiB),
   onError: z.enum(["retry", "stop"]).default("retry"),
   retry: retrySchema.prefault({}),
 });

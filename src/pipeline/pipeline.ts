@@ -82,7 +82,34 @@ export class Pipeline {
     }
   }
 
-  private async runOnce(signal: AbortSignal): Promise<void> {
+  /**
+   * One attempt. Losing the connection that holds the pipeline lock ends the attempt (another
+   * instance may take the slot over), as a transient failure.
+   */
+  private async runOnce(outer: AbortSignal): Promise<void> {
+    const inner = new AbortController();
+    const forward = () => inner.abort();
+    outer.addEventListener("abort", forward, { once: true });
+    if (outer.aborted) inner.abort();
+    let lockLost: Error | undefined;
+    try {
+      await this.attempt(inner.signal, (lock) => {
+        lock.on("error", (error) => {
+          lockLost = error;
+          inner.abort();
+        });
+      });
+    } catch (error) {
+      if (!lockLost) throw error;
+    } finally {
+      outer.removeEventListener("abort", forward);
+    }
+    if (lockLost && !outer.aborted) {
+      throw new PgferryError("connection", `lost the target connection holding the pipeline lock: ${lockLost.message}`, { cause: lockLost });
+    }
+  }
+
+  private async attempt(signal: AbortSignal, watchLock: (lock: pg.PoolClient) => void): Promise<void> {
     const { config, log } = this;
     const source = new pg.Pool({ connectionString: config.source.url, max: 4, application_name: "pgferry" });
     const target = new pg.Pool({ connectionString: config.target.url, max: 4, application_name: "pgferry" });
@@ -92,6 +119,7 @@ export class Pipeline {
     const lock = await target.connect().catch((error: unknown) => {
       throw unreachable("target", config.target.url, error);
     });
+    watchLock(lock);
     try {
       await source.query("SELECT 1").catch((error: unknown) => {
         throw unreachable("source", config.source.url, error);

@@ -120,6 +120,7 @@ async function openWorker(options: SnapshotOptions): Promise<Worker> {
   await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   await source.query(`SET TRANSACTION SNAPSHOT '${options.snapshotName.replace(/'/g, "''")}'`);
   await target.query("SET session_replication_role = replica");
+  await target.query("SET synchronous_commit = on"); // a chunk marked copied must survive a crash
   return { source, target };
 }
 

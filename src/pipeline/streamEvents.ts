@@ -8,11 +8,14 @@ export type StreamEvent =
   /** The end of a source transaction: everything before it (since the previous commit) belongs to it. */
   | { type: "commit"; commitLsn: bigint; endLsn: bigint; commitTime: Date };
 
-/** Rough in-memory weight of a change, for the queue's and the batch's byte limits. */
+/**
+ * In-memory weight of a queued change, for the queue's byte limit: V8 one-byte strings take their
+ * length plus a header; the event, change, value array and queue entry objects about 200 bytes.
+ */
 export function changeBytes(change: TargetChange): number {
-  let bytes = 96;
+  let bytes = 200;
   const add = (values: readonly unknown[]) => {
-    for (const v of values) bytes += typeof v === "string" ? v.length + 16 : 8;
+    for (const v of values) bytes += typeof v === "string" ? v.length + 24 : 8;
   };
   switch (change.kind) {
     case "upsert":

@@ -84,7 +84,7 @@ export class ReplicationConnection {
     if (this.streaming) throw new PgferryError("internal", "replication connection is already streaming");
     this.streaming = true;
     const raw = this.raw;
-    let failure: unknown;
+    let failure: Error | undefined;
     raw.on("copyData", ({ chunk }) => {
       if (failure !== undefined) return;
       try {
@@ -98,7 +98,7 @@ export class ReplicationConnection {
         }
       } catch (error) {
         // Throwing here would escape into pg's socket parser; end the stream and reject with it instead.
-        failure = error;
+        failure = error instanceof Error ? error : new Error(String(error));
         this.raw.stream.destroy();
       }
     });

@@ -28,10 +28,12 @@ export interface TestConfigOptions {
 
 export function testConfig(options: TestConfigOptions): Config {
   const tables = options.tables.map((t) => `  - { from: ${JSON.stringify(t.from)}, to: ${JSON.stringify(t.to)} }`).join("\n");
+  // Slots are per cluster and test files share the clusters: name the slot after the file's database.
+  const slot = options.slot ?? `pgferry_${new URL(options.sourceUrl).pathname.slice(1)}`;
   const yaml = `source:
   url: \${SOURCE_URL}
-  slot: ${options.slot ?? "pgferry_test"}
-  publication: ${options.slot ?? "pgferry_test"}
+  slot: ${slot}
+  publication: ${slot}
 target:
   url: \${TARGET_URL}
 snapshot:

@@ -3,6 +3,7 @@
  * (SIGKILL at any moment), signal handling and memory measurements (peak RSS from /proc).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -45,8 +46,8 @@ export function runCli(args: string[], env: Record<string, string>): ChildRun {
   };
 }
 
-/** YAML for a config whose URLs come from SOURCE_URL / TARGET_URL in the environment. */
-export function configYaml(tables: readonly { from: string; to: string }[], extra = "", slot = "pgferry_proc"): string {
+/** YAML for a config whose URLs come from SOURCE_URL / TARGET_URL in the environment (slots are per cluster: unique by default). */
+export function configYaml(tables: readonly { from: string; to: string }[], extra = "", slot = `pgferry_${randomBytes(4).toString("hex")}`): string {
   return `source:
   url: \${SOURCE_URL}
   slot: ${slot}

@@ -23,7 +23,7 @@ export async function waitFor<T>(probe: () => Promise<T> | T, options: WaitOptio
       lastError = error;
     }
     if (Date.now() >= deadline) {
-      const seen = lastError ? `last error: ${String(lastError)}` : `last value: ${JSON.stringify(last, bigintSafe)}`;
+      const seen = lastError ? `last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)}` : `last value: ${JSON.stringify(last, bigintSafe)}`;
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${description} (${seen})`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));

@@ -30,7 +30,7 @@ describe("a 1,000,000-row transaction", () => {
   it("streams with peak RSS below 300 MB and lands whole", async () => {
     const file = await writeConfigFile(configYaml([{ from: "public.big", to: "app.big" }], "", "pgferry_big"));
     run = runCli(["run", "--config", file], { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl });
-    await waitFor(async () => (await db.target.query("SELECT state FROM _pgferry.tables")).rows[0]?.state as string | undefined, {
+    await waitFor(async () => (await db.target.query<{ state: string }>("SELECT state FROM _pgferry.tables")).rows[0]?.state, {
       description: "the (empty) table copied",
       until: (s) => s === "ready",
       timeoutMs: 60_000,

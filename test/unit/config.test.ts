@@ -45,9 +45,9 @@ describe("parseConfig: valid files", () => {
       snapshot: { workers: 4, chunkRows: 250_000, format: "auto" },
       apply: {
         batchMaxRows: 10_000,
-        batchMaxBytes: 16 * 1024 * 1024,
+        batchMaxBytes: 8 * 1024 * 1024,
         batchMaxMs: 100,
-        queueMaxBytes: 64 * 1024 * 1024,
+        queueMaxBytes: 16 * 1024 * 1024,
         onError: "retry",
         retry: { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 30_000 },
       },
