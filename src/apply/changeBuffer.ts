@@ -7,6 +7,7 @@
  * unchanged TOAST columns, a TRUNCATE), are barriers: everything before them becomes statements first.
  */
 import {
+  deleteOwnedStatement,
   deleteRowStatement,
   deleteStatement,
   insertRowsStatement,
@@ -94,6 +95,10 @@ export class ChangeBuffer {
         this.heldBytes += valueBytes(change.kind === "deleteRow" ? change.old : change.values);
         return;
       }
+      case "deleteOwned":
+        // Other sources' pending rows in the same table stay; this source's ran before it, in order.
+        this.barrier(deleteOwnedStatement(change.table, change.match));
+        return;
       case "truncate":
         // Changes before a TRUNCATE of a table are void; the truncate itself must run in order.
         for (const table of change.tables) this.forget(table.id);

@@ -125,3 +125,9 @@ export function truncateStatement(tables: readonly TargetTable[]): Statement {
   // Not prepared: TRUNCATE is rare, and its text varies with the set of tables.
   return { text: `TRUNCATE ${unique.map(qualifiedName).join(", ")}`, values: [], rows: 0, table: unique.map((t) => t.id).join(","), op: "truncate" };
 }
+
+/** Deletes the rows of one merged source (its discriminator columns), for a TRUNCATE or a re-copy of that source. */
+export function deleteOwnedStatement(table: TargetTable, match: readonly { column: string; type: string; value: string }[]): Statement {
+  const where = match.map((m, i) => `${quoteIdent(m.column)} = $${i + 1}::${m.type}`).join(" AND ");
+  return prepared(`DELETE FROM ${qualifiedName(table)} WHERE ${where}`, match.map((m) => m.value), { rows: 0, table: table.id, op: "truncate" });
+}

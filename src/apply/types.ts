@@ -41,7 +41,9 @@ export type TargetChange =
   | { kind: "insertRow"; table: TargetTable; values: Value[] }
   | { kind: "updateRow"; table: TargetTable; old: (string | null)[]; values: Value[] }
   | { kind: "deleteRow"; table: TargetTable; old: (string | null)[] }
-  | { kind: "truncate"; tables: TargetTable[] };
+  | { kind: "truncate"; tables: TargetTable[] }
+  /** A TRUNCATE of one of several sources merged into `table`: only the rows carrying its discriminator go. */
+  | { kind: "deleteOwned"; table: TargetTable; match: { column: string; type: string; value: string }[] };
 
 /** A SQL statement with its parameters, ready for `client.query`. `name` makes it a prepared statement. */
 export interface Statement {

@@ -4,6 +4,7 @@
  * The only module that reads the environment; everything else receives a Config.
  */
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
 import { interpolateTree, isMapping, type Env, type InterpolationProblem } from "./interpolate.js";
@@ -12,7 +13,7 @@ import { configSchema, type Config } from "./schema.js";
 
 export type { Config } from "./schema.js";
 export type { Env } from "./interpolate.js";
-export type { TableMapping } from "./tableMapping.js";
+export type { ColumnSource, TableMapping } from "./tableMapping.js";
 export { parseListenAddress, isLoopbackHost, type ListenAddress } from "./listenAddress.js";
 
 /** Reads and validates `file`; an unreadable file is a ConfigError naming it. */
@@ -47,6 +48,10 @@ export function parseConfig(text: string, file: string, env: Env): Config {
     problems.push(...formatIssues(result.error.issues).filter((p) => !failedKeys.has(p.slice(0, p.indexOf(": ")))));
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems);
+  // Hook modules are named relative to the config file, wherever pgferry is started from.
+  for (const table of result.data.tables) {
+    if (table.hook !== undefined) table.hook = resolve(dirname(file), table.hook);
+  }
   return result.data;
 }
 

@@ -16,10 +16,35 @@ function isQualifiedName(text: string): boolean {
   return dot > 0 && IDENTIFIER.test(text.slice(0, dot)) && IDENTIFIER.test(text.slice(dot + 1));
 }
 
+const columnName = () => z.string().min(1).max(63, { error: "expected a column name (at most 63 bytes)" });
+
+/**
+ * Where a target column's value comes from: a source column (rename), a constant, or a SQL
+ * expression over the source row (evaluated by the source database, in the snapshot and the stream).
+ */
+const columnSourceSchema = z.union([
+  columnName(),
+  z.strictObject({ from: columnName() }),
+  z.strictObject({ value: z.union([z.string(), z.number(), z.boolean()]).transform((v) => String(v)) }),
+  z.strictObject({ sql: z.string().trim().min(1, { error: "expected a SQL expression" }) }),
+], { error: "expected a source column name, { from: column }, { value: constant } or { sql: expression }" });
+
 export const tableMappingSchema = z.strictObject({
   from: qualifiedTableName(),
   to: qualifiedTableName(),
+  /** Target column → its source. Same-named columns pass through without being listed. */
+  columns: z.record(columnName(), columnSourceSchema).default({}),
+  /** Source columns that are not copied by name. */
+  exclude: z.array(columnName()).default([]),
+  /** Whether same-named columns pass through (true) or only `columns` are written (false). */
+  passthrough: z.boolean().default(true),
+  /** Row filter: a SQL predicate over the source row; the target holds exactly the rows that pass. */
+  where: z.string().trim().min(1, { error: "expected a SQL predicate" }).optional(),
+  /** A JavaScript module whose default export reshapes each mapped row (path relative to the config file). */
+  hook: z.string().min(1).optional(),
 });
+
+export type ColumnSource = z.output<typeof columnSourceSchema>;
 
 export type TableMapping = z.output<typeof tableMappingSchema>;
 

@@ -11,7 +11,8 @@ import type { Applier } from "../apply/applier.js";
 import { ChangeBuffer } from "../apply/changeBuffer.js";
 import type { Checkpoint } from "../state/stateStore.js";
 import type { ChangeQueue } from "./changeQueue.js";
-import type { SourceOp, StreamEvent } from "./streamEvents.js";
+import type { ChangeTransformer } from "../transform/changeTransformer.js";
+import { changeBytes, type SourceChange, type SourceOp, type SourceTruncate, type StreamEvent } from "./streamEvents.js";
 
 export interface BatchLimits {
   maxRows: number;
@@ -30,14 +31,20 @@ export interface AppliedBatch {
 export interface ApplyLoopOptions {
   queue: ChangeQueue<StreamEvent>;
   applier: Applier;
+  transformer: ChangeTransformer;
   limits: BatchLimits;
   writeCheckpoint(client: pg.ClientBase, checkpoint: Checkpoint): Promise<void>;
   /** Called after each target COMMIT. */
   onCommitted(batch: AppliedBatch): void;
 }
 
+/** Source changes mapped together (one evaluation query per edge for SQL transforms). */
+const TRANSFORM_RUN = 2000;
+
 export class ApplyLoop {
   private readonly buffer = new ChangeBuffer();
+  private pending: (SourceChange | SourceTruncate)[] = [];
+  private pendingBytes = 0;
   private rows = 0;
   private transactions = 0;
   private startedAt = 0;
@@ -62,23 +69,25 @@ export class ApplyLoop {
       if (event === undefined) break;
       this.working = true;
       if (this.rows === 0 && this.transactions === 0) this.startedAt = performance.now();
-      if (event.type === "change") {
-        this.buffer.add(event.change);
-        this.rows += 1;
-        this.openChanges += 1;
-        const counts = this.perTable.get(event.sourceTable) ?? {};
-        counts[event.op] = (counts[event.op] ?? 0) + 1;
-        this.perTable.set(event.sourceTable, counts);
-        if (this.buffer.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes) {
-          await this.options.applier.execute(this.buffer.drain());
-        }
-      } else {
+      if (event.type === "commit") {
         this.lastCommit = { commitLsn: event.commitLsn, endLsn: event.endLsn, commitTime: event.commitTime };
         this.transactions += 1;
         this.openChanges = 0;
         const age = performance.now() - this.startedAt;
-        if (queue.length === 0 || this.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes || age >= limits.maxMs) {
+        if (queue.length === 0 || this.rows >= limits.maxRows || this.heldBytes >= limits.maxBytes || age >= limits.maxMs) {
           await this.commit();
+        }
+      } else {
+        this.pending.push(event);
+        this.pendingBytes += event.type === "change" ? changeBytes(event) : 128;
+        this.rows += 1;
+        this.openChanges += 1;
+        if (event.type === "change") this.count(event.plan.id, event.op);
+        else for (const plan of event.plans) this.count(plan.id, "truncate");
+        if (this.pending.length >= TRANSFORM_RUN || this.pendingBytes >= limits.maxBytes) await this.transformPending();
+        // A source transaction larger than the batch goes out progressively, inside the open target transaction.
+        if (this.buffer.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes) {
+          await this.options.applier.execute(this.buffer.drain());
         }
       }
       this.working = false;
@@ -87,9 +96,28 @@ export class ApplyLoop {
     else await this.options.applier.rollback();
   }
 
+  private get heldBytes(): number {
+    return this.buffer.bytes + this.pendingBytes;
+  }
+
+  private count(table: string, op: SourceOp): void {
+    const counts = this.perTable.get(table) ?? {};
+    counts[op] = (counts[op] ?? 0) + 1;
+    this.perTable.set(table, counts);
+  }
+
+  private async transformPending(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const run = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    for (const change of await this.options.transformer.transform(run)) this.buffer.add(change);
+  }
+
   private async commit(): Promise<void> {
     const checkpoint = this.lastCommit;
     if (!checkpoint) return;
+    await this.transformPending();
     await this.options.applier.execute(this.buffer.drain());
     await this.options.applier.commit((client) => this.options.writeCheckpoint(client, checkpoint));
     const batch: AppliedBatch = {

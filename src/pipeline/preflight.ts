@@ -6,7 +6,10 @@ import type pg from "pg";
 import { describeTables } from "../catalog/tableCatalog.js";
 import type { Config } from "../config/index.js";
 import { PgferryError } from "../errors.js";
-import { compilePlan, type TablePlan } from "../transform/plan.js";
+import { loadHooks } from "../transform/codeHook.js";
+import { compileMapping } from "../transform/mappingCompiler.js";
+import type { TablePlan } from "../transform/plan.js";
+import { snapshotSelect } from "../transform/snapshotSql.js";
 
 export interface PreflightResult {
   plans: TablePlan[];
@@ -91,13 +94,29 @@ export async function preflight(config: Config, source: pg.Pool, target: pg.Pool
   ]);
   await checkPrivileges(source, sourceIds, "SELECT", "source", problems);
   for (const privilege of ["INSERT", "UPDATE", "DELETE"]) await checkPrivileges(target, targetIds, privilege, "target", problems);
-  const { plans, problems: planProblems } = compilePlan({
+  const { plans, problems: planProblems } = compileMapping({
     mappings: config.tables,
     sourceTables,
     targetTables,
     snapshotFormat: config.snapshot.format,
   });
   problems.push(...planProblems);
+  if (planProblems.length === 0) await checkExpressions(source, plans, problems);
   if (problems.length > 0) throw new PreflightError(problems);
+  await loadHooks(plans);
   return { plans, slotExists, warnings: [] };
+}
+
+/** Each derived column and filter is planned by the source (without reading a row), so a typo stops the start. */
+async function checkExpressions(source: pg.Pool, plans: readonly TablePlan[], problems: string[]): Promise<void> {
+  for (const plan of plans) {
+    for (const edge of plan.edges) {
+      if (!edge.evaluated) continue;
+      try {
+        await source.query(`EXPLAIN ${snapshotSelect(edge, plan.source)}`);
+      } catch (error) {
+        problems.push(`tables[${edge.index}]: the source rejects the mapping's SQL for ${plan.id} → ${edge.table.id}: ${(error as Error).message}`);
+      }
+    }
+  }
 }

@@ -10,10 +10,14 @@ import PQueue from "p-queue";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { Logger } from "pino";
-import { quoteIdent } from "../apply/statements.js";
+import { deleteOwnedStatement, insertRowsStatement, qualifiedName, quoteIdent, upsertStatement } from "../apply/statements.js";
+import type { Value } from "../apply/types.js";
 import type { CatalogPartition } from "../catalog/tableCatalog.js";
 import type { StateStore } from "../state/stateStore.js";
-import type { TablePlan, TargetPlan } from "../transform/plan.js";
+import { loadHooks, runHook, type HookRow, type RowHook } from "../transform/codeHook.js";
+import type { EdgePlan, TablePlan } from "../transform/plan.js";
+import { RAW_TEXT } from "../transform/sourceEvaluator.js";
+import { snapshotSelect } from "../transform/snapshotSql.js";
 
 export interface SnapshotOptions {
   sourceUrl: string;
@@ -45,9 +49,6 @@ interface Worker {
   target: pg.Client;
 }
 
-function qualified(schema: string, name: string): string {
-  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
-}
 
 function chunksOf(plan: TablePlan, chunkRows: number): Chunk[] {
   const chunks: Chunk[] = [];
@@ -67,25 +68,59 @@ function chunksOf(plan: TablePlan, chunkRows: number): Chunk[] {
   return chunks;
 }
 
-function selectSql(chunk: Chunk, target: TargetPlan): string {
-  const columns = target.sourceColumns.map(quoteIdent).join(", ");
+function chunkConditions(chunk: Chunk): string[] {
   const where: string[] = [];
-  if (chunk.fromBlock !== undefined) where.push(`ctid >= '(${chunk.fromBlock},0)'::tid`);
-  if (chunk.toBlock !== undefined) where.push(`ctid < '(${chunk.toBlock},0)'::tid`);
-  const filter = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
-  return `SELECT ${columns} FROM ONLY ${qualified(chunk.partition.schema, chunk.partition.name)}${filter}`;
+  if (chunk.fromBlock !== undefined) where.push(`s.ctid >= '(${chunk.fromBlock},0)'::tid`);
+  if (chunk.toBlock !== undefined) where.push(`s.ctid < '(${chunk.toBlock},0)'::tid`);
+  return where;
 }
 
-async function copyChunk(worker: Worker, chunk: Chunk, options: SnapshotOptions): Promise<number> {
+/** The pushdown: one COPY pipe source → target, the mapping done by the source's SELECT. */
+async function copyEdge(worker: Worker, chunk: Chunk, edge: EdgePlan): Promise<number> {
+  const format = edge.copyFormat === "binary" ? " (FORMAT binary)" : "";
+  const columns = edge.table.columns.map((c) => quoteIdent(c.name)).join(", ");
+  const ingest = worker.target.query(copyFrom(`COPY ${qualifiedName(edge.table)} (${columns}) FROM STDIN${format}`));
+  await pipe(worker.source.query(copyTo(`COPY (${snapshotSelect(edge, chunk.partition, chunkConditions(chunk))}) TO STDOUT${format}`)), ingest);
+  return ingest.rowCount ?? 0;
+}
+
+const HOOK_FETCH_ROWS = 2000;
+
+/** The code path, for edges with a hook: rows read through a cursor (as text), reshaped in JavaScript, written set-based. */
+async function copyEdgeWithHook(worker: Worker, chunk: Chunk, edge: EdgePlan, hook: RowHook): Promise<number> {
+  const table = edge.table;
+  await worker.source.query(`DECLARE pgferry_hook_cursor NO SCROLL CURSOR FOR ${snapshotSelect(edge, chunk.partition, chunkConditions(chunk))}`);
+  let rows = 0;
+  try {
+    for (;;) {
+      const { rows: batch } = await worker.source.query<(string | null)[]>({ text: `FETCH ${HOOK_FETCH_ROWS} FROM pgferry_hook_cursor`, rowMode: "array" });
+      if (batch.length === 0) break;
+      const out: Value[][] = [];
+      for (const values of batch) {
+        const row: HookRow = {};
+        table.columns.forEach((c, i) => { row[c.name] = values[i] ?? null; });
+        const result = runHook(hook, row, { op: "snapshot", source: chunk.plan.id, target: table.id }, edge.index);
+        for (const r of result ?? []) out.push(table.columns.map((c) => r[c.name] ?? null));
+      }
+      rows += out.length;
+      if (out.length === 0) continue;
+      const all = table.columns.map((_, i) => i);
+      const statement = table.keyIndexes.length > 0 ? upsertStatement(table, all, out as (string | null)[][]) : insertRowsStatement(table, out as (string | null)[][]);
+      await worker.target.query({ text: statement.text, values: statement.values });
+    }
+  } finally {
+    await worker.source.query("CLOSE pgferry_hook_cursor").catch(() => undefined);
+  }
+  return rows;
+}
+
+async function copyChunk(worker: Worker, chunk: Chunk, options: SnapshotOptions, hooks: ReadonlyMap<string, RowHook>): Promise<number> {
   let rows = 0;
   await worker.target.query("BEGIN");
   try {
-    for (const target of chunk.plan.targets) {
-      const format = target.copyFormat === "binary" ? " (FORMAT binary)" : "";
-      const columns = target.table.columns.map((c) => quoteIdent(c.name)).join(", ");
-      const ingest = worker.target.query(copyFrom(`COPY ${qualified(target.table.schema, target.table.name)} (${columns}) FROM STDIN${format}`));
-      await pipe(worker.source.query(copyTo(`COPY (${selectSql(chunk, target)}) TO STDOUT${format}`)), ingest);
-      rows = Math.max(rows, ingest.rowCount ?? 0);
+    for (const edge of chunk.plan.edges) {
+      const hook = edge.hook ? hooks.get(edge.hook) : undefined;
+      rows = Math.max(rows, hook ? await copyEdgeWithHook(worker, chunk, edge, hook) : await copyEdge(worker, chunk, edge));
     }
     await options.store.addCopiedRows(worker.target, chunk.plan.id, rows);
     await worker.target.query("COMMIT");
@@ -96,10 +131,18 @@ async function copyChunk(worker: Worker, chunk: Chunk, options: SnapshotOptions)
   return rows;
 }
 
-/** Empties the target tables a source table feeds, so an interrupted copy can start over. */
+/**
+ * Empties what a source table feeds, so an interrupted copy can start over: whole target tables, or
+ * only this source's rows (by its discriminator) in a table that several sources feed.
+ */
 async function clearTargets(client: pg.Client, plan: TablePlan): Promise<void> {
-  for (const target of plan.targets) {
-    const table = qualified(target.table.schema, target.table.name);
+  for (const edge of plan.edges) {
+    if (edge.ownership) {
+      const statement = deleteOwnedStatement(edge.table, edge.ownership);
+      await client.query(statement.text, statement.values);
+      continue;
+    }
+    const table = qualifiedName(edge.table);
     const { rows } = await client.query(`SELECT 1 FROM ${table} LIMIT 1`);
     if (rows.length === 0) continue;
     try {
@@ -112,7 +155,8 @@ async function clearTargets(client: pg.Client, plan: TablePlan): Promise<void> {
 }
 
 async function openWorker(options: SnapshotOptions): Promise<Worker> {
-  const source = new pg.Client({ connectionString: options.sourceUrl, application_name: "pgferry-snapshot" });
+  // Raw text for every type: the hook path reads rows through a cursor and must not parse them in JavaScript.
+  const source = new pg.Client({ connectionString: options.sourceUrl, application_name: "pgferry-snapshot", types: RAW_TEXT });
   const target = new pg.Client({ connectionString: options.targetUrl, application_name: "pgferry-snapshot" });
   source.on("error", () => undefined);
   target.on("error", () => undefined);
@@ -126,6 +170,7 @@ async function openWorker(options: SnapshotOptions): Promise<Worker> {
 
 export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal): Promise<void> {
   const { log, store, plans } = options;
+  const hooks = await loadHooks(plans);
   const chunks = plans.flatMap((plan) => chunksOf(plan, options.chunkRows)).sort((a, b) => b.weight - a.weight);
   const workers: Worker[] = [];
   const closeAll = () => Promise.all(workers.flatMap((w) => [w.source.end(), w.target.end()]).map((p) => p.catch(() => undefined)));
@@ -152,7 +197,7 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
           if (signal.aborted) return;
           const worker = idle.pop()!;
           try {
-            const rows = await copyChunk(worker, chunk, options);
+            const rows = await copyChunk(worker, chunk, options, hooks);
             options.onRowsCopied?.(chunk.plan.id, rows);
             copied.set(chunk.plan.id, (copied.get(chunk.plan.id) ?? 0) + rows);
           } finally {

@@ -1,43 +1,42 @@
 /** What flows from the replication reader to the applier through the change queue. */
-import type { TargetChange } from "../apply/types.js";
+import type { Value } from "../apply/types.js";
+import type { TablePlan } from "../transform/plan.js";
 
 export type SourceOp = "insert" | "update" | "delete" | "truncate";
 
+/** A source tuple projected onto its plan's `sourceColumns`; UNCHANGED marks unchanged TOAST. */
+export type SourceRow = Value[];
+
+/** One source row change, before the mapping turns it into target changes. */
+export interface SourceChange {
+  type: "change";
+  plan: TablePlan;
+  op: "insert" | "update" | "delete";
+  /** The old key ('K', other columns null) or the whole old row ('O', REPLICA IDENTITY FULL), when sent. */
+  old: SourceRow | null;
+  oldIsFullRow: boolean;
+  new: SourceRow | null;
+}
+
+export interface SourceTruncate {
+  type: "truncate";
+  plans: TablePlan[];
+}
+
 export type StreamEvent =
-  | { type: "change"; change: TargetChange; sourceTable: string; op: SourceOp }
+  | SourceChange
+  | SourceTruncate
   /** The end of a source transaction: everything before it (since the previous commit) belongs to it. */
   | { type: "commit"; commitLsn: bigint; endLsn: bigint; commitTime: Date };
 
 /**
  * In-memory weight of a queued change, for the queue's byte limit: V8 one-byte strings take their
- * length plus a header; the event, change, value array and queue entry objects about 200 bytes.
+ * length plus a header; the event, row arrays and queue entry objects about 200 bytes.
  */
-export function changeBytes(change: TargetChange): number {
+export function changeBytes(change: SourceChange): number {
   let bytes = 200;
-  const add = (values: readonly unknown[]) => {
-    for (const v of values) bytes += typeof v === "string" ? v.length + 24 : 8;
-  };
-  switch (change.kind) {
-    case "upsert":
-    case "insertRow":
-      add(change.values);
-      break;
-    case "delete":
-      add(change.key);
-      break;
-    case "rekey":
-      add(change.oldKey);
-      add(change.values);
-      break;
-    case "updateRow":
-      add(change.old);
-      add(change.values);
-      break;
-    case "deleteRow":
-      add(change.old);
-      break;
-    case "truncate":
-      break;
+  for (const row of [change.old, change.new]) {
+    if (row) for (const v of row) bytes += typeof v === "string" ? v.length + 24 : 8;
   }
   return bytes;
 }

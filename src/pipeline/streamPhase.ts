@@ -9,7 +9,10 @@ import type { Config } from "../config/index.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
 import { formatLsn } from "../source/lsn.js";
 import type { Checkpoint, StateStore } from "../state/stateStore.js";
+import { ChangeTransformer } from "../transform/changeTransformer.js";
+import { loadHooks } from "../transform/codeHook.js";
 import type { TablePlan } from "../transform/plan.js";
+import { SourceEvaluator } from "../transform/sourceEvaluator.js";
 import { ApplyLoop, type AppliedBatch } from "./applyLoop.js";
 import { ChangeQueue } from "./changeQueue.js";
 import type { StreamEvent } from "./streamEvents.js";
@@ -34,6 +37,9 @@ export interface StreamPhaseOptions {
 
 export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortSignal): Promise<void> {
   const { config, log, store } = options;
+  const hooks = await loadHooks(options.plans);
+  const evaluator = options.plans.some((p) => p.edges.some((e) => e.evaluated)) ? new SourceEvaluator(config.source.url) : undefined;
+  const transformer = new ChangeTransformer({ evaluator, hooks });
   const applier = await Applier.connect({ url: config.target.url, applicationName: "pgferry-apply", origin: `pgferry_${config.source.slot}` });
   let replication: ReplicationConnection | undefined;
   let stopping = false;
@@ -54,6 +60,7 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
     const loop = new ApplyLoop({
       queue,
       applier,
+      transformer,
       limits: { maxRows: config.apply.batchMaxRows, maxBytes: config.apply.batchMaxBytes, maxMs: config.apply.batchMaxMs },
       writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
       onCommitted: (batch) => {
@@ -111,5 +118,6 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
     stopping = true;
     await replication?.close();
     await applier.close();
+    await evaluator?.close();
   }
 }

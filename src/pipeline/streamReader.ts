@@ -5,15 +5,14 @@
  * snapshot copy already contains (commit LSN before the table's sync LSN).
  */
 import type { Logger } from "pino";
-import type { TargetChange } from "../apply/types.js";
 import { PgoutputDecoder } from "../source/pgoutput/decoder.js";
 import { pgMicrosToDate, UNCHANGED_TOAST, type Relation } from "../source/pgoutput/messages.js";
 import type { StreamHandler } from "../source/replicationConnection.js";
 import type { TablePlan } from "../transform/plan.js";
-import { RowMapper } from "../transform/rowMapper.js";
+import { RelationLayout } from "../transform/relationLayout.js";
 import { PgferryError } from "../errors.js";
 import type { ChangeQueue } from "./changeQueue.js";
-import { changeBytes, type SourceOp, type StreamEvent } from "./streamEvents.js";
+import { changeBytes, type SourceChange, type StreamEvent } from "./streamEvents.js";
 
 export interface StreamReaderOptions {
   plans: readonly TablePlan[];
@@ -36,7 +35,7 @@ export class StreamReader implements StreamHandler {
   lastReceived = 0n;
   private readonly decoder = new PgoutputDecoder();
   private readonly plansByName = new Map<string, TablePlan>();
-  private readonly mappers = new Map<number, RowMapper>();
+  private readonly layouts = new Map<number, RelationLayout>();
   private readonly unmapped = new Set<number>();
   private transaction: OpenTransaction | undefined;
 
@@ -76,29 +75,28 @@ export class StreamReader implements StreamHandler {
         this.onRelation(message.relation);
         return;
       case "insert": {
-        const mapper = this.mapperFor(message.relation.oid);
-        if (mapper) this.enqueue(mapper, "insert", mapper.insert(message.new));
+        const layout = this.layoutFor(message.relation.oid);
+        if (layout) this.enqueue({ type: "change", plan: layout.plan, op: "insert", old: null, oldIsFullRow: false, new: layout.project(message.new) });
         return;
       }
       case "update": {
-        const mapper = this.mapperFor(message.relation.oid);
-        if (mapper) this.enqueue(mapper, "update", mapper.update(message.old, message.new));
+        const layout = this.layoutFor(message.relation.oid);
+        if (!layout) return;
+        const old = message.old ? layout.project(message.old) : null;
+        this.enqueue({ type: "change", plan: layout.plan, op: "update", old, oldIsFullRow: message.oldKind === "O", new: layout.project(message.new) });
         return;
       }
       case "delete": {
-        const mapper = this.mapperFor(message.relation.oid);
-        if (mapper) this.enqueue(mapper, "delete", mapper.delete(message.old));
+        const layout = this.layoutFor(message.relation.oid);
+        if (layout) this.enqueue({ type: "change", plan: layout.plan, op: "delete", old: layout.project(message.old), oldIsFullRow: message.oldKind === "O", new: null });
         return;
       }
       case "truncate": {
-        const tables = message.relations.flatMap((r) => {
-          const mapper = this.mapperFor(r.oid);
-          return mapper ? mapper.plan.targets.map((t) => t.table) : [];
+        const plans = message.relations.flatMap((r) => {
+          const layout = this.layoutFor(r.oid);
+          return layout ? [layout.plan] : [];
         });
-        if (tables.length > 0 && this.transaction && !this.transaction.skip) {
-          const change: TargetChange = { kind: "truncate", tables };
-          this.options.queue.push({ type: "change", change, sourceTable: message.relations.map((r) => `${r.namespace}.${r.name}`).join(","), op: "truncate" }, 128);
-        }
+        if (plans.length > 0) this.options.queue.push({ type: "truncate", plans }, 128);
         return;
       }
       case "stream_start":
@@ -115,7 +113,7 @@ export class StreamReader implements StreamHandler {
 
   private onRelation(relation: Relation): void {
     const plan = this.plansByName.get(`${relation.namespace}.${relation.name}`);
-    this.mappers.delete(relation.oid);
+    this.layouts.delete(relation.oid);
     this.unmapped.delete(relation.oid);
     if (!plan) {
       this.unmapped.add(relation.oid);
@@ -123,28 +121,26 @@ export class StreamReader implements StreamHandler {
       this.options.log.debug({ table: `${relation.namespace}.${relation.name}` }, "relation not in the mapping (a partition published via its root); ignored");
       return;
     }
-    const mapper = new RowMapper(plan, relation, UNCHANGED_TOAST);
-    if (mapper.ignoredColumns.length > 0) {
-      this.options.log.warn({ table: plan.id, columns: mapper.ignoredColumns }, "source columns not in the mapping are ignored");
+    const layout = new RelationLayout(plan, relation, UNCHANGED_TOAST);
+    if (layout.ignoredColumns.length > 0) {
+      this.options.log.warn({ table: plan.id, columns: layout.ignoredColumns }, "source columns not in the mapping are ignored");
     }
-    this.mappers.set(relation.oid, mapper);
+    this.layouts.set(relation.oid, layout);
   }
 
-  /** The mapper for a relation, or undefined when this transaction's change to it must be skipped. */
-  private mapperFor(oid: number): RowMapper | undefined {
+  /** The layout for a relation, or undefined when this transaction's change to it must be skipped. */
+  private layoutFor(oid: number): RelationLayout | undefined {
     const transaction = this.transaction;
     if (!transaction) throw new PgferryError("protocol", `row change for relation ${oid} outside a transaction (no Begin before it)`);
     if (transaction.skip || this.unmapped.has(oid)) return undefined;
-    const mapper = this.mappers.get(oid);
-    if (!mapper) return undefined;
-    const syncLsn = this.options.syncLsns.get(mapper.plan.id);
+    const layout = this.layouts.get(oid);
+    if (!layout) return undefined;
+    const syncLsn = this.options.syncLsns.get(layout.plan.id);
     if (syncLsn !== undefined && transaction.commitLsn < syncLsn) return undefined;
-    return mapper;
+    return layout;
   }
 
-  private enqueue(mapper: RowMapper, op: SourceOp, changes: TargetChange[]): void {
-    for (const change of changes) {
-      this.options.queue.push({ type: "change", change, sourceTable: mapper.plan.id, op }, changeBytes(change));
-    }
+  private enqueue(change: SourceChange): void {
+    this.options.queue.push(change, changeBytes(change));
   }
 }

@@ -44,10 +44,10 @@ describe("preflight", () => {
       "tables[0].from: public.nokey has no replica identity, so the source refuses its UPDATEs and DELETEs once published; add a primary key or run ALTER TABLE public.nokey REPLICA IDENTITY FULL",
       "tables[1].from: source table public.missing does not exist (or is not a table)",
       "tables[2]: column n is integer in public.typed but uuid in app.typed",
-      "tables[2]: target table app.typed has no column extra (source public.typed.extra)",
+      "tables[2]: target table app.typed has no column extra (source public.typed.extra); map it in columns or list it in exclude",
       "tables[2]: target column app.typed.required is NOT NULL without a default and nothing maps to it",
       "tables[3]: app.keyed needs a primary key or unique index on (id), the key of public.keyed, so that changes can find their rows",
-      "tables[4].to: target table app.gone does not exist; create it first (pgferry does not run DDL on the target)",
+      "tables[4].to: target table app.gone does not exist; create it first (pgferry plan --ddl prints a definition)",
     ]);
     expect(running.phases).toContain("failed");
     const created = await db.source.query("SELECT (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())::int AS slots, (SELECT count(*) FROM pg_publication)::int AS pubs");

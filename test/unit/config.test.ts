@@ -53,7 +53,7 @@ describe("parseConfig: valid files", () => {
       },
       control: { listen: "127.0.0.1:9187", readyMaxLagSeconds: 30 },
       log: { level: "info", format: "auto" },
-      tables: [{ from: "public.users", to: "auth_gateway.users" }],
+      tables: [{ from: "public.users", to: "auth_gateway.users", columns: {}, exclude: [], passthrough: true }],
     };
     expect(config).toEqual(expected);
   });

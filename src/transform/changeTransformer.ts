@@ -1,0 +1,193 @@
+/**
+ * Turns a run of source changes into the target changes the mapping implies, in order. Plain
+ * columns and constants are mapped here; derived columns and filters are evaluated by the source
+ * database, one query per edge for the whole run (see SourceEvaluator); hooks run last.
+ *
+ * A filter holds on the target as "exactly the source rows that pass": a row that passes is
+ * upserted, one that does not is deleted by key (a no-op when it was never there), so an UPDATE
+ * that moves a row into or out of the filter becomes an insert or a delete without knowing the old row.
+ */
+import { UNCHANGED, type TargetChange, type TargetTable, type Value } from "../apply/types.js";
+import { PgferryError } from "../errors.js";
+import type { SourceChange, SourceRow, SourceTruncate } from "../pipeline/streamEvents.js";
+import { runHook, type HookRow, type RowHook } from "./codeHook.js";
+import type { EdgePlan, TablePlan } from "./plan.js";
+import { evaluatedInputs, type Evaluation, type SourceEvaluator } from "./sourceEvaluator.js";
+
+type Key = (string | null)[];
+
+interface EdgeRows {
+  plan: TablePlan;
+  rows: (string | null)[][];
+  /** Per event index: where its new / old row sits in `rows`. */
+  newAt: Map<number, number>;
+  oldAt: Map<number, number>;
+  result?: Evaluation;
+}
+
+export interface TransformerOptions {
+  evaluator?: SourceEvaluator;
+  hooks: ReadonlyMap<string, RowHook>;
+}
+
+function sameKey(a: Key, b: Key): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** With the whole old row at hand (REPLICA IDENTITY FULL), unchanged TOAST values are known: take them. */
+function completeFromOld(change: SourceChange): SourceRow | null {
+  const { old, new: row } = change;
+  if (!row || !old || !change.oldIsFullRow || !row.includes(UNCHANGED)) return row;
+  return row.map((v, i) => (v === UNCHANGED ? (old[i] ?? null) : v));
+}
+
+export class ChangeTransformer {
+  constructor(private readonly options: TransformerOptions) {}
+
+  async transform(events: readonly (SourceChange | SourceTruncate)[]): Promise<TargetChange[]> {
+    const rows = events.map((e) => (e.type === "change" ? completeFromOld(e) : null));
+    const evaluations = await this.evaluate(events, rows);
+    const out: TargetChange[] = [];
+    events.forEach((event, i) => {
+      if (event.type === "truncate") {
+        this.truncate(event, out);
+        return;
+      }
+      for (const edge of event.plan.edges) {
+        const at = evaluations.get(edge);
+        const evaluated = (row: "new" | "old") => {
+          const position = (row === "new" ? at?.newAt : at?.oldAt)?.get(i);
+          return position === undefined || !at?.result ? undefined : { values: at.result.values[position]!, pass: at.result.pass[position]! };
+        };
+        const mapped = (source: SourceRow | null, which: "new" | "old") => (source ? this.map(edge, source, evaluated(which)) : null);
+        const next = mapped(rows[i] ?? null, "new");
+        const previous = mapped(event.old, "old");
+        if (edge.table.keyIndexes.length > 0) this.keyed(event, edge, next, previous, out);
+        else this.keyless(event, edge, next, previous, out);
+      }
+    });
+    return out;
+  }
+
+  /** One evaluation query per edge that needs the source database, covering every row of the run. */
+  private async evaluate(events: readonly (SourceChange | SourceTruncate)[], rows: (SourceRow | null)[]): Promise<Map<EdgePlan, EdgeRows>> {
+    const byEdge = new Map<EdgePlan, EdgeRows>();
+    events.forEach((event, i) => {
+      if (event.type !== "change") return;
+      for (const edge of event.plan.edges) {
+        if (!edge.evaluated) continue;
+        let entry = byEdge.get(edge);
+        if (!entry) {
+          entry = { plan: event.plan, rows: [], newAt: new Map(), oldAt: new Map() };
+          byEdge.set(edge, entry);
+        }
+        const inputs = evaluatedInputs(event.plan, edge);
+        const add = (row: SourceRow, positions: Map<number, number>) => {
+          for (const input of inputs) {
+            if (row[input] === UNCHANGED) {
+              throw new PgferryError("mapping", `tables[${edge.index}]: the mapping's SQL reads ${event.plan.id}.${event.plan.sourceColumns[input]}, which arrived as an unchanged TOAST value (the source did not send it)`, {
+                hint: `run ALTER TABLE ${event.plan.id} REPLICA IDENTITY FULL so updates carry the whole old row, then resync the table`,
+              });
+            }
+          }
+          positions.set(i, entry.rows.length);
+          entry.rows.push(row as (string | null)[]);
+        };
+        const row = rows[i];
+        if (row) add(row, entry.newAt);
+        if (event.old) add(event.old, entry.oldAt);
+      }
+    });
+    for (const [edge, entry] of byEdge) {
+      if (!this.options.evaluator) throw new PgferryError("internal", `tables[${edge.index}] needs SQL evaluation but no evaluator was configured`);
+      entry.result = await this.options.evaluator.evaluate(entry.plan, edge, entry.rows);
+    }
+    return byEdge;
+  }
+
+  /** The target rows a source row becomes on this edge: none (filtered out), one, or several (a hook). */
+  private map(edge: EdgePlan, source: SourceRow, evaluated: { values: (string | null)[]; pass: boolean } | undefined): { rows: Value[][]; pass: boolean; mapped: Value[] } {
+    let s = 0;
+    const values = edge.origins.map((o): Value => {
+      if (o.kind === "column") return source[o.input] ?? null;
+      if (o.kind === "const") return o.value;
+      return evaluated?.values[s++] ?? null;
+    });
+    const pass = evaluated?.pass ?? true;
+    return { rows: pass ? [values] : [], pass, mapped: values };
+  }
+
+  private hook(edge: EdgePlan, plan: TablePlan, values: Value[], op: "insert" | "update" | "delete"): Value[][] | null {
+    const hook = edge.hook ? this.options.hooks.get(edge.hook) : undefined;
+    if (!hook) return [values];
+    const row: HookRow = {};
+    edge.table.columns.forEach((c, i) => { row[c.name] = values[i] === UNCHANGED ? undefined : values[i]; });
+    const result = runHook(hook, row, { op, source: plan.id, target: edge.table.id }, edge.index);
+    if (result === null) return null;
+    return result.map((r) => edge.table.columns.map((c) => (r[c.name] === undefined ? UNCHANGED : r[c.name]!)));
+  }
+
+  private key(edge: EdgePlan, values: Value[]): Key {
+    return edge.table.keyIndexes.map((k) => {
+      const v = values[k];
+      if (v === UNCHANGED || v === undefined) throw new PgferryError("protocol", `key column ${edge.table.columns[k]!.name} of ${edge.table.id} has no value; cannot identify the row`);
+      return v;
+    });
+  }
+
+  private keyed(event: SourceChange, edge: EdgePlan, next: ReturnType<ChangeTransformer["map"]> | null, previous: ReturnType<ChangeTransformer["map"]> | null, out: TargetChange[]): void {
+    const table = edge.table;
+    const plan = event.plan;
+    if (event.op === "delete") {
+      if (!previous) throw new PgferryError("protocol", `DELETE on ${plan.id} arrived without its old key`);
+      const rows = edge.hook ? this.hook(edge, plan, previous.mapped, "delete") : null;
+      for (const row of rows ?? [previous.mapped]) out.push({ kind: "delete", table, key: this.key(edge, row) });
+      return;
+    }
+    if (!next) throw new PgferryError("protocol", `${event.op.toUpperCase()} on ${plan.id} arrived without its new row`);
+    const oldKey = previous ? this.key(edge, previous.mapped) : null;
+    const rows = next.pass ? this.hook(edge, plan, next.mapped, event.op) : null;
+    if (rows === null || rows.length === 0) {
+      // Filtered out (or dropped by the hook): whatever the target held for this row goes.
+      if (event.op === "update") {
+        const newKey = this.key(edge, next.mapped);
+        out.push({ kind: "delete", table, key: newKey });
+        if (oldKey && !sameKey(oldKey, newKey)) out.push({ kind: "delete", table, key: oldKey });
+      }
+      return;
+    }
+    for (const values of rows) {
+      const newKey = this.key(edge, values);
+      if (oldKey && !sameKey(oldKey, newKey) && rows.length === 1) {
+        if (values.includes(UNCHANGED)) out.push({ kind: "rekey", table, oldKey, values });
+        else out.push({ kind: "delete", table, key: oldKey }, { kind: "upsert", table, values });
+      } else {
+        out.push({ kind: "upsert", table, values });
+      }
+    }
+  }
+
+  private keyless(event: SourceChange, edge: EdgePlan, next: ReturnType<ChangeTransformer["map"]> | null, previous: ReturnType<ChangeTransformer["map"]> | null, out: TargetChange[]): void {
+    const table = edge.table;
+    if (event.op !== "insert" && !previous) throw new PgferryError("protocol", `${event.op.toUpperCase()} on keyless table ${event.plan.id} arrived without its old row`);
+    const first = (mapped: ReturnType<ChangeTransformer["map"]> | null, op: "insert" | "update" | "delete") =>
+      mapped?.pass ? (this.hook(edge, event.plan, mapped.mapped, op)?.[0] ?? null) : null;
+    const before = event.op === "insert" ? null : first(previous, "delete");
+    const after = event.op === "delete" ? null : first(next, event.op);
+    const asOld = (values: Value[]) => values.map((v) => (v === UNCHANGED ? null : v));
+    if (before && after) out.push({ kind: "updateRow", table, old: asOld(before), values: after });
+    else if (before) out.push({ kind: "deleteRow", table, old: asOld(before) });
+    else if (after) out.push({ kind: "insertRow", table, values: after });
+  }
+
+  private truncate(event: SourceTruncate, out: TargetChange[]): void {
+    const whole: TargetTable[] = [];
+    for (const plan of event.plans) {
+      for (const edge of plan.edges) {
+        if (edge.ownership) out.push({ kind: "deleteOwned", table: edge.table, match: edge.ownership });
+        else whole.push(edge.table);
+      }
+    }
+    if (whole.length > 0) out.push({ kind: "truncate", tables: whole });
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * Compiles the `tables` section against both live catalogs into the plan. Every problem is
+ * collected (not thrown one by one) so the operator sees them all, each naming its `tables[i]` key:
+ * unknown tables and columns, incompatible types, target keys that cannot be derived from the source
+ * key, merged sources whose keys could collide or that cannot be told apart.
+ */
+import type { TargetColumn } from "../apply/types.js";
+import type { CatalogColumn, CatalogTable } from "../catalog/tableCatalog.js";
+import type { TableMapping } from "../config/index.js";
+import type { ColumnOrigin, EdgePlan, TablePlan } from "./plan.js";
+import { referencedColumns } from "./sqlRefs.js";
+
+export interface CompileInput {
+  mappings: readonly TableMapping[];
+  sourceTables: ReadonlyMap<string, CatalogTable | null>;
+  targetTables: ReadonlyMap<string, CatalogTable | null>;
+  snapshotFormat: "auto" | "binary" | "text";
+}
+
+const JSON_TYPES = new Set(["json", "jsonb"]);
+const TEXT_TYPES = new Set(["text", "character varying"]);
+
+function baseType(type: string): string {
+  return type.replace(/\(.*\)/, "").trim();
+}
+
+/** Whether a source value printed as text is accepted by the target column without loss. */
+function typesCompatible(source: CatalogColumn, target: CatalogColumn): boolean {
+  const [s, t] = [baseType(source.type), baseType(target.type)];
+  if (s === t) return true;
+  if (TEXT_TYPES.has(t) && !source.type.endsWith("[]")) return true; // varchar → text, enum → text, ...
+  return JSON_TYPES.has(s) && JSON_TYPES.has(t);
+}
+
+interface EdgeDraft {
+  mapping: TableMapping;
+  index: number;
+  source: CatalogTable;
+  target: CatalogTable;
+  columns: { column: CatalogColumn; origin: DraftOrigin }[];
+}
+
+type DraftOrigin = { kind: "column"; column: string } | { kind: "const"; value: string } | { kind: "sql"; expr: string; refs: string[] };
+
+class Compiler {
+  readonly problems: string[] = [];
+
+  constructor(private readonly input: CompileInput) {}
+
+  compile(): TablePlan[] {
+    const drafts: EdgeDraft[] = [];
+    const refused = new Set<string>();
+    this.input.mappings.forEach((mapping, index) => {
+      const draft = this.draft(mapping, index, refused);
+      if (draft) drafts.push(draft);
+    });
+    const edges = drafts.map((d) => this.edge(d));
+    this.checkMerges(drafts, edges);
+
+    const plans = new Map<string, TablePlan>();
+    drafts.forEach((draft, i) => {
+      let plan = plans.get(draft.mapping.from);
+      if (!plan) {
+        plan = { id: draft.mapping.from, source: draft.source, sourceColumns: [], keyInputs: [], edges: [] };
+        plans.set(draft.mapping.from, plan);
+      }
+      plan.edges.push(edges[i]!);
+    });
+    for (const plan of plans.values()) resolveInputs(plan);
+    return [...plans.values()];
+  }
+
+  private draft(mapping: TableMapping, index: number, refused: Set<string>): EdgeDraft | null {
+    const where = `tables[${index}]`;
+    const source = this.input.sourceTables.get(mapping.from);
+    const target = this.input.targetTables.get(mapping.to);
+    if (!source) this.problems.push(`${where}.from: source table ${mapping.from} does not exist (or is not a table)`);
+    if (!target) this.problems.push(`${where}.to: target table ${mapping.to} does not exist; create it first (pgferry plan --ddl prints a definition)`);
+    if (!source || !target) return null;
+    if (source.identityKey === null && source.replicaIdentity !== "f") {
+      if (!refused.has(mapping.from)) {
+        this.problems.push(
+          `${where}.from: ${mapping.from} has no replica identity, so the source refuses its UPDATEs and DELETEs once published; ` +
+            `add a primary key or run ALTER TABLE ${mapping.from} REPLICA IDENTITY FULL`,
+        );
+      }
+      refused.add(mapping.from);
+      return null;
+    }
+
+    const problemsBefore = this.problems.length;
+    const sourceNames = source.columns.map((c) => c.name);
+    const columns: EdgeDraft["columns"] = [];
+    const targeted = new Set<string>();
+    for (const [name, spec] of Object.entries(mapping.columns)) {
+      const column = target.columns.find((c) => c.name === name);
+      if (!column) {
+        this.problems.push(`${where}.columns.${name}: target table ${mapping.to} has no column ${name}`);
+        continue;
+      }
+      targeted.add(name);
+      if (typeof spec === "string" || "from" in spec) {
+        const from = typeof spec === "string" ? spec : spec.from;
+        const sourceColumn = source.columns.find((c) => c.name === from);
+        if (!sourceColumn) {
+          this.problems.push(`${where}.columns.${name}: source table ${mapping.from} has no column ${from}`);
+        } else if (!typesCompatible(sourceColumn, column)) {
+          this.problems.push(`${where}.columns.${name}: ${mapping.from}.${from} is ${sourceColumn.type} but ${mapping.to}.${name} is ${column.type}; convert it with { sql: "${from}::${column.type}" }`);
+        } else {
+          columns.push({ column, origin: { kind: "column", column: from } });
+        }
+      } else if ("value" in spec) {
+        columns.push({ column, origin: { kind: "const", value: spec.value } });
+      } else {
+        columns.push({ column, origin: { kind: "sql", expr: spec.sql, refs: referencedColumns(spec.sql, sourceNames) } });
+      }
+    }
+    for (const name of mapping.exclude) {
+      if (!sourceNames.includes(name)) this.problems.push(`${where}.exclude: source table ${mapping.from} has no column ${name}`);
+    }
+    if (mapping.passthrough) {
+      for (const sourceColumn of source.columns) {
+        if (targeted.has(sourceColumn.name) || mapping.exclude.includes(sourceColumn.name)) continue;
+        const column = target.columns.find((c) => c.name === sourceColumn.name);
+        if (!column) {
+          this.problems.push(`${where}: target table ${mapping.to} has no column ${sourceColumn.name} (source ${mapping.from}.${sourceColumn.name}); map it in columns or list it in exclude`);
+        } else if (!typesCompatible(sourceColumn, column)) {
+          this.problems.push(`${where}: column ${sourceColumn.name} is ${sourceColumn.type} in ${mapping.from} but ${column.type} in ${mapping.to}`);
+        } else {
+          columns.push({ column, origin: { kind: "column", column: sourceColumn.name } });
+        }
+      }
+    }
+    if (columns.length === 0 && this.problems.length === problemsBefore) {
+      this.problems.push(`${where}: no column of ${mapping.to} is mapped`);
+    }
+    for (const column of target.columns) {
+      if (column.notNull && !column.hasDefault && !columns.some((c) => c.column.name === column.name)) {
+        this.problems.push(`${where}: target column ${mapping.to}.${column.name} is NOT NULL without a default and nothing maps to it`);
+      }
+    }
+    if (mapping.where !== undefined && mapping.where.includes(";")) {
+      this.problems.push(`${where}.where: a filter is one SQL predicate, without ';'`);
+    }
+    return this.problems.length === problemsBefore ? { mapping, index, source, target, columns } : null;
+  }
+
+  private edge(draft: EdgeDraft): EdgePlan {
+    const { mapping, index, source, target, columns } = draft;
+    const where = `tables[${index}]`;
+    const sourceKey = source.identityKey ?? [];
+    // A target column is derivable from the source key when computing it needs nothing else.
+    const derivable = (origin: DraftOrigin) =>
+      origin.kind === "const" || (origin.kind === "column" ? sourceKey.includes(origin.column) : origin.refs.every((r) => sourceKey.includes(r)));
+    let keyIndexes: number[] = [];
+    if (sourceKey.length > 0) {
+      const candidates = [target.primaryKey, ...target.uniqueKeys].filter((k): k is string[] => k !== null);
+      const usable = candidates.find((key) =>
+        key.every((name) => {
+          const mapped = columns.find((c) => c.column.name === name);
+          return mapped !== undefined && derivable(mapped.origin);
+        }),
+      );
+      if (usable) {
+        keyIndexes = usable.map((name) => columns.findIndex((c) => c.column.name === name));
+      } else {
+        const keyTargets = sourceKey.map((k) => columns.find((c) => c.origin.kind === "column" && c.origin.column === k)?.column.name ?? k);
+        this.problems.push(
+          `${where}: ${mapping.to} needs a primary key or unique index on (${keyTargets.join(", ")}), the key of ${mapping.from}, ` +
+            `so that changes can find their rows` +
+            (candidates.length > 0 ? ` (its keys (${candidates.map((k) => k.join(", ")).join("), (")}) are not all derived from the source key)` : ""),
+        );
+      }
+    }
+    const filter = mapping.where === undefined ? null : { expr: mapping.where, refs: referencedColumns(mapping.where, source.columns.map((c) => c.name)) };
+    const identical = columns.every(({ column, origin }) => {
+      if (origin.kind !== "column") return false;
+      const from = source.columns.find((c) => c.name === origin.column)!;
+      return from.type === column.type && from.binaryPortable && column.binaryPortable;
+    });
+    const binary = identical && filter === null && mapping.hook === undefined && this.input.snapshotFormat !== "text";
+    if (this.input.snapshotFormat === "binary" && !binary) {
+      this.problems.push(`${where}: snapshot.format is binary but ${mapping.from} → ${mapping.to} transforms or converts columns (use auto or text)`);
+    }
+    const tableColumns: TargetColumn[] = columns.map(({ column }) => ({ name: column.name, type: column.type }));
+    return {
+      index,
+      table: { id: `${target.schema}.${target.name}`, schema: target.schema, name: target.name, columns: tableColumns, keyIndexes },
+      origins: columns.map(({ origin }) => ({ ...origin, input: -1 }) as ColumnOrigin),
+      filter,
+      hook: mapping.hook ?? null,
+      ownership: null,
+      copyFormat: binary ? "binary" : "text",
+      evaluated: filter !== null || columns.some((c) => c.origin.kind === "sql"),
+    };
+  }
+
+  /** Several sources into one target: their rows must be told apart, and their keys must not collide. */
+  private checkMerges(drafts: readonly EdgeDraft[], edges: EdgePlan[]): void {
+    const byTarget = new Map<string, number[]>();
+    drafts.forEach((d, i) => byTarget.set(d.mapping.to, [...(byTarget.get(d.mapping.to) ?? []), i]));
+    for (const [target, members] of byTarget) {
+      if (members.length < 2) continue;
+      const names = members.map((i) => `tables[${drafts[i]!.index}]`).join(", ");
+      const signatures = new Set<string>();
+      for (const i of members) {
+        const edge = edges[i]!;
+        const where = `tables[${edge.index}]`;
+        const consts = edge.origins.flatMap((o, c) => (o.kind === "const" ? [{ column: edge.table.columns[c]!.name, type: edge.table.columns[c]!.type, value: o.value }] : []));
+        if (consts.length === 0) {
+          this.problems.push(
+            `${where}: ${target} is fed by several sources (${names}); give each a constant discriminator column ` +
+              `(columns: { source: { value: ${drafts[i]!.mapping.from.split(".")[1]} } }) so a truncate or re-copy of one source touches only its rows`,
+          );
+          continue;
+        }
+        const signature = JSON.stringify(consts);
+        if (signatures.has(signature)) this.problems.push(`${where}: its discriminator (${consts.map((c) => `${c.column} = '${c.value}'`).join(", ")}) is the same as another source's into ${target}`);
+        signatures.add(signature);
+        edge.ownership = consts;
+      }
+      // At most one source may keep its key unchanged; the others must derive it or include the discriminator.
+      const raw = members.filter((i) => edges[i]!.table.keyIndexes.every((k) => edges[i]!.origins[k]!.kind === "column"));
+      if (raw.length > 1) {
+        for (const i of raw.slice(1)) {
+          const edge = edges[i]!;
+          const key = edge.table.keyIndexes.map((k) => edge.table.columns[k]!.name).join(", ");
+          this.problems.push(
+            `tables[${edge.index}]: the key (${key}) of ${target} comes unchanged from ${drafts[i]!.mapping.from}, as it does from another source: ` +
+              `keys could collide; derive it (for example { sql: "md5('${drafts[i]!.mapping.from}:' || id)::uuid" }) or put the discriminator in the key`,
+          );
+        }
+      }
+    }
+  }
+}
+
+/** Fixes the plan's source column order and points every origin at its input. */
+function resolveInputs(plan: TablePlan): void {
+  const needed = new Set<string>(plan.source.identityKey ?? []);
+  for (const edge of plan.edges) {
+    for (const origin of edge.origins) {
+      if (origin.kind === "column") needed.add(origin.column);
+      if (origin.kind === "sql") origin.refs.forEach((r) => needed.add(r));
+    }
+    edge.filter?.refs.forEach((r) => needed.add(r));
+    // Keyless targets match rows on every mapped value; hooks see the whole row.
+    if (edge.table.keyIndexes.length === 0 || edge.hook) plan.source.columns.forEach((c) => needed.add(c.name));
+  }
+  plan.sourceColumns = plan.source.columns.map((c) => c.name).filter((n) => needed.has(n));
+  plan.keyInputs = (plan.source.identityKey ?? []).map((k) => plan.sourceColumns.indexOf(k));
+  for (const edge of plan.edges) {
+    edge.origins = edge.origins.map((o) => (o.kind === "column" ? { ...o, input: plan.sourceColumns.indexOf(o.column) } : o));
+  }
+}
+
+export function compileMapping(input: CompileInput): { plans: TablePlan[]; problems: string[] } {
+  const compiler = new Compiler(input);
+  const plans = compiler.compile();
+  // Grouped by entry, in file order (a stable sort keeps each entry's own order).
+  const entry = (problem: string) => Number(/^tables\[(\d+)\]/.exec(problem)?.[1] ?? -1);
+  return { plans, problems: [...compiler.problems].sort((a, b) => entry(a) - entry(b)) };
+}

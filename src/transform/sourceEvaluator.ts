@@ -1,0 +1,92 @@
+/**
+ * Evaluates an edge's SQL (derived columns and the row filter) for a batch of streamed rows, on the
+ * source database: the same expressions, over the same column types, that the snapshot pushes down
+ * into `COPY (SELECT ...)`, so a derived value is the same whichever path its row took. One query per
+ * edge and batch; values come back as the types' text output (no JavaScript parsing).
+ */
+import { createHash } from "node:crypto";
+import pg from "pg";
+import { quoteIdent } from "../apply/statements.js";
+import { PgferryError } from "../errors.js";
+import type { EdgePlan, TablePlan } from "./plan.js";
+
+export interface Evaluation {
+  /** Per row, the value of each `sql` origin, in origin order. */
+  values: (string | null)[][];
+  pass: boolean[];
+}
+
+/** The columns (by index into `plan.sourceColumns`) an edge's expressions and filter read. */
+export function evaluatedInputs(plan: TablePlan, edge: EdgePlan): number[] {
+  const refs = new Set<string>(edge.filter?.refs ?? []);
+  for (const origin of edge.origins) if (origin.kind === "sql") origin.refs.forEach((r) => refs.add(r));
+  return plan.sourceColumns.flatMap((name, i) => (refs.has(name) ? [i] : []));
+}
+
+export function evaluationSql(plan: TablePlan, edge: EdgePlan): string {
+  const inputs = evaluatedInputs(plan, edge);
+  const typed = inputs.map((input, i) => {
+    const name = plan.sourceColumns[input]!;
+    const type = plan.source.columns.find((c) => c.name === name)!.type;
+    return `r.c${i}::${type} AS ${quoteIdent(name)}`;
+  });
+  const arrays = inputs.map((_, i) => `$${i + 1}::text[]`);
+  const names = inputs.map((_, i) => `c${i}`);
+  // unnest needs at least one array: a filter or expression over no column still gets one row per input.
+  if (inputs.length === 0) {
+    arrays.push("$1::text[]");
+    names.push("c0");
+  }
+  const outputs = edge.origins.flatMap((o) => (o.kind === "sql" ? [`(${o.expr})`] : []));
+  outputs.push(edge.filter ? `coalesce((${edge.filter.expr})::boolean, false)` : "true");
+  return (
+    `SELECT ${outputs.join(", ")} FROM (SELECT ${[...typed, "r.pgferry_ord"].join(", ")} ` +
+    `FROM unnest(${arrays.join(", ")}) WITH ORDINALITY AS r(${[...names, "pgferry_ord"].join(", ")})) AS s ORDER BY s.pgferry_ord`
+  );
+}
+
+/** Every value as the text PostgreSQL prints, exactly as COPY would. */
+export const RAW_TEXT = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
+
+export class SourceEvaluator {
+  private readonly pool: pg.Pool;
+  private readonly sqlByEdge = new Map<EdgePlan, { name: string; text: string; inputs: number[] }>();
+
+  constructor(url: string) {
+    this.pool = new pg.Pool({ connectionString: url, max: 1, application_name: "pgferry-transform", types: RAW_TEXT });
+    this.pool.on("error", () => undefined);
+  }
+
+  async evaluate(plan: TablePlan, edge: EdgePlan, rows: readonly (readonly (string | null)[])[]): Promise<Evaluation> {
+    let compiled = this.sqlByEdge.get(edge);
+    if (!compiled) {
+      const text = evaluationSql(plan, edge);
+      compiled = { name: `pgferry_eval_${createHash("sha1").update(text).digest("hex").slice(0, 16)}`, text, inputs: evaluatedInputs(plan, edge) };
+      this.sqlByEdge.set(edge, compiled);
+    }
+    const inputs = compiled.inputs;
+    const columns = inputs.length === 0 ? [rows.map(() => null)] : inputs.map((input) => rows.map((row) => row[input] ?? null));
+    let result: pg.QueryResult<unknown[]>;
+    try {
+      result = await this.pool.query<unknown[]>({ name: compiled.name, text: compiled.text, values: columns, rowMode: "array" });
+    } catch (error) {
+      const e = error as { code?: string; message?: string };
+      if (e.code && !e.code.startsWith("08") && !e.code.startsWith("57")) {
+        throw new PgferryError("mapping", `tables[${edge.index}] (${plan.id} → ${edge.table.id}): the source rejected the mapping's SQL: SQLSTATE ${e.code} ${e.message ?? ""}`, {
+          cause: error,
+          hint: "fix the expression or filter in the mapping; the changes stay in the slot until it works",
+        });
+      }
+      throw error;
+    }
+    const sqlCount = edge.origins.filter((o) => o.kind === "sql").length;
+    return {
+      values: result.rows.map((row) => row.slice(0, sqlCount) as (string | null)[]),
+      pass: result.rows.map((row) => row[sqlCount] === true || row[sqlCount] === "t"),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end().catch(() => undefined);
+  }
+}
