@@ -107,7 +107,8 @@ function groupBy<T extends { relid: number }>(rows: T[]): Map<number, T[]> {
 
 /** Describes each `schema.table` in `ids`; a table that does not exist maps to `null`. */
 export async function describeTables(db: Queryable, ids: readonly string[]): Promise<Map<string, CatalogTable | null>> {
-  const tables = (await db.query<TableRow>(TABLES_SQL, [ids])).rows;
+  // A split names its source once per target: describe each table once.
+  const tables = (await db.query<TableRow>(TABLES_SQL, [[...new Set(ids)]])).rows;
   const oids = tables.flatMap((t) => (t.oid === null ? [] : [t.oid]));
   const [columns, indexes, partitions] = await Promise.all([
     db.query<ColumnRow>(COLUMNS_SQL, [oids]),

@@ -59,12 +59,15 @@ function parseYaml(text: string, file: string): unknown {
   // uniqueKeys: a key given twice is an error, not "the last one wins".
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => {
+    // One slip in YAML makes the parser report every token after it; the first few say where.
+    const shown = doc.errors.slice(0, 3);
+    const more = doc.errors.length > shown.length ? [`(${doc.errors.length - shown.length} more YAML errors follow from the first)`] : [];
+    throw new ConfigError(file, [...shown.map((e) => {
       const position = e.linePos === undefined ? "" : `line ${e.linePos[0].line}, column ${e.linePos[0].col}: `;
       // Only the first line of the message: the rest quotes the source text, which may hold a secret.
       const reason = (e.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "");
       return `${position}${reason}`;
-    }));
+    }), ...more]);
   }
   try {
     return doc.toJS({ maxAliasCount: 1000 });

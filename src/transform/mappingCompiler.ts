@@ -119,8 +119,10 @@ class Compiler {
       if (!sourceNames.includes(name)) this.problems.push(`${where}.exclude: source table ${mapping.from} has no column ${name}`);
     }
     if (mapping.passthrough) {
+      // A renamed column has found its target; it does not also pass through under its old name.
+      const renamed = new Set(columns.flatMap((c) => (c.origin.kind === "column" ? [c.origin.column] : [])));
       for (const sourceColumn of source.columns) {
-        if (targeted.has(sourceColumn.name) || mapping.exclude.includes(sourceColumn.name)) continue;
+        if (targeted.has(sourceColumn.name) || renamed.has(sourceColumn.name) || mapping.exclude.includes(sourceColumn.name)) continue;
         const column = target.columns.find((c) => c.name === sourceColumn.name);
         if (!column) {
           this.problems.push(`${where}: target table ${mapping.to} has no column ${sourceColumn.name} (source ${mapping.from}.${sourceColumn.name}); map it in columns or list it in exclude`);
@@ -202,11 +204,13 @@ class Compiler {
     for (const [target, members] of byTarget) {
       if (members.length < 2) continue;
       const names = members.map((i) => `tables[${drafts[i]!.index}]`).join(", ");
-      const signatures = new Set<string>();
+      const constsOf = (edge: EdgePlan) =>
+        edge.origins.flatMap((o, c) => (o.kind === "const" ? [{ column: edge.table.columns[c]!.name, type: edge.table.columns[c]!.type, value: o.value }] : []));
+      const checked: number[] = [];
       for (const i of members) {
         const edge = edges[i]!;
         const where = `tables[${edge.index}]`;
-        const consts = edge.origins.flatMap((o, c) => (o.kind === "const" ? [{ column: edge.table.columns[c]!.name, type: edge.table.columns[c]!.type, value: o.value }] : []));
+        const consts = constsOf(edge);
         if (consts.length === 0) {
           this.problems.push(
             `${where}: ${target} is fed by several sources (${names}); give each a constant discriminator column ` +
@@ -214,9 +218,15 @@ class Compiler {
           );
           continue;
         }
-        const signature = JSON.stringify(consts);
-        if (signatures.has(signature)) this.problems.push(`${where}: its discriminator (${consts.map((c) => `${c.column} = '${c.value}'`).join(", ")}) is the same as another source's into ${target}`);
-        signatures.add(signature);
+        // Two sources are told apart by a column that both set to different constants.
+        for (const j of checked) {
+          const other = constsOf(edges[j]!);
+          const apart = consts.some((c) => other.some((o) => o.column === c.column && o.value !== c.value));
+          if (!apart) {
+            this.problems.push(`${where}: its rows cannot be told apart from those of tables[${edges[j]!.index}] in ${target}; give both a discriminator column with different constant values`);
+          }
+        }
+        checked.push(i);
         edge.ownership = consts;
       }
       // At most one source may keep its key unchanged; the others must derive it or include the discriminator.

@@ -13,6 +13,8 @@ export interface RunningPipeline {
   phases: Phase[];
   batches: number;
   logs: string[];
+  /** Set when the pipeline ended on an error. */
+  failure?: unknown;
   /** Resolves when the pipeline ends by itself (error) or after stop(). */
   done: Promise<unknown>;
   stop(): Promise<void>;
@@ -81,9 +83,20 @@ export function startPipeline(config: Config): RunningPipeline {
     },
   });
   running.done = pipeline.run(controller.signal);
+  running.done.catch((error: unknown) => { running.failure = error; });
   // A failing test shows what the pipeline said last.
   onTestFailed(() => {
     console.log(`--- last pipeline log lines ---\n${logs.slice(-60).join("\n")}`);
   });
   return running;
+}
+
+/** Waits until the pipeline streams; fails at once, with its error, if the pipeline stops instead. */
+export async function streaming(running: RunningPipeline, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!running.phases.includes("streaming")) {
+    if (running.failure !== undefined) throw new Error(`pipeline failed instead of streaming: ${(running.failure as Error).message}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the pipeline to stream (phases: ${running.phases.join(", ")})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
