@@ -13,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { firstDifference } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
+import { runCli } from "../harness/processRunner.js";
 import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 
@@ -253,5 +254,53 @@ tables:
     expect(error?.problems).toEqual([
       "tables[0]: the source rejects the mapping's SQL for public.users → auth_gateway.user_accounts: syntax error at or near \"FROM\"",
     ]);
+  });
+});
+
+async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const run = runCli(args, env);
+  const { code } = await run.exited;
+  return { code, output: run.output.join("") };
+}
+
+describe("pgferry plan", () => {
+  it("prints each target column's origin, key, filter and discriminator", async () => {
+    const file = join(configDir, "plan.yaml");
+    await writeFile(file, `source:\n  url: \${SOURCE_URL}\ntarget:\n  url: \${TARGET_URL}\ntables:${MAPPING}\n`);
+    const { code, output } = await cli(["plan", "--config", file], { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl });
+    expect(output).toContain("public.memory_entries  (key: id)");
+    expect(output).toContain("  -> security_service.memory_entries  [tables[0]; snapshot: SQL pushdown, text COPY pipe]");
+    expect(output).toMatch(/ type +<- memory_type\n/);
+    expect(output).toMatch(/ status +<- CASE WHEN is_active THEN 'active' ELSE 'revoked' END \(sql\)\n/);
+    expect(output).toMatch(/ id +<- md5\('vendor_api_keys:' \|\| id\)::uuid \(sql\) \[key\]\n/);
+    expect(output).toContain("rows of this source: source = 'vendor_api_keys'");
+    expect(output).toContain("where deleted_at IS NULL");
+    expect(output).toContain("snapshot: code path (hook)");
+    expect(code).toBe(0);
+  });
+
+  it("--ddl derives target tables that --check then accepts", async () => {
+    const fresh = await createTestDatabases("mapping_ddl");
+    try {
+      await fresh.source.query(SOURCE_DDL);
+      await fresh.source.query("INSERT INTO users (id, email, display_name) SELECT g, 'd' || g, 'n' || g FROM generate_series(1, 50) g");
+      await fresh.source.query("INSERT INTO vendor_api_keys (vendor, key_hash, revoked) VALUES ('v', 'h', false)");
+      const file = join(configDir, "ddl.yaml");
+      await writeFile(file, `source:\n  url: \${SOURCE_URL}\n  slot: pgferry_${fresh.name}\n  publication: pgferry_${fresh.name}\ntarget:\n  url: \${TARGET_URL}\ntables:${MAPPING}\n`);
+      const env = { SOURCE_URL: fresh.sourceUrl, TARGET_URL: fresh.targetUrl };
+      const before = await cli(["plan", "--check", "--config", file], env);
+      expect(before.code).toBe(1);
+      expect(before.output).toContain("tables[0].to: target table security_service.memory_entries does not exist");
+      const ddl = await cli(["plan", "--ddl", "--config", file], env);
+      expect(ddl.code).toBe(0);
+      expect(ddl.output).toContain('CREATE TABLE IF NOT EXISTS "security_service"."api_keys" (\n  "id" uuid NOT NULL,');
+      expect(ddl.output).toContain('"type" text NOT NULL'); // the enum became text
+      await fresh.target.query(ddl.output);
+      const after = await cli(["plan", "--check", "--config", file], env);
+      expect(after.output).toContain("check: no problems found");
+      expect(after.code).toBe(0);
+    } finally {
+      await fresh.drop();
+    }
   });
 });

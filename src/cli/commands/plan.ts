@@ -1,18 +1,62 @@
-/** `pgferry plan`: validates the config and prints what each source table becomes. */
+/**
+ * `pgferry plan`: compiles the mapping against both live catalogs and prints, per source table,
+ * its targets and where each target column comes from. `--ddl` prints target DDL derived from the
+ * source alone (for users without migrations); `--check` runs the whole preflight (server settings,
+ * privileges, expressions) and exits 1 listing every problem.
+ */
+import pg from "pg";
+import { describeTables } from "../../catalog/tableCatalog.js";
 import { loadConfig } from "../../config/index.js";
-import { CONFIG_OPTION, EXIT_OK, type Command } from "../command.js";
+import { preflight, PreflightError } from "../../pipeline/preflight.js";
+import { compileMapping } from "../../transform/mappingCompiler.js";
+import { formatPlan } from "../../transform/planReport.js";
+import { targetDdl } from "../../transform/targetDdl.js";
+import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
 
 export const planCommand: Command = {
   name: "plan",
-  summary: "validate the config and print the mapping plan",
-  usage: "pgferry plan [--config pgferry.yaml]",
-  options: { ...CONFIG_OPTION },
-  run(values, _positionals, io) {
+  summary: "print the compiled mapping (--ddl: target DDL; --check: full preflight)",
+  usage: "pgferry plan [--config pgferry.yaml] [--ddl | --check]",
+  options: { ...CONFIG_OPTION, ddl: { type: "boolean", default: false }, check: { type: "boolean", default: false } },
+  async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
-    const width = Math.max(...config.tables.map((t) => t.from.length));
-    for (const table of config.tables) {
-      io.stdout.write(`${table.from.padEnd(width)}  ->  ${table.to}\n`);
+    const source = new pg.Pool({ connectionString: config.source.url, max: 2, application_name: "pgferry-plan" });
+    const target = new pg.Pool({ connectionString: config.target.url, max: 2, application_name: "pgferry-plan" });
+    source.on("error", () => undefined);
+    target.on("error", () => undefined);
+    try {
+      const sourceTables = await describeTables(source, config.tables.map((t) => t.from));
+      if (values.ddl) {
+        const client = await source.connect();
+        try {
+          io.stdout.write(await targetDdl(client, config.tables, sourceTables));
+        } finally {
+          client.release();
+        }
+        return EXIT_OK;
+      }
+      if (values.check) {
+        try {
+          const { plans } = await preflight(config, source, target);
+          io.stdout.write(formatPlan(plans));
+          io.stdout.write("check: no problems found\n");
+          return EXIT_OK;
+        } catch (error) {
+          if (!(error instanceof PreflightError)) throw error;
+          io.stdout.write(`check: ${error.problems.length} problem(s):\n${error.problems.map((p) => `  - ${p}`).join("\n")}\n`);
+          return EXIT_FAILURE;
+        }
+      }
+      const targetTables = await describeTables(target, config.tables.map((t) => t.to));
+      const { plans, problems } = compileMapping({ mappings: config.tables, sourceTables, targetTables, snapshotFormat: config.snapshot.format });
+      io.stdout.write(formatPlan(plans));
+      if (problems.length > 0) {
+        io.stdout.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
+        return EXIT_FAILURE;
+      }
+      return EXIT_OK;
+    } finally {
+      await Promise.all([source.end(), target.end()]);
     }
-    return Promise.resolve(EXIT_OK);
   },
 };
