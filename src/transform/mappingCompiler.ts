@@ -156,7 +156,8 @@ class Compiler {
       origin.kind === "const" || (origin.kind === "column" ? sourceKey.includes(origin.column) : origin.refs.every((r) => sourceKey.includes(r)));
     let keyIndexes: number[] = [];
     if (sourceKey.length > 0) {
-      const candidates = [target.primaryKey, ...target.uniqueKeys].filter((k): k is string[] => k !== null);
+      // The primary key is also among the unique keys: each key once, the primary key first.
+      const candidates = [...new Map([target.primaryKey, ...target.uniqueKeys].filter((k): k is string[] => k !== null).map((k) => [k.join("\u0000"), k])).values()];
       const usable = candidates.find((key) =>
         key.every((name) => {
           const mapped = columns.find((c) => c.column.name === name);
