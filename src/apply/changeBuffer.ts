@@ -95,6 +95,9 @@ export class ChangeBuffer {
         this.heldBytes += valueBytes(change.kind === "deleteRow" ? change.old : change.values);
         return;
       }
+      case "statement":
+        this.barrier(change.statement);
+        return;
       case "deleteOwned":
         // Other sources' pending rows in the same table stay; this source's ran before it, in order.
         this.barrier(deleteOwnedStatement(change.table, change.match));

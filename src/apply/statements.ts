@@ -131,3 +131,31 @@ export function deleteOwnedStatement(table: TargetTable, match: readonly { colum
   const where = match.map((m, i) => `${quoteIdent(m.column)} = $${i + 1}::${m.type}`).join(" AND ");
   return prepared(`DELETE FROM ${qualifiedName(table)} WHERE ${where}`, match.map((m) => m.value), { rows: 0, table: table.id, op: "truncate" });
 }
+
+/**
+ * A resync chunk's repair of rows the source no longer has: the target rows whose key lies in the
+ * chunk's key range (lower bound exclusive, upper inclusive; null = unbounded), minus the keys the
+ * chunk and the stream wrote, go. Only for targets keyed by the source key itself (an ordered range).
+ */
+export function rangeDeleteStatement(
+  table: TargetTable,
+  range: { lo: readonly Cell[] | null; hi: readonly Cell[] | null },
+  keep: readonly (readonly Cell[])[],
+  ownership: readonly { column: string; type: string; value: string }[] | null,
+): Statement {
+  const keyColumns = table.keyIndexes.map((i) => table.columns[i]!);
+  const tuple = `(${keyColumns.map((c) => `t.${quoteIdent(c.name)}`).join(", ")})`;
+  const values: unknown[] = [];
+  const param = (value: unknown, type: string) => {
+    values.push(value);
+    return `$${values.length}::${type}`;
+  };
+  const where: string[] = [];
+  for (const o of ownership ?? []) where.push(`t.${quoteIdent(o.column)} = ${param(o.value, o.type)}`);
+  if (range.lo) where.push(`${tuple} > (${keyColumns.map((c, i) => param(range.lo![i], c.type)).join(", ")})`);
+  if (range.hi) where.push(`${tuple} <= (${keyColumns.map((c, i) => param(range.hi![i], c.type)).join(", ")})`);
+  const arrays = keyColumns.map((_, i) => param(keep.map((k) => k[i] ?? null), "text[]"));
+  const match = keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.c${i}::${c.type}`).join(" AND ");
+  where.push(`NOT EXISTS (SELECT 1 FROM unnest(${arrays.join(", ")}) AS k(${keyColumns.map((_, i) => `c${i}`).join(", ")}) WHERE ${match})`);
+  return prepared(`DELETE FROM ${qualifiedName(table)} AS t WHERE ${where.join(" AND ")}`, values, { rows: 0, table: table.id, op: "delete" });
+}

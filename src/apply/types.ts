@@ -43,7 +43,9 @@ export type TargetChange =
   | { kind: "deleteRow"; table: TargetTable; old: (string | null)[] }
   | { kind: "truncate"; tables: TargetTable[] }
   /** A TRUNCATE of one of several sources merged into `table`: only the rows carrying its discriminator go. */
-  | { kind: "deleteOwned"; table: TargetTable; match: { column: string; type: string; value: string }[] };
+  | { kind: "deleteOwned"; table: TargetTable; match: { column: string; type: string; value: string }[] }
+  /** A prepared statement that runs in order with the changes around it (resync range deletes and progress). */
+  | { kind: "statement"; statement: Statement };
 
 /** A SQL statement with its parameters, ready for `client.query`. `name` makes it a prepared statement. */
 export interface Statement {

@@ -12,7 +12,7 @@ import { ChangeBuffer } from "../apply/changeBuffer.js";
 import type { Checkpoint } from "../state/stateStore.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import type { ChangeTransformer } from "../transform/changeTransformer.js";
-import { changeBytes, type SourceChange, type SourceOp, type SourceTruncate, type StreamEvent } from "./streamEvents.js";
+import { changeBytes, type OrderedStatements, type SourceChange, type SourceOp, type SourceTruncate, type StreamEvent } from "./streamEvents.js";
 
 export interface BatchLimits {
   maxRows: number;
@@ -43,7 +43,9 @@ const TRANSFORM_RUN = 2000;
 
 export class ApplyLoop {
   private readonly buffer = new ChangeBuffer();
-  private pending: (SourceChange | SourceTruncate)[] = [];
+  private pending: (SourceChange | SourceTruncate | OrderedStatements)[] = [];
+  /** Callbacks of ordered statements in the open target transaction, run after its COMMIT. */
+  private afterCommit: (() => void)[] = [];
   private pendingBytes = 0;
   private rows = 0;
   private transactions = 0;
@@ -83,7 +85,8 @@ export class ApplyLoop {
         this.rows += 1;
         this.openChanges += 1;
         if (event.type === "change") this.count(event.plan.id, event.op);
-        else for (const plan of event.plans) this.count(plan.id, "truncate");
+        else if (event.type === "truncate") for (const plan of event.plans) this.count(plan.id, "truncate");
+        else if (event.onApplied) this.afterCommit.push(event.onApplied);
         if (this.pending.length >= TRANSFORM_RUN || this.pendingBytes >= limits.maxBytes) await this.transformPending();
         // A source transaction larger than the batch goes out progressively, inside the open target transaction.
         if (this.buffer.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes) {
@@ -94,6 +97,7 @@ export class ApplyLoop {
     }
     if (this.openChanges === 0 && this.lastCommit) await this.commit();
     else await this.options.applier.rollback();
+    this.afterCommit = [];
   }
 
   private get heldBytes(): number {
@@ -131,6 +135,9 @@ export class ApplyLoop {
     this.transactions = 0;
     this.perTable = new Map();
     this.lastCommit = undefined;
+    const callbacks = this.afterCommit;
+    this.afterCommit = [];
     this.options.onCommitted(batch);
+    for (const callback of callbacks) callback();
   }
 }

@@ -1,5 +1,5 @@
 /** What flows from the replication reader to the applier through the change queue. */
-import type { Value } from "../apply/types.js";
+import type { Statement, Value } from "../apply/types.js";
 import type { TablePlan } from "../transform/plan.js";
 
 export type SourceOp = "insert" | "update" | "delete" | "truncate";
@@ -23,9 +23,17 @@ export interface SourceTruncate {
   plans: TablePlan[];
 }
 
+/** Statements that run in stream order (a resync chunk's range delete and progress); `onApplied` after their commit. */
+export interface OrderedStatements {
+  type: "statements";
+  statements: Statement[];
+  onApplied?: () => void;
+}
+
 export type StreamEvent =
   | SourceChange
   | SourceTruncate
+  | OrderedStatements
   /** The end of a source transaction: everything before it (since the previous commit) belongs to it. */
   | { type: "commit"; commitLsn: bigint; endLsn: bigint; commitTime: Date };
 

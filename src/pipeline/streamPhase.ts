@@ -16,6 +16,7 @@ import { SourceEvaluator } from "../transform/sourceEvaluator.js";
 import { ApplyLoop, type AppliedBatch } from "./applyLoop.js";
 import { ChangeQueue } from "./changeQueue.js";
 import type { StreamEvent } from "./streamEvents.js";
+import type { ResyncEngine } from "./resync/resyncEngine.js";
 import { StreamReader } from "./streamReader.js";
 
 /** How often the standby status is sent even when nothing changes (well under wal_sender_timeout). */
@@ -28,6 +29,7 @@ export interface StreamPhaseOptions {
   plans: readonly TablePlan[];
   syncLsns: ReadonlyMap<string, bigint>;
   checkpoint: Checkpoint;
+  resyncs?: ResyncEngine;
   onCommitted?(batch: AppliedBatch): void;
   /** Called once the stream is running (START_REPLICATION accepted). */
   onStreaming?(): void;
@@ -46,6 +48,7 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
   let timer: NodeJS.Timeout | undefined;
   try {
     replication = await ReplicationConnection.connect(config.source.url, "pgferry-stream");
+    const windows = options.resyncs ? await options.resyncs.attach(options.plans, config.source.url) : undefined;
     const repl = replication;
     let acked = options.checkpoint.endLsn;
     const queue = new ChangeQueue<StreamEvent>(config.apply.queueMaxBytes, (pause) => (pause ? repl.pause() : repl.resume()));
@@ -75,6 +78,7 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
       skipThrough: options.checkpoint.commitLsn,
       queue,
       log,
+      resyncs: windows,
       onKeepalive: (walEnd, replyRequested) => {
         options.onServerWalEnd?.(walEnd);
         // Nothing received is waiting to be applied: the server's position can be confirmed, which
@@ -116,6 +120,7 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
   } finally {
     if (timer) clearInterval(timer);
     stopping = true;
+    await options.resyncs?.detach();
     await replication?.close();
     await applier.close();
     await evaluator?.close();

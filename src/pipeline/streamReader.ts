@@ -11,6 +11,8 @@ import type { StreamHandler } from "../source/replicationConnection.js";
 import type { TablePlan } from "../transform/plan.js";
 import { RelationLayout } from "../transform/relationLayout.js";
 import { PgferryError } from "../errors.js";
+import type { ResyncWindows } from "./resync/resyncWindows.js";
+import { decodeWatermark, WATERMARK_PREFIX } from "./resync/watermarks.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import { changeBytes, type SourceChange, type StreamEvent } from "./streamEvents.js";
 
@@ -23,6 +25,8 @@ export interface StreamReaderOptions {
   queue: ChangeQueue<StreamEvent>;
   log: Logger;
   onKeepalive(walEnd: bigint, replyRequested: boolean): void;
+  /** Open resync windows: their watermarks arrive as logical messages in the stream. */
+  resyncs?: ResyncWindows;
 }
 
 interface OpenTransaction {
@@ -105,8 +109,11 @@ export class StreamReader implements StreamHandler {
       case "stream_abort":
         // Only asked for with protocol 2 and `streaming 'on'`, which pgferry does not request.
         throw new PgferryError("protocol", `unexpected ${message.tag} message: pgferry streams with protocol version 1`);
+      case "message":
+        this.onMessage(message.prefix, message.content);
+        return;
       default:
-        // Type, Origin and logical Message carry nothing to apply here.
+        // Type and Origin carry nothing to apply here.
         return;
     }
   }
@@ -141,6 +148,22 @@ export class StreamReader implements StreamHandler {
   }
 
   private enqueue(change: SourceChange): void {
+    this.options.resyncs?.track(change.plan, change);
     this.options.queue.push(change, changeBytes(change));
+  }
+
+  private onMessage(prefix: string, content: Buffer): void {
+    const windows = this.options.resyncs;
+    if (prefix !== WATERMARK_PREFIX || !windows || !this.transaction || this.transaction.skip) return;
+    const mark = decodeWatermark(content);
+    if (!mark) return;
+    if (mark.mark === "low") {
+      windows.onLow(mark);
+      return;
+    }
+    const chunk = windows.onHigh(mark);
+    if (!chunk) return; // a watermark from before a restart: its resync resumes with a new attempt
+    for (const change of chunk.changes) this.options.queue.push(change, changeBytes(change));
+    this.options.queue.push(chunk.end, 256);
   }
 }

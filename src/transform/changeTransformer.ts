@@ -9,7 +9,7 @@
  */
 import { UNCHANGED, type TargetChange, type TargetTable, type Value } from "../apply/types.js";
 import { PgferryError } from "../errors.js";
-import type { SourceChange, SourceRow, SourceTruncate } from "../pipeline/streamEvents.js";
+import type { OrderedStatements, SourceChange, SourceRow, SourceTruncate } from "../pipeline/streamEvents.js";
 import { runHook, type HookRow, type RowHook } from "./codeHook.js";
 import type { EdgePlan, TablePlan } from "./plan.js";
 import { evaluatedInputs, type Evaluation, type SourceEvaluator } from "./sourceEvaluator.js";
@@ -44,13 +44,17 @@ function completeFromOld(change: SourceChange): SourceRow | null {
 export class ChangeTransformer {
   constructor(private readonly options: TransformerOptions) {}
 
-  async transform(events: readonly (SourceChange | SourceTruncate)[]): Promise<TargetChange[]> {
+  async transform(events: readonly (SourceChange | SourceTruncate | OrderedStatements)[]): Promise<TargetChange[]> {
     const rows = events.map((e) => (e.type === "change" ? completeFromOld(e) : null));
     const evaluations = await this.evaluate(events, rows);
     const out: TargetChange[] = [];
     events.forEach((event, i) => {
       if (event.type === "truncate") {
         this.truncate(event, out);
+        return;
+      }
+      if (event.type === "statements") {
+        for (const statement of event.statements) out.push({ kind: "statement", statement });
         return;
       }
       for (const edge of event.plan.edges) {
@@ -70,7 +74,7 @@ export class ChangeTransformer {
   }
 
   /** One evaluation query per edge that needs the source database, covering every row of the run. */
-  private async evaluate(events: readonly (SourceChange | SourceTruncate)[], rows: (SourceRow | null)[]): Promise<Map<EdgePlan, EdgeRows>> {
+  private async evaluate(events: readonly (SourceChange | SourceTruncate | OrderedStatements)[], rows: (SourceRow | null)[]): Promise<Map<EdgePlan, EdgeRows>> {
     const byEdge = new Map<EdgePlan, EdgeRows>();
     events.forEach((event, i) => {
       if (event.type !== "change") return;

@@ -7,6 +7,7 @@ import { onTestFailed } from "vitest";
 import { parseConfig, type Config } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { Pipeline, type Phase } from "../../src/pipeline/pipeline.js";
+import type { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
 
 export interface RunningPipeline {
   config: Config;
@@ -53,7 +54,7 @@ ${tables}
   return parseConfig(yaml, "test.yaml", { SOURCE_URL: options.sourceUrl, TARGET_URL: options.targetUrl });
 }
 
-export function startPipeline(config: Config): RunningPipeline {
+export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } = {}): RunningPipeline {
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -77,6 +78,7 @@ export function startPipeline(config: Config): RunningPipeline {
   const pipeline = new Pipeline({
     config,
     log,
+    resyncs: extra.resyncs,
     observer: {
       phase: (p) => running.phases.push(p),
       batchApplied: () => { running.batches += 1; },
