@@ -30,7 +30,7 @@ export class PreflightError extends PgferryError {
 
 interface SourceServer {
   wal_level: string; can_replicate: boolean; max_slots: number; used_slots: number; max_senders: number; used_senders: number;
-  slot_exists: boolean; slot_plugin: string | null; slot_database: string | null; database: string; server_version_num: number;
+  slot_exists: boolean; slot_plugin: string | null; slot_database: string | null; slot_wal_status: string | null; database: string; server_version_num: number;
 }
 
 async function checkSource(source: pg.Pool, config: Config, problems: string[]): Promise<boolean> {
@@ -41,7 +41,7 @@ async function checkSource(source: pg.Pool, config: Config, problems: string[]):
             (SELECT count(*)::int FROM pg_replication_slots) AS used_slots,
             current_setting('max_wal_senders')::int AS max_senders,
             (SELECT count(*)::int FROM pg_stat_replication) AS used_senders,
-            s.slot_name IS NOT NULL AS slot_exists, s.plugin AS slot_plugin, s.database AS slot_database,
+            s.slot_name IS NOT NULL AS slot_exists, s.plugin AS slot_plugin, s.database AS slot_database, s.wal_status AS slot_wal_status,
             current_database() AS database, current_setting('server_version_num')::int AS server_version_num
      FROM (SELECT 1) AS one LEFT JOIN pg_replication_slots s ON s.slot_name = $1`,
     [config.source.slot],
@@ -60,6 +60,12 @@ async function checkSource(source: pg.Pool, config: Config, problems: string[]):
   }
   if (s.slot_exists && (s.slot_plugin !== "pgoutput" || s.slot_database !== s.database)) {
     problems.push(`source.slot: slot ${config.source.slot} exists but belongs to ${s.slot_database} with plugin ${s.slot_plugin}; choose another slot name`);
+  }
+  if (s.slot_exists && s.slot_wal_status === "lost") {
+    problems.push(
+      `source.slot: replication slot ${config.source.slot} was invalidated: the source removed WAL it still needed (max_slot_wal_keep_size), ` +
+        "so changes since the last checkpoint are gone; recover with `pgferry slot drop` and a new `pgferry run` (a fresh snapshot)",
+    );
   }
   return s.slot_exists;
 }
@@ -82,6 +88,24 @@ async function checkPrivileges(db: pg.Pool, tables: readonly string[], privilege
   for (const row of rows) problems.push(`${side}: the role lacks ${privilege} on ${row.id}`);
 }
 
+/**
+ * The snapshot reads a partitioned table one leaf partition at a time, and reading a partition
+ * directly is checked against its own privileges, not its root's.
+ */
+async function checkPartitionPrivileges(source: pg.Pool, tables: readonly string[], problems: string[]): Promise<void> {
+  const { rows } = await source.query<{ root: string; partition: string }>(
+    `SELECT r.id AS root, format('%I.%I', n.nspname, c.relname) AS partition
+     FROM unnest($1::text[]) AS r(id)
+     CROSS JOIN LATERAL pg_partition_tree(to_regclass(r.id)) AS p
+     JOIN pg_class c ON c.oid = p.relid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.isleaf AND p.relid <> to_regclass(r.id) AND NOT has_table_privilege(p.relid, 'SELECT')
+     ORDER BY 1, 2`,
+    [tables],
+  );
+  for (const row of rows) problems.push(`source: the role lacks SELECT on ${row.partition}, a partition of ${row.root} (the snapshot reads partitions directly)`);
+}
+
 export async function preflight(config: Config, source: pg.Pool, target: pg.Pool): Promise<PreflightResult> {
   const problems: string[] = [];
   const sourceIds = config.tables.map((t) => t.from);
@@ -93,6 +117,7 @@ export async function preflight(config: Config, source: pg.Pool, target: pg.Pool
     describeTables(target, targetIds),
   ]);
   await checkPrivileges(source, sourceIds, "SELECT", "source", problems);
+  await checkPartitionPrivileges(source, sourceIds, problems);
   for (const privilege of ["INSERT", "UPDATE", "DELETE"]) await checkPrivileges(target, targetIds, privilege, "target", problems);
   const { plans, problems: planProblems } = compileMapping({
     mappings: config.tables,

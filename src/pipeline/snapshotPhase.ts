@@ -10,6 +10,7 @@ import PQueue from "p-queue";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { Logger } from "pino";
+import { PgferryError } from "../errors.js";
 import { deleteOwnedStatement, insertRowsStatement, qualifiedName, quoteIdent, upsertStatement } from "../apply/statements.js";
 import type { Value } from "../apply/types.js";
 import type { CatalogPartition } from "../catalog/tableCatalog.js";
@@ -162,7 +163,16 @@ async function openWorker(options: SnapshotOptions): Promise<Worker> {
   target.on("error", () => undefined);
   await Promise.all([source.connect(), target.connect()]);
   await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-  await source.query(`SET TRANSACTION SNAPSHOT '${options.snapshotName.replace(/'/g, "''")}'`);
+  try {
+    await source.query(`SET TRANSACTION SNAPSHOT '${options.snapshotName.replace(/'/g, "''")}'`);
+  } catch (error) {
+    await Promise.all([source.end(), target.end()]).catch(() => undefined);
+    // 22023: the snapshot no longer exists because the connection that exported it is gone.
+    if ((error as { code?: string }).code === "22023") {
+      throw new PgferryError("connection", `the exported snapshot ${options.snapshotName} is gone (its replication connection dropped); copying again under a new one`, { cause: error });
+    }
+    throw error;
+  }
   await target.query("SET session_replication_role = replica");
   await target.query("SET synchronous_commit = on"); // a chunk marked copied must survive a crash
   return { source, target };
