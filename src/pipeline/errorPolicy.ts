@@ -25,6 +25,9 @@ export type Disposition = "retry" | "stop";
 export function classify(error: unknown): { disposition: Disposition; reason: string } {
   if (error instanceof PgferryError) {
     if (error.kind === "connection") return { disposition: "retry", reason: error.message };
+    // The target refused a batch (a constraint, a type): nothing is skipped; retrying lets the
+    // operator fix the row while the pipeline waits (apply.onError: stop ends it instead).
+    if (error.kind === "apply") return { disposition: "retry", reason: "the target rejected a change" };
     return { disposition: "stop", reason: `${error.kind} error` };
   }
   const e = error as { code?: unknown; message?: unknown } | null;

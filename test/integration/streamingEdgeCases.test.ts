@@ -1,0 +1,122 @@
+/**
+ * What operators run into while streaming: a target constraint the source does not have (the
+ * pipeline waits or stops with the table and SQLSTATE, the slot keeps the WAL, and after the fix
+ * nothing is lost), source DDL (added, renamed and dropped columns), and a slot that must advance
+ * while only unpublished tables are written.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/index.js";
+import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
+import { compareTables } from "../harness/compare.js";
+import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
+import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
+import { waitFor } from "../harness/waitFor.js";
+
+let db: TestDatabases;
+let running: RunningPipeline | undefined;
+
+const slot = () => `pgferry_${db.name}`;
+const converged = () =>
+  waitFor(() => compareTables(db.source, db.target, pairs()), { description: "target == source", until: (d) => d === null, timeoutMs: 60_000, intervalMs: 200 });
+const confirmedFlush = async () =>
+  (await db.source.query<{ lsn: string }>("SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1", [slot()])).rows[0]?.lsn;
+
+function config(onError: "retry" | "stop", tables = mappings(), columns = "") {
+  const entries = tables.map((t) => `  - from: ${t.from}\n    to: ${t.to}\n${t.from === "public.items" ? columns : ""}`).join("\n");
+  return parseConfig(
+    `source:\n  url: \${SOURCE_URL}\n  slot: ${slot()}\n  publication: ${slot()}\ntarget:\n  url: \${TARGET_URL}\n` +
+      `apply:\n  onError: ${onError}\n  retry: { maxAttempts: 1000, initialDelayMs: 100, maxDelayMs: 300 }\nlog:\n  level: info\n  format: json\ntables:\n${entries}\n`,
+    "edge.yaml",
+    { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl },
+  );
+}
+
+beforeAll(async () => {
+  db = await createTestDatabases("edge_cases");
+  await createFixture(db.source, db.target);
+  await seed(db.source, 500);
+});
+afterEach(async () => {
+  await running?.stop();
+  running = undefined;
+});
+afterAll(async () => db?.drop());
+
+describe("a target constraint the source does not have", () => {
+  it("holds the change (retrying, or stopped) with table and SQLSTATE, keeps the WAL, and loses nothing once fixed", async () => {
+    running = startPipeline(config("retry"));
+    await streaming(running);
+    expect(await converged()).toBeNull();
+    await db.target.query("CREATE UNIQUE INDEX accounts_email_unique ON app.accounts (email)");
+    const before = await confirmedFlush();
+    await db.source.query("INSERT INTO accounts (id, email) VALUES (900001, 'twice@example.com'), (900002, 'twice@example.com')");
+    await db.source.query("INSERT INTO accounts (id, email) VALUES (900003, 'after@example.com')");
+
+    const failure = await waitFor(() => running!.logs.find((l) => l.includes("23505")), { description: "the apply error logged", timeoutMs: 30_000 });
+    expect(failure).toContain("app.accounts");
+    expect(running.phases).toContain("retrying");
+    // Nothing after the failing transaction was applied or acknowledged.
+    expect((await db.target.query("SELECT 1 FROM app.accounts WHERE id IN (900001, 900002, 900003)")).rowCount).toBe(0);
+    expect(await confirmedFlush()).toBe(before);
+
+    await db.target.query("DROP INDEX app.accounts_email_unique"); // the operator's fix
+    expect(await converged()).toBeNull();
+    await running.stop();
+
+    // With onError: stop the pipeline ends instead, and a restart after the fix resumes from the checkpoint.
+    await db.target.query("CREATE UNIQUE INDEX accounts_email_unique ON app.accounts (email) WHERE id > 900003");
+    running = startPipeline(config("stop"));
+    await streaming(running);
+    await db.source.query("INSERT INTO accounts (id, email) VALUES (900004, 'again@example.com'), (900005, 'again@example.com')");
+    const error = await running.done.then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toMatch(/target rejected insert of \d+ row\(s\) into app\.accounts: SQLSTATE 23505/);
+    expect(running.phases).toContain("failed");
+    await db.target.query("DROP INDEX app.accounts_email_unique");
+    running = startPipeline(config("stop"));
+    expect(await converged()).toBeNull();
+  });
+});
+
+describe("source DDL while streaming", () => {
+  it("ignores an added column, and stops naming a renamed mapped column until the mapping follows", async () => {
+    running = startPipeline(config("stop"));
+    await streaming(running);
+    await db.source.query("ALTER TABLE accounts ADD COLUMN nickname text");
+    await db.source.query("INSERT INTO accounts (id, email, nickname) VALUES (910001, 'added@example.com', 'nick')");
+    await waitFor(async () => (await db.target.query<{ email: string }>("SELECT email FROM app.accounts WHERE id = 910001")).rows[0]?.email, {
+      description: "the row with the new column applied",
+      until: (email) => email === "added@example.com",
+    });
+    expect(running.logs.some((l) => l.includes("source columns not in the mapping are ignored") && l.includes("nickname"))).toBe(true);
+    await db.source.query("ALTER TABLE accounts DROP COLUMN nickname");
+
+    await db.source.query("ALTER TABLE items RENAME COLUMN title TO headline");
+    await db.source.query("UPDATE items SET headline = 'renamed' WHERE id = (SELECT id FROM items ORDER BY id LIMIT 1)");
+    const error = await running.done.then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toBe("source column public.items.title is mapped but no longer in the replication stream (was it dropped or renamed?)");
+    running = undefined;
+
+    // The operator maps the renamed column and starts again; the held change arrives.
+    running = startPipeline(config("stop", mappings(), "    columns: { title: headline }\n"));
+    await waitFor(async () => (await db.target.query("SELECT 1 FROM app.items WHERE title = 'renamed'")).rowCount, { description: "the held update applied", until: (n) => n === 1 });
+    await running.stop();
+    await db.source.query("ALTER TABLE items RENAME COLUMN headline TO title");
+    running = startPipeline(config("stop"));
+    expect(await converged()).toBeNull();
+  });
+});
+
+describe("writes only to unpublished tables", () => {
+  it("still advance the slot, so the source does not keep WAL for nothing", async () => {
+    running = startPipeline(config("retry"));
+    await streaming(running);
+    await db.source.query("CREATE TABLE unpublished_log (id bigserial PRIMARY KEY, payload text)");
+    const start = await confirmedFlush();
+    for (let i = 0; i < 5; i += 1) await db.source.query("INSERT INTO unpublished_log (payload) SELECT repeat('x', 500) FROM generate_series(1, 20000)");
+    const walAfterWrites = (await db.source.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
+    await waitFor(
+      async () => (await db.source.query<{ behind: boolean }>("SELECT confirmed_flush_lsn < $2::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = $1", [slot(), walAfterWrites])).rows[0]?.behind,
+      { description: `the slot's confirmed flush to pass ${walAfterWrites} (it was ${start})`, until: (behind) => behind === false, timeoutMs: 30_000, intervalMs: 250 },
+    );
+  });
+});
