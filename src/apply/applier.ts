@@ -13,15 +13,20 @@ export interface ApplyErrorContext {
   op: Statement["op"];
   rows: number;
   sqlstate: string | undefined;
-  detail: string | undefined;
+  /** The violated constraint, when the server names one. */
+  constraint: string | undefined;
 }
 
-/** A statement the target rejected, with where it happened. */
+/**
+ * A statement the target rejected, with where it happened. PostgreSQL's `detail` is left out on
+ * purpose: it quotes row values (`Key (email)=(...) already exists`), and row values never reach logs.
+ */
 export class ApplyError extends PgferryError {
   readonly context: ApplyErrorContext;
   constructor(context: ApplyErrorContext, cause: unknown) {
-    const detail = context.detail ? ` (${context.detail})` : "";
-    super("apply", `target rejected ${context.op} of ${context.rows} row(s) into ${context.table}: SQLSTATE ${context.sqlstate ?? "?"} ${(cause as Error).message}${detail}`, {
+    const message = (cause as Error).message;
+    const constraint = context.constraint && !message.includes(context.constraint) ? ` (constraint ${context.constraint})` : "";
+    super("apply", `target rejected ${context.op} of ${context.rows} row(s) into ${context.table}: SQLSTATE ${context.sqlstate ?? "?"} ${message}${constraint}`, {
       cause,
       hint: "fix the target row or constraint named above; pgferry keeps the source WAL and resumes from its checkpoint",
     });
@@ -86,9 +91,9 @@ export class Applier {
       try {
         await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
       } catch (error) {
-        const e = error as { code?: string; detail?: string };
+        const e = error as { code?: string; constraint?: string };
         if (typeof e.code === "string" && !e.code.startsWith("08") && !e.code.startsWith("57")) {
-          throw new ApplyError({ table: statement.table, op: statement.op, rows: statement.rows, sqlstate: e.code, detail: e.detail }, error);
+          throw new ApplyError({ table: statement.table, op: statement.op, rows: statement.rows, sqlstate: e.code, constraint: e.constraint }, error);
         }
         throw error;
       }

@@ -22,8 +22,15 @@ export interface LoggerSettings {
 const SECRET_KEYS = ["url", "connectionString", "password", "adminToken", "token", "authorization"];
 const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
 
+/**
+ * Fields of a PostgreSQL error that quote row values (`Key (email)=(...) already exists`,
+ * `COPY t, line 3, column c: "..."`): never logged. The SQLSTATE, table and constraint stay.
+ */
+const ROW_VALUE_FIELDS = ["detail", "where"] as const;
+
 function serializeError(error: unknown): Record<string, unknown> {
   const serialized = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown>;
+  if (serialized !== error) for (const key of ROW_VALUE_FIELDS) delete serialized[key]; // a copy, not the caller's object
   for (const key of ["message", "stack"] as const) {
     const value = serialized[key];
     if (typeof value === "string") serialized[key] = redactSecrets(value);

@@ -8,9 +8,9 @@ import type { TablePlan } from "../transform/plan.js";
 
 export async function ensurePublication(source: pg.Pool, name: string, plans: readonly TablePlan[]): Promise<"created" | "updated" | "unchanged"> {
   const tables = plans.map((p) => `${quoteIdent(p.source.schema)}.${quoteIdent(p.source.name)}`).join(", ");
-  const { rows } = await source.query<{ via_root: boolean; tables: string[] | null }>(
+  const { rows } = await source.query<{ via_root: boolean; tables: [string, string][] | null }>(
     `SELECT p.pubviaroot AS via_root,
-            (SELECT array_agg(format('%I.%I', schemaname, tablename) ORDER BY 1) FROM pg_publication_tables WHERE pubname = p.pubname) AS tables
+            (SELECT json_agg(json_build_array(schemaname, tablename)) FROM pg_publication_tables WHERE pubname = p.pubname) AS tables
      FROM pg_publication p WHERE p.pubname = $1`,
     [name],
   );
@@ -20,7 +20,9 @@ export async function ensurePublication(source: pg.Pool, name: string, plans: re
     return "created";
   }
   const wanted = plans.map((p) => `${quoteIdent(p.source.schema)}.${quoteIdent(p.source.name)}`).sort();
-  const have = [...(existing.tables ?? [])].sort();
+  // Quoted the same way as `wanted`: a role that does not own the tables cannot ALTER the publication,
+  // so one its owner created with exactly these tables must compare equal and be used as is.
+  const have = (existing.tables ?? []).map(([schema, table]) => `${quoteIdent(schema)}.${quoteIdent(table)}`).sort();
   if (existing.via_root && wanted.length === have.length && wanted.every((t, i) => t === have[i])) return "unchanged";
   await source.query(`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${tables}`);
   await source.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`);

@@ -56,6 +56,19 @@ const MIGRATIONS: readonly string[] = [
      error text,
      updated_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (pipeline, source_table))`,
+  // Per-table resyncs (see pipeline/resync): progress commits with each chunk's rows.
+  `CREATE TABLE IF NOT EXISTS $S.resyncs (
+     id text PRIMARY KEY,
+     pipeline text NOT NULL REFERENCES $S.pipelines ON DELETE CASCADE,
+     source_table text NOT NULL,
+     state text NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+     last_key text[],
+     rows_done bigint NOT NULL DEFAULT 0,
+     chunks_done int NOT NULL DEFAULT 0,
+     rows_estimated bigint,
+     started_at timestamptz NOT NULL DEFAULT now(),
+     finished_at timestamptz,
+     error text)`,
 ];
 
 interface TableRow {
@@ -84,7 +97,10 @@ export class StateStore {
     try {
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock(hashtext('pgferry:migrate'))");
-      await client.query(this.sql("CREATE SCHEMA IF NOT EXISTS $S"));
+      // CREATE SCHEMA checks CREATE on the database even when the schema exists: a schema created for
+      // pgferry's role beforehand (docs/privileges.sql) must not need that right.
+      const { rows: schema } = await client.query<{ found: boolean }>("SELECT to_regnamespace($1) IS NOT NULL AS found", [this.schema]);
+      if (!schema[0]?.found) await client.query(this.sql("CREATE SCHEMA IF NOT EXISTS $S"));
       await client.query(this.sql("CREATE TABLE IF NOT EXISTS $S.schema_version (version int NOT NULL)"));
       const { rows } = await client.query<{ version: number }>(this.sql("SELECT coalesce(max(version), 0) AS version FROM $S.schema_version"));
       const current = rows[0]?.version ?? 0;
@@ -112,6 +128,28 @@ export class StateStore {
     return {
       consistentPoint: parseLsn(row.consistent_point),
       checkpoint: { commitLsn: parseLsn(row.commit_lsn), endLsn: parseLsn(row.end_lsn), commitTime: row.commit_time },
+    };
+  }
+
+  /** Whether the state schema has been created (by a first `run`); reads need it. */
+  async exists(): Promise<boolean> {
+    const { rows } = await this.pool.query<{ found: boolean }>("SELECT to_regclass($1) IS NOT NULL AS found", [`${this.schema}.pipelines`]);
+    return rows[0]?.found ?? false;
+  }
+
+  /** The pipeline's state with when it was created and last checkpointed, for status and lag reports. */
+  async summary(): Promise<(PipelineState & { createdAt: Date; updatedAt: Date }) | null> {
+    const { rows } = await this.pool.query<{ consistent_point: string; commit_lsn: string; end_lsn: string; commit_time: Date | null; created_at: Date; updated_at: Date }>(
+      this.sql("SELECT consistent_point::text, commit_lsn::text, end_lsn::text, commit_time, created_at, updated_at FROM $S.pipelines WHERE pipeline = $1"),
+      [this.pipeline],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    return {
+      consistentPoint: parseLsn(row.consistent_point),
+      checkpoint: { commitLsn: parseLsn(row.commit_lsn), endLsn: parseLsn(row.end_lsn), commitTime: row.commit_time },
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
     };
   }
 
