@@ -7,10 +7,13 @@ import { parseArgs } from "node:util";
 import { PgferryError } from "../errors.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandIo } from "./command.js";
 import { planCommand } from "./commands/plan.js";
+import { resyncCommand } from "./commands/resync.js";
 import { runCommand } from "./commands/run.js";
 import { slotCommand } from "./commands/slot.js";
+import { statusCommand } from "./commands/status.js";
+import { verifyCommand } from "./commands/verify.js";
 
-const COMMANDS: readonly Command[] = [runCommand, planCommand, slotCommand];
+const COMMANDS: readonly Command[] = [runCommand, statusCommand, resyncCommand, planCommand, verifyCommand, slotCommand];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

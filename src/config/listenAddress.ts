@@ -23,7 +23,8 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
   }
   if (host === "" || /\s/.test(host) || !/^\d{1,5}$/.test(portText)) return undefined;
   const port = Number(portText);
-  if (port < 1 || port > 65535) return undefined;
+  // Port 0 lets the system pick a free port (tests, several pipelines on one host without a scrape target).
+  if (port > 65535) return undefined;
   return { host, port };
 }
 

@@ -62,6 +62,11 @@ const controlSchema = z
     }
   });
 
+const resyncSchema = z.strictObject({
+  // Rows per resync chunk: held in memory between the chunk's watermarks.
+  chunkRows: integer(1, 1_000_000).default(5000),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   format: z.enum(["auto", "json", "pretty"]).default("auto"),
@@ -74,6 +79,7 @@ export const configSchema = z.strictObject({
   snapshot: snapshotSchema.prefault({}),
   apply: applySchema.prefault({}),
   control: controlSchema.prefault({}),
+  resync: resyncSchema.prefault({}),
   log: logSchema.prefault({}),
   tables: tableMappingsSchema,
 });

@@ -17,6 +17,7 @@ import { backoffMs, classify } from "./errorPolicy.js";
 import { preflight } from "./preflight.js";
 import { ensurePublication } from "./publication.js";
 import { runSnapshot } from "./snapshotPhase.js";
+import type { ResyncEngine } from "./resync/resyncEngine.js";
 import { runStreamPhase } from "./streamPhase.js";
 
 export type Phase = "starting" | "preflight" | "snapshot" | "streaming" | "retrying" | "stopped" | "failed";
@@ -34,6 +35,8 @@ export interface PipelineOptions {
   config: Config;
   log: Logger;
   observer?: PipelineObserver;
+  /** Per-table resync while streaming (see resync/resyncEngine.ts); attached to each stream session. */
+  resyncs?: ResyncEngine;
 }
 
 /** A stretch of healthy streaming after which the retry budget starts over. */
@@ -43,11 +46,13 @@ export class Pipeline {
   private readonly config: Config;
   private readonly log: Logger;
   private readonly observer: PipelineObserver;
+  private readonly resyncs: ResyncEngine | undefined;
 
   constructor(options: PipelineOptions) {
     this.config = options.config;
     this.log = options.log;
     this.observer = options.observer ?? {};
+    this.resyncs = options.resyncs;
   }
 
   /** Runs until `signal` aborts (resolves) or a permanent error / exhausted retries (rejects). */
@@ -66,7 +71,7 @@ export class Pipeline {
           return;
         }
         const { disposition, reason } = classify(error);
-        this.observer.error?.(error instanceof PgferryError ? error.kind : "connection", error);
+        this.observer.error?.(errorKind(error, disposition), error);
         if (Date.now() - started > HEALTHY_MS) attempt = 0;
         attempt += 1;
         if (disposition === "stop" || this.config.apply.onError === "stop" || attempt > retry.maxAttempts) {
@@ -77,7 +82,10 @@ export class Pipeline {
         this.log.warn({ err: error, reason, attempt, maxAttempts: retry.maxAttempts, delayMs: delay }, "transient failure; restarting from the checkpoint");
         this.observer.phase?.("retrying");
         await sleep(delay, signal);
-        if (signal.aborted) return;
+        if (signal.aborted) {
+          this.observer.phase?.("stopped");
+          return;
+        }
       }
     }
   }
@@ -164,6 +172,7 @@ export class Pipeline {
           plans,
           syncLsns,
           checkpoint: state.checkpoint,
+          resyncs: this.resyncs,
           onCommitted: (batch) => this.observer.batchApplied?.(batch),
           onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
         },
@@ -230,6 +239,16 @@ export class Pipeline {
       signal,
     );
   }
+}
+
+/**
+ * The kind a failure is reported as (`pgferry_errors_total{kind}`). A server's error that is not
+ * transient and not wrapped in a PgferryError is, in practice, the target rejecting a change.
+ */
+function errorKind(error: unknown, disposition: "retry" | "stop"): string {
+  if (error instanceof PgferryError) return error.kind;
+  if (disposition === "retry") return "connection";
+  return error instanceof pg.DatabaseError ? "apply" : "internal";
 }
 
 function unreachable(side: string, url: string, error: unknown): PgferryError {

@@ -62,7 +62,7 @@ apply:
 log:
   level: info
   format: json
-${extra}
+${extra.includes("control:") ? "" : "control:\n  listen: 127.0.0.1:0\n"}${extra}
 tables:
 ${tables.map((t) => `  - { from: ${t.from}, to: ${t.to} }`).join("\n")}
 `;

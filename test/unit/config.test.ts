@@ -52,6 +52,7 @@ describe("parseConfig: valid files", () => {
         retry: { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 30_000 },
       },
       control: { listen: "127.0.0.1:9187", readyMaxLagSeconds: 30 },
+      resync: { chunkRows: 5000 },
       log: { level: "info", format: "auto" },
       tables: [{ from: "public.users", to: "auth_gateway.users", columns: {}, exclude: [], passthrough: true }],
     };

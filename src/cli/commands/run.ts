@@ -1,8 +1,13 @@
-/** `pgferry run`: the daemon. Snapshot, then stream until stopped. */
+/** `pgferry run`: the daemon. Snapshot, then stream until stopped; the control server runs alongside. */
+import pg from "pg";
 import { loadConfig } from "../../config/index.js";
+import { ControlPlane } from "../../control/controlPlane.js";
 import { createLogger } from "../../log/logger.js";
 import { PgferryError } from "../../errors.js";
 import { Pipeline } from "../../pipeline/pipeline.js";
+import { ResyncEngine } from "../../pipeline/resync/resyncEngine.js";
+import { ResyncStore } from "../../state/resyncStore.js";
+import { resyncApi } from "../resyncApi.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
 import { handleShutdownSignals } from "../signals.js";
 
@@ -25,8 +30,25 @@ export const runCommand: Command = {
         process.exit(EXIT_FAILURE);
       },
     );
+    // The resync engine outlives retries of the pipeline; its records live in the target's state schema.
+    const statePool = new pg.Pool({ connectionString: config.target.url, max: 2, application_name: "pgferry-resync-state" });
+    statePool.on("error", () => undefined);
+    const resyncs = new ResyncEngine({
+      store: new ResyncStore({ pool: statePool, schema: config.target.stateSchema, pipeline: config.source.slot }),
+      log: log.child({ module: "resync" }),
+      chunkRows: config.resync.chunkRows,
+    });
+    // Listening first: status and metrics answer during preflight and the snapshot too.
+    const control = new ControlPlane({ config, log, resyncs: resyncApi(resyncs) });
     try {
-      await new Pipeline({ config, log }).run(controller.signal);
+      await control.start();
+    } catch (error) {
+      release();
+      await statePool.end();
+      throw error;
+    }
+    try {
+      await new Pipeline({ config, log, observer: control.observer, resyncs }).run(controller.signal);
       log.info("stopped");
       return EXIT_OK;
     } catch (error) {
@@ -35,6 +57,8 @@ export const runCommand: Command = {
       log.fatal({ err: error, kind, hint }, "pipeline stopped on an error");
       return EXIT_FAILURE;
     } finally {
+      await control.stop();
+      await statePool.end();
       release();
     }
   },

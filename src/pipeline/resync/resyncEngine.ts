@@ -99,6 +99,11 @@ export class ResyncEngine {
   }
 
   async start(table: string): Promise<{ id: string }> {
+    if (!this.session) {
+      throw new PgferryError("state", "the pipeline is not streaming yet (preflight, snapshot or a retry); a resync can start once it streams", {
+        hint: "wait for /readyz, then ask again",
+      });
+    }
     const plan = this.plans.get(table);
     if (!plan) throw new ResyncUnknownTableError(table);
     const existing = this.running.get(table);

@@ -1,0 +1,171 @@
+/**
+ * The Prometheus metrics of one pipeline, in a registry of its own (no module-level state, so tests
+ * and several pipelines in one process do not share counters). Counters and histograms are fed by the
+ * pipeline's observer callbacks; gauges read the monitor when Prometheus scrapes, so lag in seconds
+ * is computed at scrape time. README "Metrics" lists every metric.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ErrorKind } from "../errors.js";
+import type { AppliedBatch } from "../pipeline/applyLoop.js";
+import type { PipelineObserver } from "../pipeline/pipeline.js";
+import { PHASES, TABLE_STATES, type PipelineMonitor } from "./pipelineMonitor.js";
+import type { ResyncController } from "./resyncController.js";
+
+export const METRIC_PREFIX = "pgferry_";
+
+/** Every error kind starts at 0, so `increase()` sees the first error of a kind. */
+const ERROR_KINDS: readonly ErrorKind[] = ["config", "preflight", "connection", "protocol", "apply", "mapping", "state", "internal"];
+
+export interface MetricsOptions {
+  monitor: PipelineMonitor;
+  /** Tables with a resync running; none until a resync engine is injected. */
+  resyncs?: Pick<ResyncController, "inProgress">;
+  /** Default process metrics (CPU, memory, event loop, GC); on unless a test turns them off. */
+  processMetrics?: boolean;
+}
+
+export class PipelineMetrics implements PipelineObserver {
+  readonly registry = new Registry();
+  private readonly appliedChanges: Counter<"table" | "op">;
+  private readonly appliedTransactions: Counter;
+  private readonly batchSeconds: Histogram;
+  private readonly batchRows: Histogram;
+  private readonly snapshotRows: Counter<"table">;
+  private readonly errors: Counter<"kind">;
+  private readonly pollErrors: Counter<"database">;
+
+  constructor(options: MetricsOptions) {
+    const { monitor } = options;
+    const registers = [this.registry];
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+
+    new Gauge({
+      name: "pgferry_replication_lag_bytes",
+      help: "Source WAL position minus the position applied to the target (NaN until both are known)",
+      registers,
+      collect() {
+        this.set(monitor.lagBytes() ?? NaN);
+      },
+    });
+    new Gauge({
+      name: "pgferry_replication_lag_seconds",
+      help: "While behind: now minus the later of the last applied source commit time and the last time pgferry was caught up; 0 when caught up",
+      registers,
+      collect() {
+        this.set(monitor.lagSeconds() ?? NaN);
+      },
+    });
+    new Gauge({
+      name: "pgferry_slot_retained_wal_bytes",
+      help: "WAL the source keeps for the replication slot: pg_current_wal_lsn() - restart_lsn",
+      registers,
+      collect() {
+        this.set(monitor.slotReading()?.retainedBytes ?? NaN);
+      },
+    });
+    new Gauge({
+      name: "pgferry_slot_confirmed_flush_lag_bytes",
+      help: "pg_current_wal_lsn() - confirmed_flush_lsn of the replication slot",
+      registers,
+      collect() {
+        this.set(monitor.slotReading()?.confirmedFlushLagBytes ?? NaN);
+      },
+    });
+    new Gauge({
+      name: "pgferry_pipeline_phase",
+      help: "1 for the pipeline's current phase, 0 for the others",
+      labelNames: ["phase"],
+      registers,
+      collect() {
+        const current = monitor.currentPhaseName;
+        for (const phase of PHASES) this.set({ phase }, phase === current ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "pgferry_table_state",
+      help: "1 for each table's current state, 0 for its other states",
+      labelNames: ["table", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of monitor.tables()) for (const state of TABLE_STATES) this.set({ table: t.table, state }, t.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "pgferry_snapshot_rows_estimated",
+      help: "Rows the source's statistics estimate for each table when its copy started",
+      labelNames: ["table"],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of monitor.tables()) if (t.rowsEstimated !== null) this.set({ table: t.table }, t.rowsEstimated);
+      },
+    });
+    new Gauge({
+      name: "pgferry_resync_in_progress",
+      help: "1 while a resync of the table runs, else 0",
+      labelNames: ["table"],
+      registers,
+      collect() {
+        this.reset();
+        const running = new Set(options.resyncs?.inProgress?.() ?? []);
+        for (const t of monitor.tables()) this.set({ table: t.table }, running.has(t.table) ? 1 : 0);
+      },
+    });
+
+    this.appliedChanges = new Counter({
+      name: "pgferry_applied_changes_total",
+      help: "Row changes applied to the target, by source table and source operation",
+      labelNames: ["table", "op"],
+      registers,
+    });
+    this.appliedTransactions = new Counter({ name: "pgferry_applied_transactions_total", help: "Source transactions applied to the target", registers });
+    this.batchSeconds = new Histogram({
+      name: "pgferry_apply_batch_seconds",
+      help: "Time from a batch's first change to its target COMMIT",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.batchRows = new Histogram({
+      name: "pgferry_apply_batch_rows",
+      help: "Source row changes per applied batch (one target transaction)",
+      buckets: [1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 50_000, 100_000],
+      registers,
+    });
+    this.snapshotRows = new Counter({
+      name: "pgferry_snapshot_rows_total",
+      help: "Rows copied by the snapshot in this process, by source table (a copy started over counts again)",
+      labelNames: ["table"],
+      registers,
+    });
+    this.errors = new Counter({ name: "pgferry_errors_total", help: "Pipeline failures (each ends an attempt), by error kind", labelNames: ["kind"], registers });
+    for (const kind of ERROR_KINDS) this.errors.inc({ kind }, 0);
+    this.pollErrors = new Counter({
+      name: "pgferry_status_poll_errors_total",
+      help: "Failed polls of the source (WAL position, slot) or target (pipeline state) for status and lag",
+      labelNames: ["database"],
+      registers,
+    });
+  }
+
+  batchApplied(batch: AppliedBatch): void {
+    for (const [table, ops] of batch.perTable) {
+      for (const [op, count] of Object.entries(ops)) if (count) this.appliedChanges.inc({ table, op }, count);
+    }
+    this.appliedTransactions.inc(batch.transactions);
+    this.batchSeconds.observe(batch.seconds);
+    this.batchRows.observe(batch.changes);
+  }
+
+  rowsCopied(table: string, rows: number): void {
+    this.snapshotRows.inc({ table }, rows);
+  }
+
+  error(kind: string): void {
+    this.errors.inc({ kind });
+  }
+
+  pollFailed(database: "source" | "target"): void {
+    this.pollErrors.inc({ database });
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * What the operator sees of a running pipeline, in memory: its phase, checkpoint, lag, slot, the
+ * per-table states and the errors. Fed by the pipeline's observer callbacks (as they happen) and by
+ * the status poller (the source's WAL and slot, the target's `_pgferry` state, every few seconds), so
+ * the status API and the metrics answer without touching a database and work in every phase.
+ */
+import { redactSecrets } from "../config/redact.js";
+import type { AppliedBatch } from "../pipeline/applyLoop.js";
+import type { Phase, PipelineObserver } from "../pipeline/pipeline.js";
+import { formatLsn } from "../source/lsn.js";
+import type { Checkpoint, PipelineState, TableState, TableStatus } from "../state/stateStore.js";
+import { LagTracker } from "./lagTracker.js";
+
+export const PHASES: readonly Phase[] = ["starting", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];
+export const TABLE_STATES: readonly TableState[] = ["pending", "copying", "ready", "errored"];
+
+export interface SlotReading {
+  restartLsn: bigint | null;
+  confirmedFlushLsn: bigint | null;
+  active: boolean;
+  /** The source's WAL position minus the slot's restart LSN: WAL the source keeps for the slot. */
+  retainedBytes: number | null;
+  /** The source's WAL position minus the slot's confirmed flush LSN. */
+  confirmedFlushLagBytes: number | null;
+}
+
+export interface SourceReading {
+  walLsn: bigint;
+  /** null when the slot does not exist (not created yet, or dropped). */
+  slot: SlotReading | null;
+}
+
+export interface TargetReading {
+  /** null before the first run created the pipeline's state. */
+  state: (PipelineState & { createdAt: Date }) | null;
+  tables: readonly TableStatus[];
+}
+
+export interface TableReport {
+  table: string;
+  state: TableState;
+  rowsCopied: number;
+  rowsEstimated: number | null;
+  /** Snapshot progress, 0–100; null when the row estimate is unknown and the copy is not done. */
+  percent: number | null;
+  syncLsn: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+}
+
+export interface Readiness {
+  ready: boolean;
+  reason: string;
+  phase: Phase;
+  lagSeconds: number | null;
+  maxLagSeconds: number;
+}
+
+/** The JSON of `GET /v1/status`. LSNs are `X/Y` text; times ISO 8601; sizes in bytes. */
+export interface PipelineStatus {
+  pipeline: string;
+  phase: Phase;
+  phaseSince: string;
+  readiness: Readiness;
+  checkpoint: { commitLsn: string; endLsn: string; commitTime: string | null } | null;
+  lag: { bytes: number | null; seconds: number | null; sourceWalLsn: string | null; appliedLsn: string | null };
+  slot: {
+    name: string;
+    exists: boolean | null;
+    active: boolean | null;
+    restartLsn: string | null;
+    confirmedFlushLsn: string | null;
+    retainedWalBytes: number | null;
+    confirmedFlushLagBytes: number | null;
+  };
+  tables: TableReport[];
+  errors: { total: number; byKind: Record<string, number>; last: { kind: string; message: string; at: string } | null };
+  polled: { source: string | null; target: string | null };
+}
+
+export interface PipelineMonitorOptions {
+  /** The pipeline's name: its replication slot. */
+  slot: string;
+  readyMaxLagSeconds: number;
+  now?: () => number;
+}
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+const lsnText = (lsn: bigint | null | undefined) => (lsn === null || lsn === undefined ? null : formatLsn(lsn));
+
+export class PipelineMonitor implements PipelineObserver {
+  private readonly lag = new LagTracker();
+  private readonly now: () => number;
+  private currentPhase: Phase = "starting";
+  private phaseSince: number;
+  private checkpoint: Checkpoint | undefined;
+  private slot: SlotReading | null | undefined;
+  private tableStates = new Map<string, TableStatus>();
+  private readonly errorCounts = new Map<string, number>();
+  private lastError: { kind: string; message: string; at: number } | undefined;
+  private sourcePolledAt: number | undefined;
+  /** When the latest completed source poll began. */
+  private sourcePollStartedAt: number | undefined;
+  private targetPolledAt: number | undefined;
+
+  constructor(private readonly options: PipelineMonitorOptions) {
+    this.now = options.now ?? Date.now;
+    this.phaseSince = this.now();
+  }
+
+  // ---- PipelineObserver ----
+
+  phase(phase: Phase): void {
+    if (phase === this.currentPhase) return;
+    this.currentPhase = phase;
+    this.phaseSince = this.now();
+  }
+
+  batchApplied(batch: AppliedBatch): void {
+    this.recordCheckpoint(batch.checkpoint);
+  }
+
+  rowsCopied(table: string, rows: number): void {
+    // Shown at once; the next poll of the target replaces it with the committed count.
+    const status = this.tableStates.get(table);
+    if (status) this.tableStates.set(table, { ...status, rowsCopied: status.rowsCopied + rows });
+  }
+
+  serverWalEnd(lsn: bigint): void {
+    this.lag.sourcePosition(lsn, this.now());
+  }
+
+  error(kind: string, error: unknown): void {
+    this.errorCounts.set(kind, (this.errorCounts.get(kind) ?? 0) + 1);
+    const message = redactSecrets(error instanceof Error ? error.message : String(error));
+    this.lastError = { kind, message, at: this.now() };
+  }
+
+  // ---- poll results ----
+
+  /** `startedAt`: when the poll began; the WAL position read is at least that recent. */
+  sourcePolled(reading: SourceReading, startedAt: number): void {
+    this.lag.sourcePosition(reading.walLsn, startedAt);
+    if (reading.slot?.confirmedFlushLsn != null) this.lag.appliedPosition(reading.slot.confirmedFlushLsn);
+    this.slot = reading.slot;
+    this.sourcePolledAt = this.now();
+    this.sourcePollStartedAt = startedAt;
+  }
+
+  targetPolled(reading: TargetReading): void {
+    if (reading.state) {
+      this.lag.pipelineCreated(reading.state.createdAt);
+      this.recordCheckpoint(reading.state.checkpoint);
+    }
+    this.tableStates = new Map(reading.tables.map((t) => [t.table, t]));
+    this.targetPolledAt = this.now();
+  }
+
+  // ---- readings ----
+
+  get currentPhaseName(): Phase {
+    return this.currentPhase;
+  }
+
+  lagBytes(): number | undefined {
+    return this.lag.bytes();
+  }
+
+  lagSeconds(): number | undefined {
+    return this.lag.seconds(this.now());
+  }
+
+  slotReading(): SlotReading | null | undefined {
+    return this.slot;
+  }
+
+  tables(): TableStatus[] {
+    return [...this.tableStates.values()];
+  }
+
+  readiness(): Readiness {
+    const maxLagSeconds = this.options.readyMaxLagSeconds;
+    const lag = this.lagSeconds();
+    const base = { phase: this.currentPhase, lagSeconds: lag ?? null, maxLagSeconds };
+    if (this.currentPhase !== "streaming") return { ...base, ready: false, reason: `phase is ${this.currentPhase}, not streaming` };
+    // The phase turns to streaming as START_REPLICATION is sent; the slot shows when the stream holds
+    // it. Only a poll begun since then tells (during the snapshot the slot's creator held it).
+    if (this.sourcePollStartedAt === undefined || this.sourcePollStartedAt < this.phaseSince) {
+      return { ...base, ready: false, reason: "waiting for a poll of the source since streaming began" };
+    }
+    if (this.slot === null) return { ...base, ready: false, reason: `replication slot ${this.options.slot} does not exist on the source` };
+    if (this.slot?.active === false) return { ...base, ready: false, reason: `replication slot ${this.options.slot} is not in use yet (the stream is connecting)` };
+    if (lag === undefined) return { ...base, ready: false, reason: "lag not measured yet (waiting for the first poll of the source)" };
+    if (lag > maxLagSeconds) {
+      return { ...base, ready: false, reason: `replication lag ${lag.toFixed(1)} s is above control.readyMaxLagSeconds (${maxLagSeconds} s)` };
+    }
+    return { ...base, ready: true, reason: "streaming and caught up" };
+  }
+
+  status(): PipelineStatus {
+    const slot = this.slot;
+    const lagBytes = this.lag.bytes();
+    const lagSeconds = this.lag.seconds(this.now());
+    return {
+      pipeline: this.options.slot,
+      phase: this.currentPhase,
+      phaseSince: new Date(this.phaseSince).toISOString(),
+      readiness: this.readiness(),
+      checkpoint: this.checkpoint
+        ? { commitLsn: formatLsn(this.checkpoint.commitLsn), endLsn: formatLsn(this.checkpoint.endLsn), commitTime: iso(this.checkpoint.commitTime) }
+        : null,
+      lag: {
+        bytes: lagBytes ?? null,
+        seconds: lagSeconds === undefined ? null : Math.round(lagSeconds * 1000) / 1000,
+        sourceWalLsn: lsnText(this.lag.sourceLsn),
+        appliedLsn: lsnText(this.lag.appliedLsn),
+      },
+      slot: {
+        name: this.options.slot,
+        exists: slot === undefined ? null : slot !== null,
+        active: slot?.active ?? null,
+        restartLsn: lsnText(slot?.restartLsn),
+        confirmedFlushLsn: lsnText(slot?.confirmedFlushLsn),
+        retainedWalBytes: slot?.retainedBytes ?? null,
+        confirmedFlushLagBytes: slot?.confirmedFlushLagBytes ?? null,
+      },
+      tables: this.tables().map(tableReport),
+      errors: {
+        total: [...this.errorCounts.values()].reduce((a, b) => a + b, 0),
+        byKind: Object.fromEntries(this.errorCounts),
+        last: this.lastError ? { kind: this.lastError.kind, message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : null,
+      },
+      polled: {
+        source: this.sourcePolledAt === undefined ? null : new Date(this.sourcePolledAt).toISOString(),
+        target: this.targetPolledAt === undefined ? null : new Date(this.targetPolledAt).toISOString(),
+      },
+    };
+  }
+
+  private recordCheckpoint(checkpoint: Checkpoint): void {
+    if (!this.checkpoint || checkpoint.endLsn > this.checkpoint.endLsn) this.checkpoint = checkpoint;
+    this.lag.appliedPosition(checkpoint.endLsn, checkpoint.commitTime);
+  }
+}
+
+export function tableReport(t: TableStatus): TableReport {
+  let percent: number | null = null;
+  if (t.state === "ready") percent = 100;
+  else if (t.rowsEstimated !== null && t.rowsEstimated > 0) percent = Math.min(99.9, Math.round((t.rowsCopied / t.rowsEstimated) * 1000) / 10);
+  else if (t.rowsEstimated === 0 && t.state === "copying") percent = 0;
+  return {
+    table: t.table,
+    state: t.state,
+    rowsCopied: t.rowsCopied,
+    rowsEstimated: t.rowsEstimated,
+    percent,
+    syncLsn: lsnText(t.syncLsn),
+    startedAt: iso(t.startedAt),
+    finishedAt: iso(t.finishedAt),
+    error: t.error === null ? null : redactSecrets(t.error),
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * The built-in status page at `/`: rendered on the server from the same status as `GET /v1/status`,
+ * then refreshed every few seconds by a little vanilla JS that fetches that endpoint. Each table has
+ * a Resync button that POSTs to the resync endpoint with the admin token the operator types in (kept
+ * in sessionStorage, so it lasts for the tab only). Text from the server is escaped, and the script
+ * writes only through textContent.
+ */
+import type { PipelineStatus, TableReport } from "./pipelineMonitor.js";
+
+const escapeHtml = (text: string) =>
+  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
+
+export function formatBytes(bytes: number | null): string {
+  if (bytes === null || !Number.isFinite(bytes)) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatSeconds(seconds: number | null): string {
+  return seconds === null ? "–" : `${seconds.toFixed(1)} s`;
+}
+
+const cell = (text: string | number | null, cls = "") => `<td${cls ? ` class="${cls}"` : ""}>${escapeHtml(text === null ? "–" : String(text))}</td>`;
+
+function tableRow(t: TableReport): string {
+  return [
+    `<tr data-table="${escapeHtml(t.table)}">`,
+    cell(t.table, "name"),
+    cell(t.state, `state state-${t.state}`),
+    cell(t.rowsCopied, "num"),
+    cell(t.rowsEstimated, "num"),
+    cell(t.percent === null ? null : `${t.percent}%`, "num"),
+    cell(t.startedAt),
+    cell(t.finishedAt),
+    cell(t.error, "error"),
+    `<td><button type="button" class="resync" data-table="${escapeHtml(t.table)}">Resync</button></td>`,
+    "</tr>",
+  ].join("");
+}
+
+function summary(status: PipelineStatus): string {
+  const items: [string, string, string][] = [
+    ["phase", "Phase", status.phase],
+    ["ready", "Ready", status.readiness.ready ? "yes" : `no — ${status.readiness.reason}`],
+    ["lag-seconds", "Lag", formatSeconds(status.lag.seconds)],
+    ["lag-bytes", "Lag (WAL)", formatBytes(status.lag.bytes)],
+    ["checkpoint", "Checkpoint", status.checkpoint?.endLsn ?? "–"],
+    ["retained-wal", "Slot retains", formatBytes(status.slot.retainedWalBytes)],
+    ["errors", "Errors", status.errors.last ? `${status.errors.total} (last: ${status.errors.last.kind}: ${status.errors.last.message})` : String(status.errors.total)],
+  ];
+  return items.map(([id, label, value]) => `<div><dt>${label}</dt><dd id="${id}">${escapeHtml(value)}</dd></div>`).join("\n");
+}
+
+/** `nonce` allows the page's own inline style and script under its Content-Security-Policy. */
+export function renderStatusPage(status: PipelineStatus, nonce: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pgferry · ${escapeHtml(status.pipeline)}</title>
+<style nonce="${nonce}">
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1d2330; }
+  h1 { font-size: 1.3rem; margin: 0 0 1rem; }
+  dl { display: flex; flex-wrap: wrap; gap: .5rem 2rem; margin: 0 0 1.5rem; }
+  dt { font-size: .75rem; text-transform: uppercase; color: #667; }
+  dd { margin: 0; font-weight: 600; }
+  table { border-collapse: collapse; width: 100%; }
+  th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #dde; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; }
+  .state-ready { color: #1a7f37; } .state-copying { color: #9a6700; } .state-errored { color: #cf222e; } .state-pending { color: #667; }
+  td.error { color: #cf222e; max-width: 30rem; overflow-wrap: anywhere; }
+  form { margin: 1.5rem 0 .5rem; }
+  pre { background: #f4f5f8; padding: .6rem; min-height: 1.5rem; white-space: pre-wrap; }
+</style>
+</head>
+<body>
+<h1>pgferry · pipeline <span id="pipeline">${escapeHtml(status.pipeline)}</span></h1>
+<dl id="summary">
+${summary(status)}
+</dl>
+<table>
+<thead><tr><th>Table</th><th>State</th><th>Rows copied</th><th>Estimated</th><th>%</th><th>Started</th><th>Finished</th><th>Error</th><th></th></tr></thead>
+<tbody id="tables">
+${status.tables.map(tableRow).join("\n")}
+</tbody>
+</table>
+<form id="token-form" autocomplete="off">
+<label>Admin token (for Resync; kept for this tab only) <input type="password" id="token" name="token" size="40"></label>
+</form>
+<pre id="resync-result" aria-live="polite"></pre>
+<p><small>Updated <span id="updated">${escapeHtml(new Date().toISOString())}</span>. JSON: <a href="/v1/status">/v1/status</a> · <a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a></small></p>
+<script nonce="${nonce}">
+${CLIENT_SCRIPT}
+</script>
+</body>
+</html>
+`;
+}
+
+const CLIENT_SCRIPT = String.raw`"use strict";
+(() => {
+  const KEY = "pgferry.adminToken";
+  const token = document.getElementById("token");
+  const result = document.getElementById("resync-result");
+  token.value = sessionStorage.getItem(KEY) || "";
+  token.addEventListener("input", () => sessionStorage.setItem(KEY, token.value));
+  document.getElementById("token-form").addEventListener("submit", (e) => e.preventDefault());
+
+  const dash = (v) => (v === null || v === undefined ? "\u2013" : String(v));
+  const bytes = (b) => {
+    if (b === null || !Number.isFinite(b)) return "\u2013";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let u = 0;
+    while (Math.abs(b) >= 1024 && u < units.length - 1) { b /= 1024; u += 1; }
+    return (u === 0 ? b : b.toFixed(1)) + " " + units[u];
+  };
+  const seconds = (s) => (s === null ? "\u2013" : s.toFixed(1) + " s");
+  const set = (id, text) => { document.getElementById(id).textContent = text; };
+
+  function td(text, cls) {
+    const el = document.createElement("td");
+    if (cls) el.className = cls;
+    el.textContent = dash(text);
+    return el;
+  }
+
+  function render(s) {
+    set("phase", s.phase);
+    set("ready", s.readiness.ready ? "yes" : "no \u2014 " + s.readiness.reason);
+    set("lag-seconds", seconds(s.lag.seconds));
+    set("lag-bytes", bytes(s.lag.bytes));
+    set("checkpoint", s.checkpoint ? s.checkpoint.endLsn : "\u2013");
+    set("retained-wal", bytes(s.slot.retainedWalBytes));
+    set("errors", s.errors.last ? s.errors.total + " (last: " + s.errors.last.kind + ": " + s.errors.last.message + ")" : String(s.errors.total));
+    const rows = s.tables.map((t) => {
+      const tr = document.createElement("tr");
+      tr.dataset.table = t.table;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "resync";
+      button.dataset.table = t.table;
+      button.textContent = "Resync";
+      const action = document.createElement("td");
+      action.append(button);
+      tr.append(td(t.table, "name"), td(t.state, "state state-" + t.state), td(t.rowsCopied, "num"), td(t.rowsEstimated, "num"),
+        td(t.percent === null ? null : t.percent + "%", "num"), td(t.startedAt), td(t.finishedAt), td(t.error, "error"), action);
+      return tr;
+    });
+    document.getElementById("tables").replaceChildren(...rows);
+    set("updated", new Date().toISOString());
+  }
+
+  async function refresh() {
+    try {
+      const response = await fetch("/v1/status", { cache: "no-store" });
+      if (response.ok) render(await response.json());
+    } catch (e) { /* the daemon restarting: try again at the next tick */ }
+  }
+  setInterval(refresh, 3000);
+
+  document.getElementById("tables").addEventListener("click", async (event) => {
+    const button = event.target.closest("button.resync");
+    if (!button) return;
+    const table = button.dataset.table;
+    result.textContent = "Requesting a resync of " + table + "\u2026";
+    try {
+      const response = await fetch("/v1/tables/" + encodeURIComponent(table) + "/resync", {
+        method: "POST",
+        headers: { Authorization: "Bearer " + token.value },
+      });
+      const text = await response.text();
+      result.textContent = response.status + " " + response.statusText + "\n" + text;
+    } catch (e) {
+      result.textContent = "request failed: " + e;
+    }
+  });
+})();`;
