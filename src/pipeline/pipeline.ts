@@ -163,7 +163,7 @@ export class Pipeline {
       if (signal.aborted) return;
       const tables = await store.tables();
       const syncLsns = new Map(tables.flatMap((t) => (t.syncLsn === null ? [] : [[t.table, t.syncLsn] as const])));
-      this.observer.phase?.("streaming");
+
       await runStreamPhase(
         {
           config,
@@ -173,6 +173,8 @@ export class Pipeline {
           syncLsns,
           checkpoint: state.checkpoint,
           resyncs: this.resyncs,
+          // Streaming once the source accepted START_REPLICATION and resyncs are attached.
+          onStreaming: () => this.observer.phase?.("streaming"),
           onCommitted: (batch) => this.observer.batchApplied?.(batch),
           onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
         },

@@ -106,9 +106,8 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
       throw error;
     });
     const streaming = repl
-      .stream({ slot: config.source.slot, startLsn: options.checkpoint.endLsn, publication: config.source.publication, protoVersion: 1, messages: true }, reader)
+      .stream({ slot: config.source.slot, startLsn: options.checkpoint.endLsn, publication: config.source.publication, protoVersion: 1, messages: true }, reader, () => options.onStreaming?.())
       .finally(() => queue.close());
-    options.onStreaming?.();
     // The apply loop drains what was received; then the first real failure (apply first) fails the phase.
     const [applied, streamed] = await Promise.allSettled([applying, streaming]);
     if (applied.status === "rejected") throw applied.reason;

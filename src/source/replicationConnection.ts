@@ -80,7 +80,8 @@ export class ReplicationConnection {
   }
 
   /** Streams until the server ends the copy or the connection fails (the promise then rejects). */
-  async stream(options: StreamOptions, handler: StreamHandler): Promise<void> {
+  /** `onStarted` runs once the server has accepted START_REPLICATION (CopyBothResponse). */
+  async stream(options: StreamOptions, handler: StreamHandler, onStarted?: () => void): Promise<void> {
     if (this.streaming) throw new PgferryError("internal", "replication connection is already streaming");
     this.streaming = true;
     const raw = this.raw;
@@ -102,6 +103,7 @@ export class ReplicationConnection {
         this.raw.stream.destroy();
       }
     });
+    if (onStarted) raw.once("replicationStart", onStarted);
     const pluginOptions = [
       `proto_version '${options.protoVersion}'`,
       `publication_names ${quoteLiteral(`"${options.publication}"`)}`,
@@ -116,6 +118,7 @@ export class ReplicationConnection {
       throw failure ?? error;
     } finally {
       raw.removeAllListeners("copyData");
+      raw.removeAllListeners("replicationStart");
       this.streaming = false;
     }
   }

@@ -14,6 +14,8 @@ import { createTestDatabases, type TestDatabases } from "../harness/databases.js
 import { startPipeline, streaming, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
+import { freePort } from "../../src/embedded/localCluster.js";
+import { configYaml, runCli, writeConfigFile } from "../harness/processRunner.js";
 
 let db: TestDatabases;
 let running: RunningPipeline | undefined;
@@ -91,5 +93,33 @@ describe("per-table resync while streaming", () => {
     const done = await waitFor(() => second.get(id), { description: "resumed resync done", until: (r) => r?.state === "done", timeoutMs: 90_000, intervalMs: 100 });
     expect(done!.chunksDone).toBeGreaterThan(stoppedAt!.chunksDone);
     expect(await converged()).toBeNull();
+  });
+});
+
+describe("pgferry resync (CLI, through the daemon's control API)", () => {
+  it("starts a resync, follows it to done with --wait, and refuses an unknown table", async () => {
+    const port = await freePort();
+    const token = "resync-test-token-0123456789";
+    const file = await writeConfigFile(configYaml(mappings(), `control:\n  listen: 127.0.0.1:${port}\n  adminToken: ${token}\n`, `pgferry_cli_${db.name}`));
+    const env = { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl };
+    const daemon = runCli(["run", "--config", file], env);
+    try {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status, { description: "the daemon ready", until: (s) => s === 200, timeoutMs: 60_000, intervalMs: 200 });
+      await db.target.query("DELETE FROM app.items WHERE id IN (SELECT id FROM app.items ORDER BY id LIMIT 5)");
+      const resync = runCli(["resync", "public.items", "--wait", "--config", file], env);
+      const exit = await resync.exited;
+      const output = resync.output.join("");
+      expect(output).toMatch(/resync of public\.items started: [0-9a-f-]{36}/);
+      expect(output).toContain("resync of public.items done");
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(await compareTables(db.source, db.target, pairs())).toBeNull();
+
+      const unknown = runCli(["resync", "public.nope", "--config", file], env);
+      expect(await unknown.exited).toEqual({ code: 2, signal: null });
+      expect(unknown.output.join("")).toContain("table public.nope is not replicated by this pipeline");
+    } finally {
+      daemon.child.kill("SIGTERM");
+      await daemon.exited;
+    }
   });
 });
