@@ -23,6 +23,8 @@ export interface ApplyErrorContext {
  */
 export class ApplyError extends PgferryError {
   readonly context: ApplyErrorContext;
+  /** Set by the stream phase: retry in source order up to this LSN (see ApplyLoop). */
+  orderedThrough: bigint | undefined;
   constructor(context: ApplyErrorContext, cause: unknown) {
     const message = (cause as Error).message;
     const constraint = context.constraint && !message.includes(context.constraint) ? ` (constraint ${context.constraint})` : "";
@@ -40,12 +42,16 @@ export interface ApplierOptions {
   applicationName: string;
   /** Replication origin to tag our writes with, so a reverse pipeline can recognise them (best effort). */
   origin?: string;
+  /** Rows an UPDATE expected on the target but did not find (drift: `pgferry verify`, then resync). */
+  onMissingRows?: (table: string, missing: number) => void;
 }
 
 export class Applier {
   private open = false;
   /** Whether the session carries a replication origin (the role may lack the right to set one). */
   readonly originActive: boolean;
+
+  private onMissingRows: ApplierOptions["onMissingRows"];
 
   private constructor(private readonly client: pg.Client, originActive: boolean) {
     this.originActive = originActive;
@@ -63,7 +69,9 @@ export class Applier {
       await client.query("SET synchronous_commit = on");
       let originActive = false;
       if (options.origin) originActive = await setupOrigin(client, options.origin);
-      return new Applier(client, originActive);
+      const applier = new Applier(client, originActive);
+      applier.onMissingRows = options.onMissingRows;
+      return applier;
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -89,7 +97,8 @@ export class Applier {
     await this.begin();
     for (const statement of statements) {
       try {
-        await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
+        const result = await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
+        if (statement.expectRows && (result.rowCount ?? 0) < statement.rows) this.onMissingRows?.(statement.table, statement.rows - (result.rowCount ?? 0));
       } catch (error) {
         const e = error as { code?: string; constraint?: string };
         if (typeof e.code === "string" && !e.code.startsWith("08") && !e.code.startsWith("57")) {

@@ -14,6 +14,7 @@ import {
   rekeyStatement,
   truncateStatement,
   updateRowStatement,
+  updateRowsStatement,
   upsertStatement,
   type Cell,
 } from "./statements.js";
@@ -59,7 +60,8 @@ function cells(values: readonly Value[], indexes: readonly number[]): Cell[] {
 }
 
 export class ChangeBuffer {
-  private tables = new Map<string, TableBuffer>();
+  /** One buffer per edge's view of a target table: sources merged into one table write different columns. */
+  private tables = new Map<TargetTable, TableBuffer>();
   /** Statements fixed by a barrier, in order, ahead of what `tables` still collects. */
   private ready: Statement[] = [];
   private entries = 0;
@@ -75,7 +77,19 @@ export class ChangeBuffer {
     return this.heldBytes;
   }
 
+  /**
+   * Ordered mode: every change becomes its own statement, in source order. Used to get past a batch
+   * that a collapse reordered into a unique-constraint conflict the source never had (a unique value
+   * moved from one row to another across changes).
+   */
+  ordered = false;
+
   add(change: TargetChange): void {
+    this.collect(change);
+    if (this.ordered) this.flushTables();
+  }
+
+  private collect(change: TargetChange): void {
     switch (change.kind) {
       case "upsert":
         this.upsert(change.table, change.values);
@@ -121,10 +135,10 @@ export class ChangeBuffer {
   }
 
   private bufferFor(table: TargetTable): TableBuffer {
-    let buffer = this.tables.get(table.id);
+    let buffer = this.tables.get(table);
     if (!buffer) {
       buffer = { table, keyed: new Map(), keyless: [] };
-      this.tables.set(table.id, buffer);
+      this.tables.set(table, buffer);
     }
     return buffer;
   }
@@ -149,7 +163,7 @@ export class ChangeBuffer {
   }
 
   private rekey(table: TargetTable, oldKey: Cell[], values: Value[]): void {
-    const previous = this.tables.get(table.id)?.keyed.get(JSON.stringify(oldKey));
+    const previous = this.tables.get(table)?.keyed.get(JSON.stringify(oldKey));
     if (previous?.values) {
       // The old row is in this buffer: its values fill the unchanged columns; a plain delete + upsert follows.
       const earlier = previous.values;
@@ -172,13 +186,15 @@ export class ChangeBuffer {
     buffer.keyed.set(id, entry);
   }
 
+  /** Drops what is held for a target table, from every source that feeds it. */
   private forget(tableId: string): void {
-    const buffer = this.tables.get(tableId);
-    if (!buffer) return;
-    for (const entry of buffer.keyed.values()) this.heldBytes -= entry.bytes;
-    this.entries -= buffer.keyed.size + buffer.keyless.length;
-    for (const change of buffer.keyless) this.heldBytes -= valueBytes(change.kind === "deleteRow" ? change.old : change.values);
-    this.tables.delete(tableId);
+    for (const [key, buffer] of this.tables) {
+      if (buffer.table.id !== tableId) continue;
+      for (const entry of buffer.keyed.values()) this.heldBytes -= entry.bytes;
+      this.entries -= buffer.keyed.size + buffer.keyless.length;
+      for (const change of buffer.keyless) this.heldBytes -= valueBytes(change.kind === "deleteRow" ? change.old : change.values);
+      this.tables.delete(key);
+    }
   }
 
   private barrier(statement: Statement): void {
@@ -215,7 +231,13 @@ export class ChangeBuffer {
     }
     const statements: Statement[] = [];
     if (deletes.length > 0) statements.push(deleteStatement(table, deletes));
-    for (const group of groups.values()) statements.push(upsertStatement(table, group.indexes, group.rows));
+    for (const group of groups.values()) {
+      if (group.indexes.length === table.columns.length) statements.push(upsertStatement(table, group.indexes, group.rows));
+      else {
+        const update = updateRowsStatement(table, group.indexes, group.rows);
+        if (update) statements.push(update);
+      }
+    }
     return statements;
   }
 }

@@ -62,6 +62,24 @@ export function upsertStatement(table: TargetTable, columnIndexes: readonly numb
   return prepared(text, columnsOf(rows, columns.length), { rows: rows.length, table: table.id, op: "insert" });
 }
 
+/**
+ * UPDATE of rows that left some columns out as unchanged TOAST (`columnIndexes`: the columns they
+ * carry, key included). Not an upsert: PostgreSQL checks NOT NULL on the insert half of
+ * INSERT ... ON CONFLICT before it finds the conflict, so a NOT NULL TOASTed column would fail. A row
+ * that is not on the target is not written; `expectRows` lets the applier report it.
+ */
+export function updateRowsStatement(table: TargetTable, columnIndexes: readonly number[], rows: readonly (readonly Cell[])[]): Statement | null {
+  const sets = columnIndexes.flatMap((col, i) =>
+    table.keyIndexes.includes(col) ? [] : [`${quoteIdent(table.columns[col]!.name)} = u.c${i}::${table.columns[col]!.type}`],
+  );
+  if (sets.length === 0) return null;
+  const match = table.keyIndexes
+    .map((key) => `t.${quoteIdent(table.columns[key]!.name)} = u.c${columnIndexes.indexOf(key)}::${table.columns[key]!.type}`)
+    .join(" AND ");
+  const text = `UPDATE ${qualifiedName(table)} AS t SET ${sets.join(", ")} FROM ${unnestFrom(columnIndexes.length, "u")} WHERE ${match}`;
+  return { ...prepared(text, columnsOf(rows, columnIndexes.length), { rows: rows.length, table: table.id, op: "update" }), expectRows: true };
+}
+
 /** Key columns of `table` compared with the unnest alias `d` (`t.k = d.c0::type AND ...`). */
 function keyMatch(table: TargetTable, alias: string): string {
   return table.keyIndexes

@@ -56,4 +56,6 @@ export interface Statement {
   rows: number;
   table: string;
   op: "insert" | "update" | "delete" | "truncate";
+  /** Every row must match a target row; the applier reports rows that did not. */
+  expectRows?: boolean;
 }

@@ -36,6 +36,11 @@ export interface ApplyLoopOptions {
   writeCheckpoint(client: pg.ClientBase, checkpoint: Checkpoint): Promise<void>;
   /** Called after each target COMMIT. */
   onCommitted(batch: AppliedBatch): void;
+  /**
+   * Up to this source commit LSN, apply one source transaction per target transaction, each change
+   * in order (after a unique violation that batching may have caused; see ChangeBuffer.ordered).
+   */
+  orderedThrough?: bigint;
 }
 
 /** Source changes mapped together (one evaluation query per edge for SQL transforms). */
@@ -55,6 +60,8 @@ export class ApplyLoop {
   /** Changes received after the last source commit (a transaction still arriving). */
   private openChanges = 0;
   private working = false;
+  /** Commit LSN of the last source transaction committed to the target. */
+  private committedLsn = 0n;
 
   constructor(private readonly options: ApplyLoopOptions) {}
 
@@ -71,12 +78,13 @@ export class ApplyLoop {
       if (event === undefined) break;
       this.working = true;
       if (this.rows === 0 && this.transactions === 0) this.startedAt = performance.now();
+      this.buffer.ordered = this.options.orderedThrough !== undefined && (this.lastCommit?.commitLsn ?? this.committedLsn) < this.options.orderedThrough;
       if (event.type === "commit") {
         this.lastCommit = { commitLsn: event.commitLsn, endLsn: event.endLsn, commitTime: event.commitTime };
         this.transactions += 1;
         this.openChanges = 0;
         const age = performance.now() - this.startedAt;
-        if (queue.length === 0 || this.rows >= limits.maxRows || this.heldBytes >= limits.maxBytes || age >= limits.maxMs) {
+        if (this.buffer.ordered || queue.length === 0 || this.rows >= limits.maxRows || this.heldBytes >= limits.maxBytes || age >= limits.maxMs) {
           await this.commit();
         }
       } else {
@@ -124,6 +132,7 @@ export class ApplyLoop {
     await this.transformPending();
     await this.options.applier.execute(this.buffer.drain());
     await this.options.applier.commit((client) => this.options.writeCheckpoint(client, checkpoint));
+    this.committedLsn = checkpoint.commitLsn;
     const batch: AppliedBatch = {
       transactions: this.transactions,
       changes: this.rows,

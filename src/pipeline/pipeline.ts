@@ -5,6 +5,7 @@
  */
 import pg from "pg";
 import type { Logger } from "pino";
+import { ApplyError } from "../apply/applier.js";
 import type { Config } from "../config/index.js";
 import { PgferryError } from "../errors.js";
 import { describeUrl } from "../config/redact.js";
@@ -47,6 +48,8 @@ export class Pipeline {
   private readonly log: Logger;
   private readonly observer: PipelineObserver;
   private readonly resyncs: ResyncEngine | undefined;
+  /** After a unique violation: apply in source order up to this LSN on the next attempts. */
+  private orderedThrough: bigint | undefined;
 
   constructor(options: PipelineOptions) {
     this.config = options.config;
@@ -71,6 +74,10 @@ export class Pipeline {
           return;
         }
         const { disposition, reason } = classify(error);
+        if (error instanceof ApplyError && error.orderedThrough !== undefined) {
+          // Already ordered through there and still refused: a real conflict; keep the marker anyway.
+          this.orderedThrough = error.orderedThrough > (this.orderedThrough ?? 0n) ? error.orderedThrough : this.orderedThrough;
+        }
         this.observer.error?.(errorKind(error, disposition), error);
         if (Date.now() - started > HEALTHY_MS) attempt = 0;
         attempt += 1;
@@ -173,6 +180,7 @@ export class Pipeline {
           syncLsns,
           checkpoint: state.checkpoint,
           resyncs: this.resyncs,
+          orderedThrough: this.orderedThrough,
           // Streaming once the source accepted START_REPLICATION and resyncs are attached.
           onStreaming: () => this.observer.phase?.("streaming"),
           onCommitted: (batch) => this.observer.batchApplied?.(batch),

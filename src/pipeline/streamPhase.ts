@@ -4,7 +4,7 @@
  * after rolling back what was not committed (nothing unacknowledged is lost: the slot keeps it).
  */
 import type { Logger } from "pino";
-import { Applier } from "../apply/applier.js";
+import { Applier, ApplyError } from "../apply/applier.js";
 import type { Config } from "../config/index.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
 import { formatLsn } from "../source/lsn.js";
@@ -30,6 +30,8 @@ export interface StreamPhaseOptions {
   syncLsns: ReadonlyMap<string, bigint>;
   checkpoint: Checkpoint;
   resyncs?: ResyncEngine;
+  /** See ApplyLoopOptions.orderedThrough. */
+  orderedThrough?: bigint;
   onCommitted?(batch: AppliedBatch): void;
   /** Called once the stream is running (START_REPLICATION accepted). */
   onStreaming?(): void;
@@ -42,7 +44,13 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
   const hooks = await loadHooks(options.plans);
   const evaluator = options.plans.some((p) => p.edges.some((e) => e.evaluated)) ? new SourceEvaluator(config.source.url) : undefined;
   const transformer = new ChangeTransformer({ evaluator, hooks });
-  const applier = await Applier.connect({ url: config.target.url, applicationName: "pgferry-apply", origin: `pgferry_${config.source.slot}` });
+  const applier = await Applier.connect({
+    url: config.target.url,
+    applicationName: "pgferry-apply",
+    origin: `pgferry_${config.source.slot}`,
+    onMissingRows: (table, missing) =>
+      log.warn({ table, missing }, "rows updated on the source are not on the target (it lost them, or they never passed a filter); run pgferry verify and resync the table"),
+  });
   let replication: ReplicationConnection | undefined;
   let stopping = false;
   let timer: NodeJS.Timeout | undefined;
@@ -64,6 +72,7 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
       queue,
       applier,
       transformer,
+      orderedThrough: options.orderedThrough,
       limits: { maxRows: config.apply.batchMaxRows, maxBytes: config.apply.batchMaxBytes, maxMs: config.apply.batchMaxMs },
       writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
       onCommitted: (batch) => {
@@ -103,6 +112,9 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
     const applying = loop.run().catch((error: unknown) => {
       stopping = true; // an apply failure ends the stream too
       void repl.close();
+      // Batching may have reordered a unique value's move between rows: the retry applies what was
+      // received so far in source order, change by change, before batching again.
+      if (error instanceof ApplyError && (error.context.sqlstate === "23505" || error.context.sqlstate === "23P01")) error.orderedThrough = reader.lastReceived;
       throw error;
     });
     const streaming = repl

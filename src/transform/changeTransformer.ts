@@ -46,6 +46,7 @@ export class ChangeTransformer {
 
   async transform(events: readonly (SourceChange | SourceTruncate | OrderedStatements)[]): Promise<TargetChange[]> {
     const rows = events.map((e) => (e.type === "change" ? completeFromOld(e) : null));
+    const gone = await this.reselectUnchanged(events, rows);
     const evaluations = await this.evaluate(events, rows);
     const out: TargetChange[] = [];
     events.forEach((event, i) => {
@@ -66,11 +67,46 @@ export class ChangeTransformer {
         const mapped = (source: SourceRow | null, which: "new" | "old") => (source ? this.map(edge, source, evaluated(which)) : null);
         const next = mapped(rows[i] ?? null, "new");
         const previous = mapped(event.old, "old");
+        if (gone.has(i)) {
+          // The row is no longer on the source: its delete follows in the stream. Only a key it left goes now.
+          if (previous && edge.table.keyIndexes.length > 0) {
+            out.push({ kind: "delete", table: edge.table, key: this.key(edge, previous.mapped) });
+          }
+          continue;
+        }
         if (edge.table.keyIndexes.length > 0) this.keyed(event, edge, next, previous, out);
         else this.keyless(event, edge, next, previous, out);
       }
     });
     return out;
+  }
+
+  /**
+   * An update whose mapping needs values the source left out as unchanged TOAST (a filter the row
+   * may just have entered, an expression over a TOASTed column) gets them re-read from the source,
+   * one query per table. Returns the events whose row is gone from the source since.
+   */
+  private async reselectUnchanged(events: readonly (SourceChange | SourceTruncate | OrderedStatements)[], rows: (SourceRow | null)[]): Promise<Set<number>> {
+    const byPlan = new Map<TablePlan, number[]>();
+    events.forEach((event, i) => {
+      const row = rows[i];
+      if (event.type !== "change" || !row || !row.includes(UNCHANGED) || !event.plan.edges.some((e) => e.evaluated)) return;
+      byPlan.set(event.plan, [...(byPlan.get(event.plan) ?? []), i]);
+    });
+    const gone = new Set<number>();
+    for (const [plan, indexes] of byPlan) {
+      if (!this.options.evaluator) throw new PgferryError("internal", `${plan.id} needs unchanged TOAST values re-read but no evaluator was configured`);
+      const keyOf = (row: SourceRow) => plan.keyInputs.map((k) => row[k] as string | null);
+      const current = await this.options.evaluator.reselect(plan, indexes.map((i) => keyOf(rows[i]!)));
+      for (const i of indexes) {
+        const found = current.get(JSON.stringify(keyOf(rows[i]!)));
+        if (!found) {
+          gone.add(i);
+          rows[i] = null;
+        } else rows[i] = rows[i]!.map((v, c) => (v === UNCHANGED ? (found[c] ?? null) : v));
+      }
+    }
+    return gone;
   }
 
   /** One evaluation query per edge that needs the source database, covering every row of the run. */

@@ -86,6 +86,24 @@ export class SourceEvaluator {
     };
   }
 
+  /**
+   * The current source rows (all of the plan's source columns, as text) for these keys, by key
+   * (JSON of the key values). For values the stream left out as unchanged TOAST where the mapping
+   * needs them: reading them now may see a newer value than the change carried, which the stream
+   * then brings anyway, so the target ends the same (Debezium's "reselect" does the same).
+   */
+  async reselect(plan: TablePlan, keys: readonly (readonly (string | null)[])[]): Promise<Map<string, (string | null)[]>> {
+    const keyColumns = plan.keyInputs.map((i) => plan.sourceColumns[i]!);
+    const keyTypes = keyColumns.map((k) => plan.source.columns.find((c) => c.name === k)!.type);
+    const text =
+      `SELECT ${plan.sourceColumns.map(quoteIdent).join(", ")} FROM ${quoteIdent(plan.source.schema)}.${quoteIdent(plan.source.name)} AS s ` +
+      `WHERE (${keyColumns.map((k) => `s.${quoteIdent(k)}`).join(", ")}) IN (SELECT ${keyTypes.map((t, i) => `k.c${i}::${t}`).join(", ")} ` +
+      `FROM unnest(${keyTypes.map((_, i) => `$${i + 1}::text[]`).join(", ")}) AS k(${keyTypes.map((_, i) => `c${i}`).join(", ")}))`;
+    const values = keyColumns.map((_, i) => keys.map((k) => k[i] ?? null));
+    const { rows } = await this.pool.query<(string | null)[]>({ text, values, rowMode: "array" });
+    return new Map(rows.map((row) => [JSON.stringify(plan.keyInputs.map((i) => row[i] ?? null)), row]));
+  }
+
   async close(): Promise<void> {
     await this.pool.end().catch(() => undefined);
   }

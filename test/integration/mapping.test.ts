@@ -24,7 +24,11 @@ CREATE TABLE memory_entries (id bigint PRIMARY KEY, memory_type memory_kind NOT 
 ALTER TABLE memory_entries ALTER COLUMN content SET STORAGE EXTERNAL;
 CREATE TABLE api_keys (id serial PRIMARY KEY, key_hash text NOT NULL, is_active boolean NOT NULL);
 CREATE TABLE vendor_api_keys (id serial PRIMARY KEY, vendor text NOT NULL, key_hash text NOT NULL, revoked boolean NOT NULL);
-CREATE TABLE users (id bigint PRIMARY KEY, email varchar(200) NOT NULL, display_name text, bio text, deleted_at timestamptz);`;
+CREATE TABLE users (id bigint PRIMARY KEY, email varchar(200) NOT NULL, display_name text, bio text, deleted_at timestamptz);
+CREATE TABLE docs (id int PRIMARY KEY, body text NOT NULL, n int);
+ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+CREATE TABLE error_logs (id int PRIMARY KEY, level text NOT NULL, stack text);
+ALTER TABLE error_logs ALTER COLUMN stack SET STORAGE EXTERNAL;`;
 
 const TARGET_DDL = `
 CREATE SCHEMA security_service; CREATE SCHEMA auth_gateway; CREATE SCHEMA shared_services;
@@ -32,7 +36,9 @@ CREATE TABLE security_service.memory_entries (id bigint PRIMARY KEY, type text N
   customer_id int NOT NULL, status text NOT NULL, meta jsonb);
 CREATE TABLE security_service.api_keys (id uuid PRIMARY KEY, source text NOT NULL, legacy_id text NOT NULL, key_hash text NOT NULL, status text NOT NULL);
 CREATE TABLE auth_gateway.user_accounts (id bigint PRIMARY KEY, email text NOT NULL);
-CREATE TABLE shared_services.profiles (user_id bigint PRIMARY KEY, display_name text, bio text);`;
+CREATE TABLE shared_services.profiles (user_id bigint PRIMARY KEY, display_name text, bio text);
+CREATE TABLE shared_services.docs (id int PRIMARY KEY, body text NOT NULL, n int);
+CREATE TABLE shared_services.errors (id int PRIMARY KEY, level text NOT NULL, stack text);`;
 
 const MAPPING = `
   - from: public.memory_entries
@@ -69,7 +75,12 @@ const MAPPING = `
     to: shared_services.profiles
     passthrough: false
     columns: { user_id: id, display_name: display_name, bio: bio }
-    hook: ./profileHook.mjs`;
+    hook: ./profileHook.mjs
+  - from: public.docs
+    to: shared_services.docs
+  - from: public.error_logs
+    to: shared_services.errors
+    where: "level = 'error'"`;
 
 const HOOK = `export default function (row, context) {
   if (context.op === "delete") return null;
@@ -100,6 +111,8 @@ const EXPECTED = [
     target: "SELECT t::text FROM shared_services.profiles t ORDER BY 1",
     source: "SELECT t::text FROM (SELECT id AS user_id, upper(display_name) AS display_name, bio FROM users) t ORDER BY 1",
   },
+  { target: "SELECT t::text FROM shared_services.docs t ORDER BY 1", source: "SELECT t::text FROM docs t ORDER BY 1" },
+  { target: "SELECT t::text FROM shared_services.errors t ORDER BY 1", source: "SELECT t::text FROM error_logs t WHERE level = 'error' ORDER BY 1" },
 ];
 
 let db: TestDatabases;
@@ -145,7 +158,9 @@ beforeAll(async () => {
     INSERT INTO users (id, email, display_name, bio, deleted_at)
       SELECT g, 'u' || g || '@example.com', CASE WHEN g % 7 = 0 THEN NULL ELSE 'name ' || g END, 'bio ' || g,
              CASE WHEN g % 10 = 0 THEN timestamptz '2026-01-01 00:00:00+00' END
-      FROM generate_series(1, 400) g;`);
+      FROM generate_series(1, 400) g;
+    INSERT INTO docs SELECT g, repeat(md5(g::text), 100), 0 FROM generate_series(1, 20) g;
+    INSERT INTO error_logs SELECT g, CASE WHEN g % 2 = 0 THEN 'error' ELSE 'warning' END, repeat(md5(g::text), 100) FROM generate_series(1, 20) g;`);
 });
 afterEach(async () => {
   await running?.stop();
@@ -182,7 +197,11 @@ describe("mapping language", () => {
       UPDATE users SET email = 'changed@example.com', display_name = 'renamed' WHERE id = 2;
       UPDATE users SET id = 9001 WHERE id = 3;                                          -- key change through a split
       DELETE FROM users WHERE id IN (4, 20);
-      INSERT INTO users (id, email, display_name) VALUES (5000, 'new@example.com', 'new user');`);
+      INSERT INTO users (id, email, display_name) VALUES (5000, 'new@example.com', 'new user');
+      UPDATE docs SET n = n + 1 WHERE id <= 5;                                          -- NOT NULL TOASTed body left unchanged
+      UPDATE error_logs SET level = 'error' WHERE id IN (1, 3);                         -- enters the filter with its TOASTed stack unchanged
+      UPDATE error_logs SET level = 'warning' WHERE id = 2;                             -- leaves the filter
+      UPDATE error_logs SET level = 'error' WHERE id = 5; DELETE FROM error_logs WHERE id = 5; -- entered, then gone before it was read`);
     expect(await converged()).toBeNull();
     const after = await db.target.query<{ content: string; embedding: string }>("SELECT content, embedding::text FROM security_service.memory_entries WHERE id = 4");
     expect(after.rows[0]).toEqual(before.rows[0]);

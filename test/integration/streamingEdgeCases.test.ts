@@ -77,6 +77,32 @@ describe("a target constraint the source does not have", () => {
   });
 });
 
+describe("a unique value moved between rows", () => {
+  it("is applied in source order after the batched attempt collides (the constraint exists on both sides)", async () => {
+    for (const [pool, schema] of [[db.source, "public"], [db.target, "app"]] as const) {
+      await pool.query(`CREATE TABLE ${schema}.slots (id int PRIMARY KEY, slot int UNIQUE, n int)`);
+    }
+    await db.source.query("INSERT INTO slots VALUES (1, 1, 0), (2, NULL, 0)");
+    const tables = [...mappings(), { from: "public.slots", to: "app.slots" }];
+    running = startPipeline(config("retry", tables));
+    await streaming(running);
+    // Several source transactions in one target batch: collapsed per key, id 2 would be written before id 1.
+    await db.source.query(`
+      BEGIN; UPDATE slots SET n = 1 WHERE id = 2; COMMIT;
+      BEGIN; UPDATE slots SET slot = NULL WHERE id = 1; UPDATE slots SET slot = 1 WHERE id = 2; COMMIT;
+      BEGIN; UPDATE slots SET n = 2 WHERE id = 1; COMMIT;`);
+    await waitFor(async () => (await db.target.query<{ t: string }>("SELECT string_agg(s::text, ' ' ORDER BY id) AS t FROM app.slots s")).rows[0]?.t, {
+      description: "the slot moved on the target",
+      until: (t) => t === "(1,,2) (2,1,1)",
+      timeoutMs: 30_000,
+    });
+    console.log(`unique violations retried in order: ${running.logs.filter((l) => l.includes("23505")).length}`);
+    await running.stop();
+    running = undefined;
+    for (const [pool, schema] of [[db.source, "public"], [db.target, "app"]] as const) await pool.query(`DROP TABLE ${schema}.slots`);
+  });
+});
+
 describe("source DDL while streaming", () => {
   it("ignores an added column, and stops naming a renamed mapped column until the mapping follows", async () => {
     running = startPipeline(config("stop"));

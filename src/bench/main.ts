@@ -1,0 +1,161 @@
+/**
+ * `npm run bench`: pgferry side by side with native logical replication, in one run, on throwaway
+ * local clusters (a source with wal_level=logical and a target per system, all with durable
+ * commits). See options.ts for the flags; results go to stdout (markdown or JSON) and
+ * bench/results/<date>.json.
+ */
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { Cleanup } from "./cleanup.js";
+import { summarizeProfile, type ProfileSummary } from "./cpuProfile.js";
+import { CLUSTER_SETTINGS, createTemplate, startPair, TEMPLATE_DB } from "./clusters.js";
+import { describeEnvironment, loadAverageNow } from "./environment.js";
+import { fixtureSize } from "./fixture.js";
+import { parseOptions, USAGE, UsageError, type BenchOptions } from "./options.js";
+import { seconds } from "./poll.js";
+import { evaluateGoals, markdownReport, type BenchResult } from "./report.js";
+import { prepareNative, preparePgferry, runCopyPipe, runReorg, type BenchContext } from "./scenarios.js";
+import type { SystemResult } from "./systemRun.js";
+
+const RESULTS_DIR = resolve(import.meta.dirname, "../../bench/results");
+
+/** Workload transactions per second in the lag scenario (8 changes each). */
+const LAG_RATE = 100;
+
+async function pgferryVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(resolve(import.meta.dirname, "../../package.json"), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) => void): Promise<BenchResult> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const loadAtStart = loadAverageNow();
+  log(`starting a source and a target cluster per system (scale ${options.scale}, scenarios: ${[...options.scenarios].join(", ")})`);
+  const [nativePair, pgferryPair] = await Promise.all([startPair("native", cleanup), startPair("pgferry", cleanup)]);
+
+  const size = fixtureSize(options.scale);
+  log(`generating the fixture in both sources (${size.memoryEntries} memory entries with embeddings, ${size.events} events, ...)`);
+  const generateStarted = performance.now();
+  const [fixture] = await Promise.all([createTemplate(nativePair.source, size, cleanup), createTemplate(pgferryPair.source, size, cleanup)]);
+  const generateSeconds = seconds(generateStarted);
+  log(`fixture: ${fixture.rows} rows, ${(fixture.bytes / 1024 ** 2).toFixed(0)} MB in ${generateSeconds.toFixed(1)} s`);
+
+  const profileDir = options.profile ? await mkdtemp(join(tmpdir(), "pgferry-bench-profiles-")) : undefined;
+  const backlogTransactions = Math.max(100, Math.round(60_000 * options.scale));
+  const ctx: BenchContext = {
+    cleanup,
+    nativeCommit: options.nativeCommit,
+    ...(profileDir ? { profileDir } : {}),
+    session: {
+      scenarios: options.scenarios,
+      fixture,
+      backlogTransactions,
+      lagSeconds: options.lagSeconds,
+      lagRate: LAG_RATE,
+      timeoutMs: Math.max(600_000, 600_000 * options.scale),
+      log,
+    },
+  };
+
+  const copyPipe = options.scenarios.has("snapshot") ? await runCopyPipe(ctx, nativePair) : undefined;
+  cleanup.checkInterrupted();
+  const systems = [await prepareNative(ctx, nativePair), await preparePgferry(ctx, pgferryPair)];
+  // Scenario by scenario, native then pgferry: load from elsewhere on the machine hits both alike.
+  for (const system of systems) await system.run.snapshot();
+  for (const scenario of ["drain", "lag"] as const) {
+    if (!options.scenarios.has(scenario)) continue;
+    for (const system of systems) {
+      cleanup.checkInterrupted();
+      await system.run[scenario]();
+    }
+  }
+  const results: SystemResult[] = [];
+  for (const system of systems) {
+    results.push(await system.run.finish());
+    await system.drop();
+  }
+  const [native, pgferry] = results as [SystemResult, SystemResult];
+  cleanup.checkInterrupted();
+  const reorg = options.scenarios.has("snapshot") ? await runReorg(ctx, pgferryPair) : undefined;
+
+  const cpuProfiles: ProfileSummary[] = [];
+  for (const file of pgferry.cpuProfiles ?? []) cpuProfiles.push(await summarizeProfile(file).catch((error: unknown) => ({ file, totalMs: 0, idlePercent: 0, top: [], error: String(error) })));
+
+  const environment = await describeEnvironment(pgferryPair.source.url(TEMPLATE_DB), await pgferryVersion(), loadAtStart);
+  const notes = [
+    "Each system has its own source and target cluster; all clusters have the same settings (fsync on, synchronous_commit on). " +
+      "pgferry runs with its default snapshot/apply settings; " +
+      `the native subscription uses synchronous_commit = '${options.nativeCommit}'${options.nativeCommit === "on" ? " (like pgferry's apply session)" : " (PostgreSQL's default for subscriptions)"}, ` +
+      "text format and 4 table-sync workers. Scenarios alternate native, pgferry; each is followed by VACUUM and CHECKPOINT.",
+    `Snapshot: from starting pgferry (the CLI process) or CREATE SUBSCRIPTION until every table is ready; MB = heap + TOAST of the source tables. ` +
+      `The binary COPY pipe is the floor: no snapshot export, no state, 2 tables at a time.`,
+    `Backlog: ${backlogTransactions.toLocaleString("en-US")} transactions × 8 row changes (event-log inserts, partitioned and keyless inserts, ` +
+      `hot-row jsonb updates, a delete, an embedding update), built while replication is stopped; timed from starting replication ` +
+      `(pgferry: spawning the process; native: ALTER SUBSCRIPTION ENABLE) until a marker row committed after it is on the target. ` +
+      `Drain CPU: user + system seconds of the pgferry process, the source walsender and the target apply backend(s).`,
+    `Lag: ${LAG_RATE} transactions/s (${LAG_RATE * 8} changes/s) for ${options.lagSeconds} s; a heartbeat row every 100 ms, target polled every 20 ms ` +
+      `(figures err high by up to 20 ms). Peak RSS: VmHWM of the pgferry process, one process per scenario.`,
+    ...(profileDir ? [`CPU profiling was on (slower figures); profiles in ${profileDir}.`] : []),
+  ];
+  return {
+    startedAt: startedAt.toISOString(),
+    wallSeconds: seconds(t0),
+    scale: options.scale,
+    scenarios: [...options.scenarios],
+    environment,
+    fixture: { ...fixture, generateSeconds },
+    settings: { ...CLUSTER_SETTINGS, backlogTransactions, lagRate: LAG_RATE, lagSeconds: options.lagSeconds, profile: options.profile, nativeSynchronousCommit: options.nativeCommit },
+    ...(copyPipe ? { copyPipe } : {}),
+    pgferry,
+    native,
+    ...(reorg ? { reorg } : {}),
+    goals: evaluateGoals(pgferry, native),
+    ...(cpuProfiles.length > 0 ? { cpuProfiles } : {}),
+    notes,
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let options: BenchOptions | "help";
+  try {
+    options = parseOptions(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`bench: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options === "help") {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const t0 = performance.now();
+  const write = (line: string) => process.stderr.write(`[bench ${seconds(t0).toFixed(0).padStart(4)} s] ${line}\n`);
+  const cleanup = new Cleanup();
+  // After Ctrl-C, what the interrupted scenario says on its way down is noise.
+  const log = (line: string) => {
+    if (!cleanup.interrupted) write(line);
+  };
+  const releaseSignals = cleanup.onSignals(write);
+  try {
+    const result = await run(options, cleanup, log);
+    await mkdir(RESULTS_DIR, { recursive: true });
+    const stamp = result.startedAt.replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
+    const file = join(RESULTS_DIR, `${stamp}${options.scale === 1 ? "" : `-scale${options.scale}`}.json`);
+    await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : markdownReport(result));
+    log(`results written to ${relative(process.cwd(), file)}`);
+    const failed = [result.pgferry, result.native].some((s) => s.error !== undefined || (s.mismatches?.length ?? 0) > 0);
+    return failed ? 1 : 0;
+  } catch (error) {
+    log(`bench failed: ${(error as Error).stack ?? String(error)}`);
+    return 1;
+  } finally {
+    log("removing the bench clusters");
+    await cleanup.runAll(write);
+    releaseSignals();
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,75 @@
+/** `npm run bench -- [flags]`: what to run and how big. */
+import { parseArgs } from "node:util";
+import type { Scenario } from "./systemRun.js";
+
+export interface BenchOptions {
+  /** Fixture and backlog size; 1 ≈ 200 MB of tables and 60k backlog transactions. */
+  scale: number;
+  scenarios: Set<Scenario>;
+  json: boolean;
+  /** Seconds of steady writes in the lag scenario. */
+  lagSeconds: number;
+  /** Write V8 CPU profiles of the pgferry processes and list their hot spots. */
+  profile: boolean;
+  /** synchronous_commit of the native subscription. */
+  nativeCommit: "on" | "off";
+}
+
+export const USAGE = `Usage: npm run bench -- [options]
+
+Compares pgferry with native logical replication (CREATE PUBLICATION/SUBSCRIPTION) on throwaway
+local clusters: initial snapshot, backlog drain, steady lag, pgferry's peak memory.
+
+Options:
+  --scale <n>          fixture size; 1 = about 200 MB and a 60k-transaction backlog (default 1)
+  --only <scenario>    snapshot, drain or lag; repeat or comma-separate (default: all)
+  --json               print the result as JSON instead of the markdown table
+  --lag-seconds <n>    length of the steady-lag window (default 30)
+  --profile            CPU-profile the pgferry processes (slower) and list their hot spots
+  --native-commit <on|off>
+                       synchronous_commit of the native subscription (default on, like pgferry's
+                       apply session; off is PostgreSQL's default for subscriptions)
+  -h, --help           show this help
+
+Results are also written to bench/results/<date>.json.
+`;
+
+const SCENARIOS: readonly Scenario[] = ["snapshot", "drain", "lag"];
+
+export class UsageError extends Error {}
+
+export function parseOptions(argv: string[]): BenchOptions | "help" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        scale: { type: "string", default: "1" },
+        only: { type: "string", multiple: true },
+        json: { type: "boolean", default: false },
+        "lag-seconds": { type: "string", default: "30" },
+        profile: { type: "boolean", default: false },
+        "native-commit": { type: "string", default: "on" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values } = parsed;
+  if (values.help) return "help";
+  const scale = Number(values.scale);
+  if (!Number.isFinite(scale) || scale <= 0 || scale > 100) throw new UsageError(`--scale: expected a number in (0, 100], got ${values.scale}`);
+  const lagSeconds = Number(values["lag-seconds"]);
+  if (!Number.isFinite(lagSeconds) || lagSeconds < 1 || lagSeconds > 3600) throw new UsageError(`--lag-seconds: expected 1..3600, got ${values["lag-seconds"]}`);
+  const nativeCommit = values["native-commit"];
+  if (nativeCommit !== "on" && nativeCommit !== "off") throw new UsageError(`--native-commit: expected on or off, got ${nativeCommit}`);
+  const requested = (values.only ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
+  for (const name of requested) {
+    if (!SCENARIOS.includes(name as Scenario)) throw new UsageError(`--only: unknown scenario '${name}' (expected ${SCENARIOS.join(", ")})`);
+  }
+  const scenarios = new Set<Scenario>(requested.length > 0 ? (requested as Scenario[]) : SCENARIOS);
+  return { scale, scenarios, json: values.json, lagSeconds, profile: values.profile, nativeCommit };
+}

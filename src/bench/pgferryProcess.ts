@@ -1,0 +1,105 @@
+/**
+ * One `pgferry run` child process (the built CLI, as operators run it): its log lines (kept as a
+ * tail for error reports), when it said it is streaming, its peak RSS (VmHWM from /proc, sampled
+ * while it lives because the figure vanishes with the process), and a draining stop (SIGTERM).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+/** The CLI next to this file in dist/: dist/bench/ → dist/cli/bin.js. */
+export const CLI = resolve(import.meta.dirname, "../cli/bin.js");
+
+const TAIL_LINES = 80;
+
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export class PgferryProcess {
+  /** performance.now() when the process logged "streaming". */
+  streamingAt: number | undefined;
+  readonly startedAt = performance.now();
+  private readonly child: ChildProcess;
+  private readonly tail: string[] = [];
+  private partial = "";
+  private exit: ProcessExit | undefined;
+  private readonly exited: Promise<ProcessExit>;
+  private peak = 0;
+  private readonly sampler: NodeJS.Timeout;
+
+  /** `profileDir`: write a V8 CPU profile named `<label>.cpuprofile` there on exit. */
+  constructor(configFile: string, readonly label: string, readonly profileDir?: string) {
+    const nodeFlags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`] : [];
+    this.child = spawn(process.execPath, [...nodeFlags, CLI, "run", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+    this.child.stdout?.on("data", (chunk: Buffer) => this.onOutput(chunk));
+    this.child.stderr?.on("data", (chunk: Buffer) => this.onOutput(chunk));
+    this.exited = new Promise((resolveExit) => {
+      this.child.on("exit", (code, signal) => {
+        this.exit = { code, signal };
+        resolveExit(this.exit);
+      });
+    });
+    this.sampler = setInterval(() => this.samplePeak(), 200);
+  }
+
+  get pid(): number | undefined {
+    return this.exit ? undefined : this.child.pid;
+  }
+
+  get cpuProfile(): string | undefined {
+    return this.profileDir ? join(this.profileDir, `${this.label}.cpuprofile`) : undefined;
+  }
+
+  /** Peak RSS so far in bytes. */
+  peakRss(): number {
+    this.samplePeak();
+    return this.peak;
+  }
+
+  /** Throws (with the last log lines) when the process has exited. */
+  checkAlive(): void {
+    if (this.exit) {
+      throw new Error(`pgferry (${this.label}) exited with ${this.exit.signal ?? `code ${this.exit.code}`}; last output:\n${this.outputTail()}`);
+    }
+  }
+
+  outputTail(lines = 30): string {
+    return this.tail.slice(-lines).map((l) => `  | ${l}`).join("\n");
+  }
+
+  /** SIGTERM (pgferry drains and exits 0); SIGKILL after `timeoutMs`. */
+  async stop(timeoutMs = 60_000): Promise<ProcessExit> {
+    this.samplePeak();
+    if (!this.exit) {
+      this.child.kill("SIGTERM");
+      const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    clearInterval(this.sampler);
+    return this.exit!;
+  }
+
+  private samplePeak(): void {
+    if (this.exit || this.child.pid === undefined) return;
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.child.pid}/status`, "utf8"));
+      if (match) this.peak = Math.max(this.peak, Number(match[1]) * 1024);
+    } catch {
+      // The process is exiting.
+    }
+  }
+
+  private onOutput(chunk: Buffer): void {
+    const lines = (this.partial + chunk.toString("utf8")).split("\n");
+    this.partial = lines.pop() ?? "";
+    for (const line of lines) {
+      if (line.length === 0) continue;
+      this.tail.push(line.length > 2000 ? `${line.slice(0, 2000)}…` : line);
+      if (this.tail.length > TAIL_LINES) this.tail.shift();
+      if (this.streamingAt === undefined && line.includes('"msg":"streaming"')) this.streamingAt = performance.now();
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The mixed write workload, as SQL in the source so that generating it costs no round trips: one
+ * call of `bench_tx(n)` is one transaction of exactly 8 row changes (2 event-log inserts, 1
+ * partitioned usage insert, 1 keyless audit insert, 2 updates of hot profile rows, 1 event-log
+ * delete, 1 embedding update). `n` makes every transaction distinct and the run reproducible, so
+ * pgferry and native replication receive the same changes.
+ */
+import type pg from "pg";
+import { connect } from "./db.js";
+import { VECTOR_POOL, type FixtureSize } from "./fixture.js";
+import { sleep } from "./poll.js";
+
+export const CHANGES_PER_TRANSACTION = 8;
+
+/** Ids of inserted rows start here, far above the seeded ones. */
+const NEW_IDS = 1_000_000_000;
+
+export function workloadSql(s: FixtureSize): string {
+  return `
+CREATE FUNCTION bench_tx(n bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO event_log (id, user_id, kind, at, ok) VALUES
+    (${NEW_IDS} + 2 * n, n % ${s.profiles} + 1, 'bench', now(), true),
+    (${NEW_IDS} + 2 * n + 1, (n + 1) % ${s.profiles} + 1, 'bench', now(), false);
+  INSERT INTO usage_analytics (id, at, user_id, metric, quantity, cost)
+    VALUES (${NEW_IDS} + n, timestamptz '2025-01-01 00:00+00' + (n % 365) * interval '1 day', n % ${s.profiles} + 1, 'tokens', n % 1000, (n % 1000) * 0.000002);
+  INSERT INTO audit_trail (actor, action, target, at) VALUES ('user' || n % ${s.profiles}, 'bench', 'memory:' || n, now());
+  UPDATE user_profiles SET login_count = login_count + 1, last_login_at = now(),
+         settings = jsonb_set(settings, '{last_n}', to_jsonb(n)), updated_at = now()
+   WHERE id = (2 * n) % ${s.hotProfiles} + 1;
+  UPDATE user_profiles SET login_count = login_count + 1, last_login_at = now(),
+         settings = jsonb_set(settings, '{last_n}', to_jsonb(n)), updated_at = now()
+   WHERE id = (2 * n + 1) % ${s.hotProfiles} + 1;
+  DELETE FROM event_log WHERE id = n % ${s.events} + 1;
+  UPDATE memory_entries SET embedding = (SELECT v FROM bench_vectors WHERE id = (n * 7) % ${VECTOR_POOL} + 1), updated_at = now()
+   WHERE id = n % ${s.memoryEntries} + 1;
+END $$;
+
+CREATE PROCEDURE bench_backlog(first bigint, count bigint) LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN first .. first + count - 1 LOOP
+    PERFORM bench_tx(i);
+    COMMIT;
+  END LOOP;
+END $$;`;
+}
+
+/**
+ * Runs transactions [first, first + count) as fast as the source takes them, split over `sessions`
+ * connections. Source commits are asynchronous here: only the source's speed of producing the
+ * backlog is affected, not what is replicated.
+ */
+export async function runBacklog(sourceUrl: string, first: number, count: number, sessions = 2): Promise<number> {
+  const started = performance.now();
+  const per = Math.ceil(count / sessions);
+  await Promise.all(
+    Array.from({ length: sessions }, async (_, i) => {
+      const from = first + i * per;
+      const n = Math.min(per, first + count - from);
+      if (n <= 0) return;
+      const client = await connect(sourceUrl, "pgferry-bench-workload");
+      try {
+        await client.query("SET synchronous_commit = off");
+        await client.query("CALL bench_backlog($1, $2)", [from, n]);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+export interface SteadyResult {
+  transactions: number;
+  seconds: number;
+}
+
+/**
+ * `rate` transactions per second for `seconds`, starting at transaction `first`, on one connection
+ * with durable commits. Behind schedule it catches up without sleeping.
+ */
+export async function runSteady(client: pg.Client, first: number, rate: number, seconds: number): Promise<SteadyResult> {
+  const total = Math.round(rate * seconds);
+  const started = performance.now();
+  for (let i = 0; i < total; i += 1) {
+    const due = started + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    await client.query("SELECT bench_tx($1)", [first + i]);
+  }
+  return { transactions: total, seconds: (performance.now() - started) / 1000 };
+}
