@@ -1,6 +1,6 @@
 /**
  * The reorganisation example end to end: config/reorg.example.yaml, loaded as a user would load it,
- * maps the old flat schema of test/fixtures/oldProject.ts (27 tables) into eight domain schemas. The
+ * maps the old flat schema of src/demo/oldProject.ts (27 tables) into eight domain schemas. The
  * snapshot runs while the source takes writes, streaming continues under a mixed write load, the
  * pipeline is stopped mid-load and started again (resuming from its checkpoint, no second snapshot),
  * and every target table ends equal, row by row, to hand-written SQL over the source.
@@ -12,7 +12,7 @@ import { describeTables } from "../../src/catalog/tableCatalog.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
 import { compileMapping } from "../../src/transform/mappingCompiler.js";
 import { describeOrigin, type EdgePlan, type TablePlan } from "../../src/transform/plan.js";
-import { expectedQueries, oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../fixtures/oldProject.js";
+import { expectedQueries, oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../src/demo/oldProject.js";
 import { firstDifference } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
