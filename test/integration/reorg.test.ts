@@ -111,7 +111,7 @@ describe("config/reorg.example.yaml", () => {
     // Snapshot paths: binary COPY where nothing changes, text COPY with the pushdown otherwise, the hook's code path for vendors.
     expect(edge("public.memory_chunks", "security_service.memory_chunks").copyFormat).toBe("binary");
     expect(edge("public.memory_entries", "security_service.memory_entries").copyFormat).toBe("text");
-    expect(edge("public.vendors", "vendors.vendors").hook).toMatch(/test\/fixtures\/hooks\/normalizeWebsite\.mjs$/);
+    expect(edge("public.vendors", "vendors.vendors").hook).toMatch(/config\/hooks\/normalizeWebsite\.mjs$/);
     // The partitioned table is one plan over its five partitions; REPLICA IDENTITY FULL tables are matched by whole rows.
     expect(plan("public.usage_analytics").source.partitions).toHaveLength(5);
     expect(edge("public.audit_log", "shared_services.audit_log").table.keyIndexes).toEqual([]);
