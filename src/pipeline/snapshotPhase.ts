@@ -198,8 +198,14 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
     }
     const idle = [...workers];
     const queue = new PQueue({ concurrency: workers.length });
-    const abort = () => queue.clear();
+    // Stopping mid-copy: drop the queued chunks and close the workers, so a long or blocked COPY
+    // does not hold up shutdown (its chunk's target transaction rolls back; it is copied again later).
+    const abort = () => {
+      queue.clear();
+      void closeAll();
+    };
     signal.addEventListener("abort", abort, { once: true });
+    if (signal.aborted) abort();
     const started = performance.now();
     await Promise.all(
       chunks.map((chunk) =>
@@ -221,8 +227,7 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
           }
         }),
       ),
-    );
-    signal.removeEventListener("abort", abort);
+    ).finally(() => signal.removeEventListener("abort", abort));
     if (signal.aborted) throw new Error("snapshot aborted");
     const total = [...copied.values()].reduce((a, b) => a + b, 0);
     log.info({ tables: plans.length, rows: total, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) }, "snapshot done");

@@ -37,6 +37,7 @@ export const runCommand: Command = {
       store: new ResyncStore({ pool: statePool, schema: config.target.stateSchema, pipeline: config.source.slot }),
       log: log.child({ module: "resync" }),
       chunkRows: config.resync.chunkRows,
+      chunkBytes: config.apply.queueMaxBytes,
     });
     // Listening first: status and metrics answer during preflight and the snapshot too.
     const control = new ControlPlane({ config, log, resyncs: resyncApi(resyncs) });

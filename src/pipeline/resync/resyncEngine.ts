@@ -24,8 +24,10 @@ import { encodeWatermark, WATERMARK_PREFIX, type Watermark } from "./watermarks.
 export interface ResyncEngineOptions {
   store: ResyncStore;
   log: Logger;
-  /** Rows per chunk (held in memory between the watermarks). */
+  /** Rows per chunk at most (a chunk is held in memory between its watermarks). */
   chunkRows: number;
+  /** Bytes per chunk at most: wide rows (1536-d vectors as text) make chunks of fewer rows. */
+  chunkBytes?: number;
   onProgress?(record: { table: string; running: boolean }): void;
 }
 
@@ -154,10 +156,13 @@ export class ResyncEngine {
     const keyColumns = plan.keyInputs.map((i) => plan.sourceColumns[i]!);
     const keyTypes = keyColumns.map((k) => plan.source.columns.find((c) => c.name === k)!.type);
     const tuple = `(${keyColumns.map(quoteIdent).join(", ")})`;
-    const select = (after: boolean) =>
+    const select = (after: boolean, limit: number) =>
       `SELECT ${plan.sourceColumns.map(quoteIdent).join(", ")} FROM ${quoteIdent(plan.source.schema)}.${quoteIdent(plan.source.name)}` +
       (after ? ` WHERE ${tuple} > (${keyTypes.map((t, i) => `$${i + 1}::${t}`).join(", ")})` : "") +
-      ` ORDER BY ${keyColumns.map(quoteIdent).join(", ")} LIMIT ${this.options.chunkRows}`;
+      ` ORDER BY ${keyColumns.map(quoteIdent).join(", ")} LIMIT ${limit}`;
+    // Start small, then size chunks from the bytes rows actually take, within chunkRows and chunkBytes.
+    const maxBytes = this.options.chunkBytes ?? 16 * 1024 * 1024;
+    let limit = Math.min(this.options.chunkRows, 100);
     let lastKey = record.lastKey;
     let chunk = record.chunksDone;
     log.info({ from: lastKey, chunksDone: chunk }, lastKey ? "resync resuming" : "resync started");
@@ -165,8 +170,12 @@ export class ResyncEngine {
       chunk += 1;
       const base = { resync: record.id, table: plan.id, attempt, chunk };
       await this.emit(session, { ...base, mark: "low" });
-      const { rows } = await session.source.query<(string | null)[]>({ text: select(lastKey !== null), values: lastKey ?? [], rowMode: "array" });
-      const final = rows.length < this.options.chunkRows;
+      const { rows } = await session.source.query<(string | null)[]>({ text: select(lastKey !== null, limit), values: lastKey ?? [], rowMode: "array" });
+      const final = rows.length < limit;
+      let bytes = 0;
+      for (const row of rows) for (const v of row) bytes += (v?.length ?? 0) + 24;
+      const perRow = rows.length > 0 ? bytes / rows.length : 0;
+      limit = perRow > 0 ? Math.max(10, Math.min(this.options.chunkRows, Math.floor(maxBytes / perRow))) : limit;
       const hi = rows.length > 0 ? plan.keyInputs.map((i) => rows[rows.length - 1]![i] ?? "") : null;
       const applied = new Promise<void>((resolve, reject) => this.waiters.set(`${record.id}/${chunk}`, { resolve, reject }));
       applied.catch(() => undefined);
