@@ -123,8 +123,22 @@ export class Applier {
     await this.client.query("ROLLBACK").catch(() => undefined);
   }
 
-  async close(): Promise<void> {
-    await this.client.end().catch(() => undefined);
+  /** Ends the session; a peer that does not answer within `graceMs` gets its socket destroyed. */
+  async close(graceMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const forced = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        (this.client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+        resolve();
+      }, graceMs);
+    });
+    await Promise.race([this.client.end().catch(() => undefined), forced]);
+    clearTimeout(timer);
+  }
+
+  /** Breaks off a statement that does not come back (a stalled peer): its promise rejects, nothing commits. */
+  destroy(): void {
+    (this.client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
   }
 }
 

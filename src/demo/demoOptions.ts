@@ -23,7 +23,7 @@ everything and removes the clusters.
 
 Options:
   --keep           leave the clusters running and their directories in place on exit
-  --scale <n>      seed size; 1 = about 6,000 rows (default 2)
+  --scale <n>      seed size; 1 = about 6,000 rows (default 5)
   --port <p>       control server port: status page, /metrics, /v1/status (default 9187;
                    a free port is used when it is taken)
   --rate <n>       source transactions per second of the live load (default 40)
@@ -49,7 +49,7 @@ export function parseDemoOptions(argv: string[]): DemoOptions | "help" {
       args: argv,
       options: {
         keep: { type: "boolean", default: false },
-        scale: { type: "string", default: "2" },
+        scale: { type: "string", default: "5" },
         port: { type: "string", default: "9187" },
         rate: { type: "string", default: "40" },
         dir: { type: "string" },

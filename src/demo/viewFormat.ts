@@ -14,6 +14,7 @@ export interface ViewContext {
 }
 
 const BAR_WIDTH = 24;
+const ROWS_WIDTH = 23;
 
 const count = (n: number) => Math.round(n).toLocaleString("en-US");
 
@@ -60,9 +61,9 @@ function tableLine(t: TableReport, perSecond: number | undefined, nameWidth: num
   const percent = t.percent === null ? "   ?%" : `${t.percent.toFixed(0).padStart(4)}%`;
   const rows = `${count(t.rowsCopied).padStart(8)} / ${t.rowsEstimated === null ? "?".padStart(8) : count(Math.max(t.rowsEstimated, t.rowsCopied)).padStart(8)}`;
   const state = t.state === "ready" ? "" : ` ${t.state}`;
-  const rate = streaming ? `${formatRate(perSecond ?? 0).padStart(9)}` : "";
+  const rate = streaming ? `${formatRate(perSecond ?? 0).padStart(11)}` : "";
   const error = t.error ? `  ${t.error}` : "";
-  return `  ${t.table.padEnd(nameWidth)} ${progressBar(t.percent)}${percent} ${rows}${rate}${state}${error}`;
+  return `  ${t.table.padEnd(nameWidth)} ${progressBar(t.percent)}${percent} ${rows.padStart(ROWS_WIDTH)}${rate}${state}${error}`;
 }
 
 /** The lines of one terminal frame, at most `height` of them. */
@@ -93,7 +94,7 @@ export function renderFrame(sample: ViewSample, context: ViewContext, height: nu
     tables = [`  ${status.phase === "snapshot" ? "snapshot starting…" : "waiting for pgferry's table states…"}`];
   } else {
     const nameWidth = Math.max(...status.tables.map((t) => t.table.length));
-    const header = `  ${"source table".padEnd(nameWidth)} ${"snapshot".padEnd(BAR_WIDTH + 5)} ${"rows copied / estimated".padStart(19)}${streaming ? " changes/s" : ""}`;
+    const header = `  ${"source table".padEnd(nameWidth)} ${"snapshot".padEnd(BAR_WIDTH + 5)} ${"rows copied / estimated".padStart(ROWS_WIDTH)}${streaming ? "  changes/s" : ""}`;
     // Busiest first while streaming; config order (the monitor's) during the snapshot.
     const rate = (t: TableReport) => sample.tableChangesPerSecond.get(t.table) ?? 0;
     const ordered = streaming ? [...status.tables].sort((a, b) => rate(b) - rate(a)) : status.tables;
@@ -103,6 +104,15 @@ export function renderFrame(sample: ViewSample, context: ViewContext, height: nu
     if (shown.length < ordered.length) tables.push(`  … ${ordered.length - shown.length} more tables (all in ${context.statusUrl})`);
   }
   return [...head, ...tables, ...foot].slice(0, Math.max(1, height));
+}
+
+/** What the snapshot did, once it is over: tables, rows, and how long from the first copy to the last. */
+export function snapshotReport(tables: readonly TableReport[]): string {
+  const rows = tables.reduce((a, t) => a + t.rowsCopied, 0);
+  const starts = tables.flatMap((t) => (t.startedAt ? [Date.parse(t.startedAt)] : []));
+  const ends = tables.flatMap((t) => (t.finishedAt ? [Date.parse(t.finishedAt)] : []));
+  const took = starts.length > 0 && ends.length > 0 ? ` in ${((Math.max(...ends) - Math.min(...starts)) / 1000).toFixed(1)} s` : "";
+  return `snapshot: ${tables.filter((t) => t.state === "ready").length}/${tables.length} source tables, ${count(rows)} rows copied${took}`;
 }
 
 /** One line for a log-like output. */

@@ -104,6 +104,14 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
       stopping = true;
       log.info("stopping: closing the replication stream, then finishing the current batch");
       void repl.close();
+      // A batch that cannot finish (its target connection stalled) must not hold the stop forever:
+      // break it off; it rolls back and its changes stay in the slot.
+      setTimeout(() => {
+        if (loop.busy) {
+          log.warn("the current batch did not finish within 30 s of the stop; breaking it off (it stays in the slot)");
+          applier.destroy();
+        }
+      }, 30_000).unref();
     };
     signal.addEventListener("abort", onAbort, { once: true });
     if (signal.aborted) onAbort();

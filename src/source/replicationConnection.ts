@@ -148,7 +148,22 @@ export class ReplicationConnection {
     if (this.streaming) this.raw.endCopyFrom();
   }
 
-  async close(): Promise<void> {
-    await this.client.end().catch(() => undefined);
+  /**
+   * Ends the connection. A socket paused for backpressure would never see the server's close, and a
+   * peer that does not answer would hold `end()` forever: resume first, and destroy the socket if the
+   * polite end has not finished within `graceMs` (the streaming promise then settles either way).
+   */
+  async close(graceMs = 5000): Promise<void> {
+    const raw = this.raw;
+    raw.stream.resume();
+    let timer: NodeJS.Timeout | undefined;
+    const forced = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        raw.stream.destroy();
+        resolve();
+      }, graceMs);
+    });
+    await Promise.race([this.client.end().catch(() => undefined), forced]);
+    clearTimeout(timer);
   }
 }

@@ -78,3 +78,32 @@ export async function startTestServers(): Promise<TestServers> {
   if (wanted === "docker" || (wanted === "auto" && (await dockerAnswers()))) return startDocker();
   return startLocal();
 }
+
+export interface OwnServers {
+  servers: TestServers;
+  /** Superuser pools on each server's `postgres` database (vector installed); idle errors from restarts are ignored. */
+  source: import("pg").Pool;
+  target: import("pg").Pool;
+  close(): Promise<void>;
+}
+
+/** A pair of servers for one test file that restarts them or needs its own settings, with pools. */
+export async function startOwnServers(): Promise<OwnServers> {
+  const { default: pg } = await import("pg");
+  const servers = await startTestServers();
+  const source = new pg.Pool({ connectionString: servers.source.url(), max: 4 });
+  const target = new pg.Pool({ connectionString: servers.target.url(), max: 4 });
+  for (const pool of [source, target]) {
+    pool.on("error", () => undefined);
+    await pool.query("CREATE EXTENSION IF NOT EXISTS vector");
+  }
+  return {
+    servers,
+    source,
+    target,
+    async close() {
+      await Promise.all([source.end(), target.end()]);
+      await Promise.all([servers.source.destroy(), servers.target.destroy()]);
+    },
+  };
+}

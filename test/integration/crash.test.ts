@@ -8,6 +8,7 @@ import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { compareTables } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { configYaml, runCli, writeConfigFile } from "../harness/processRunner.js";
+import { seededRandom } from "../harness/random.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
 
@@ -20,20 +21,11 @@ beforeAll(async () => {
 });
 afterAll(async () => db?.drop());
 
-// A seeded pseudo-random sequence, so a failing run can be repeated.
-function randomSequence(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    return x / 2147483648;
-  };
-}
-
 describe("crash safety", () => {
   it("survives 12 SIGKILLs during snapshot and streaming under load with target == source", async () => {
     const file = await writeConfigFile(configYaml(mappings()));
     const env = { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl };
-    const random = randomSequence(Number(process.env.PGFERRY_CRASH_SEED ?? 42));
+    const random = seededRandom(Number(process.env.PGFERRY_CRASH_SEED ?? 42));
     const controller = new AbortController();
     const load = runWriteLoad(db.source, { transactions: 100_000, concurrency: 2, signal: controller.signal });
     const phases: string[] = [];

@@ -12,14 +12,16 @@ import { PreflightError } from "../../src/pipeline/preflight.js";
 import { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
 import { ResyncStore } from "../../src/state/resyncStore.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
-import { startTestServers, type TestServers } from "../harness/backend.js";
+import { startOwnServers, type OwnServers, type TestServers } from "../harness/backend.js";
 import { compareTables } from "../harness/compare.js";
 import { startFaultProxy, type FaultProxy } from "../harness/faultProxy.js";
 import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { runCli, writeConfigFile } from "../harness/processRunner.js";
+import { seededRandom } from "../harness/random.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
 
+let own: OwnServers;
 let servers: TestServers;
 let source: pg.Pool;
 let target: pg.Pool;
@@ -56,13 +58,8 @@ const converged = () =>
   waitFor(() => compareTables(source, target, pairs()), { description: "target == source", until: (d) => d === null, timeoutMs: 120_000, intervalMs: 250 });
 
 beforeAll(async () => {
-  servers = await startTestServers();
-  source = new pg.Pool({ connectionString: servers.source.url(), max: 4 });
-  target = new pg.Pool({ connectionString: servers.target.url(), max: 4 });
-  for (const pool of [source, target]) {
-    pool.on("error", () => undefined);
-    await pool.query("CREATE EXTENSION IF NOT EXISTS vector");
-  }
+  own = await startOwnServers();
+  ({ servers, source, target } = own);
   await createFixture(source, target);
   await seed(source, 5000);
 });
@@ -73,17 +70,8 @@ afterEach(async () => {
   proxies = [];
 });
 afterAll(async () => {
-  await Promise.all([source?.end(), target?.end()]);
-  await Promise.all([servers?.source.destroy(), servers?.target.destroy()]);
+  await own?.close();
 });
-
-function random(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    return x / 2147483648;
-  };
-}
 
 describe("network faults", () => {
   it("survives connections reset and stalled during snapshot, streaming and a resync", async () => {
@@ -97,7 +85,7 @@ describe("network faults", () => {
     const controller = new AbortController();
     const load = runWriteLoad(source, { transactions: 1_000_000, concurrency: 2, signal: controller.signal, seedOffset: 600_000 });
     running = startPipeline(config, { resyncs });
-    const next = random(Number(process.env.PGFERRY_FAULT_SEED ?? 7));
+    const next = seededRandom(Number(process.env.PGFERRY_FAULT_SEED ?? 7));
     const faults: string[] = [];
     let resyncId: string | undefined;
     for (let fault = 0; fault < 20; fault += 1) {

@@ -20,31 +20,12 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { waitFor } from "../harness/waitFor.js";
+import { dockerfile, type Instruction } from "../harness/dockerfile.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const COMPOSE = join(ROOT, "deploy/compose");
 const run = promisify(execFile);
 
-interface Instruction { keyword: string; args: string }
-
-/** Logical instructions: comments dropped, `\` continuations joined. */
-function dockerfile(text: string): Instruction[] {
-  const instructions: Instruction[] = [];
-  let pending = "";
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line.startsWith("#") || (line === "" && pending === "")) continue;
-    if (line.endsWith("\\")) {
-      pending += `${line.slice(0, -1)} `;
-      continue;
-    }
-    const full = `${pending}${line}`.trim();
-    pending = "";
-    const space = full.search(/\s/);
-    instructions.push({ keyword: full.slice(0, space).toUpperCase(), args: full.slice(space + 1).trim() });
-  }
-  return instructions;
-}
 
 /** Splits at FROM; `FROM image AS name` names the stage. */
 function stages(instructions: readonly Instruction[]): { name: string | undefined; steps: Instruction[] }[] {

@@ -6,33 +6,28 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
-import { startTestServers, type TestServers } from "../harness/backend.js";
+import { startOwnServers, type OwnServers, type TestServers } from "../harness/backend.js";
 import { compareTables } from "../harness/compare.js";
 import { startPipeline, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
 
+let own: OwnServers;
 let servers: TestServers;
 let source: pg.Pool;
 let target: pg.Pool;
 let running: RunningPipeline | undefined;
 
 beforeAll(async () => {
-  servers = await startTestServers();
-  source = new pg.Pool({ connectionString: servers.source.url(), max: 4 });
-  target = new pg.Pool({ connectionString: servers.target.url(), max: 4 });
-  for (const pool of [source, target]) {
-    pool.on("error", () => undefined); // idle clients see the restarts
-    await pool.query("CREATE EXTENSION IF NOT EXISTS vector");
-  }
+  own = await startOwnServers();
+  ({ servers, source, target } = own);
   await createFixture(source, target);
   await seed(source, 1500);
 });
 
 afterAll(async () => {
   await running?.stop();
-  await Promise.all([source?.end(), target?.end()]);
-  await Promise.all([servers?.source.destroy(), servers?.target.destroy()]);
+  await own?.close();
 });
 
 const converged = () =>

@@ -8,7 +8,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/embedded/localCluster.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
-import { startTestServers, type TestServers } from "../harness/backend.js";
+import { startOwnServers, type OwnServers, type TestServers } from "../harness/backend.js";
 import { compareTables } from "../harness/compare.js";
 import { startFaultProxy, type FaultProxy } from "../harness/faultProxy.js";
 import { configYaml, runCli, writeConfigFile, type ChildRun } from "../harness/processRunner.js";
@@ -18,26 +18,21 @@ import { runWriteLoad } from "../harness/writeLoad.js";
 const MINUTES = Number(process.env.PGFERRY_SOAK_MINUTES ?? 10);
 const TOKEN = "soak-admin-token-0123456789abcdef";
 
+let own: OwnServers;
 let servers: TestServers;
 let source: pg.Pool;
 let target: pg.Pool;
 const proxies: FaultProxy[] = [];
 
 beforeAll(async () => {
-  servers = await startTestServers();
-  source = new pg.Pool({ connectionString: servers.source.url(), max: 4 });
-  target = new pg.Pool({ connectionString: servers.target.url(), max: 4 });
-  for (const pool of [source, target]) {
-    pool.on("error", () => undefined);
-    await pool.query("CREATE EXTENSION IF NOT EXISTS vector");
-  }
+  own = await startOwnServers();
+  ({ servers, source, target } = own);
   await createFixture(source, target);
   await seed(source, 20_000);
 });
 afterAll(async () => {
   await Promise.all(proxies.map((p) => p.close()));
-  await Promise.all([source?.end(), target?.end()]);
-  await Promise.all([servers?.source.destroy(), servers?.target.destroy()]);
+  await own?.close();
 });
 
 describe(`soak (${MINUTES} min)`, () => {

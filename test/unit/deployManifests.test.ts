@@ -14,6 +14,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { parseConfig, parseListenAddress, type Config, type Env } from "../../src/config/index.js";
+import { dockerfile } from "../harness/dockerfile.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const DEPLOY = join(ROOT, "deploy");
@@ -344,26 +345,6 @@ describe("deploy/docker-compose.yml", () => {
 
 // ───────────────────────────── Dockerfile ─────────────────────────────
 
-interface Instruction { keyword: string; args: string }
-
-/** Logical instructions: comments dropped, `\` continuations joined. */
-function dockerfile(text: string): Instruction[] {
-  const instructions: Instruction[] = [];
-  let pending = "";
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line.startsWith("#") || (line === "" && pending === "")) continue;
-    if (line.endsWith("\\")) {
-      pending += `${line.slice(0, -1)} `;
-      continue;
-    }
-    const full = `${pending}${line}`.trim();
-    pending = "";
-    const space = full.search(/\s/);
-    instructions.push({ keyword: full.slice(0, space).toUpperCase(), args: full.slice(space + 1).trim() });
-  }
-  return instructions;
-}
 
 const GLOB_TOKENS = new Map([["**", ".*"], ["*", "[^/]*"], ["?", "[^/]"]]);
 

@@ -18,6 +18,7 @@ import { PgferryError } from "../../errors.js";
 import type { ResyncRecord, ResyncStore } from "../../state/resyncStore.js";
 import type { TablePlan } from "../../transform/plan.js";
 import { RAW_TEXT } from "../../transform/sourceEvaluator.js";
+import { classify } from "../errorPolicy.js";
 import { ResyncWindows } from "./resyncWindows.js";
 import { encodeWatermark, WATERMARK_PREFIX, type Watermark } from "./watermarks.js";
 
@@ -139,6 +140,12 @@ export class ResyncEngine {
         },
         async (error: unknown) => {
           if (session.stopped) return; // resumes at the next attach
+          if (classify(error).disposition === "retry") {
+            // A dropped connection or a restarting source: start over from the last applied chunk.
+            log.warn({ err: error }, "resync interrupted by a transient failure; resuming from its last applied chunk");
+            setTimeout(() => void this.relaunch(session, record.id), 1000);
+            return;
+          }
           this.running.delete(record.table);
           this.options.onProgress?.({ table: record.table, running: false });
           log.error({ err: error }, "resync failed");
@@ -147,6 +154,16 @@ export class ResyncEngine {
       )
       .finally(() => this.workers.delete(record.id));
     this.workers.set(record.id, worker);
+  }
+
+  private async relaunch(session: Session, id: string): Promise<void> {
+    if (session.stopped || this.session !== session) return;
+    const record = await this.options.store.get(id).catch(() => undefined);
+    if (!record) {
+      setTimeout(() => void this.relaunch(session, id), 1000);
+      return;
+    }
+    if (record.state === "running" && !this.workers.has(record.id)) this.launch(session, record);
   }
 
   /** Resolves true when the last chunk has been applied, false when the session stopped first. */
