@@ -4,6 +4,7 @@
  * and position become durable together. Triggers and FK checks of the target do not fire for
  * replicated rows (session_replication_role = replica, as native logical replication does).
  */
+import { createHash } from "node:crypto";
 import pg from "pg";
 import { PgferryError } from "../errors.js";
 import type { Statement } from "./types.js";
@@ -15,6 +16,19 @@ export interface ApplyErrorContext {
   sqlstate: string | undefined;
   /** The violated constraint, when the server names one. */
   constraint: string | undefined;
+  /**
+   * The offending key without its values: the key columns and a SHA-256 fingerprint of the values
+   * as PostgreSQL printed them, so an operator can confirm a suspect row (hash its key text) while
+   * row values stay out of the logs.
+   */
+  key?: { columns: string; fingerprint: string };
+}
+
+/** `Key (email)=(a@b) already exists.` → the columns and a fingerprint of the values. */
+export function keyFingerprint(detail: string | undefined): ApplyErrorContext["key"] {
+  const match = detail ? /^Key \((.+?)\)=\((.*)\)/s.exec(detail) : null;
+  if (!match) return undefined;
+  return { columns: match[1]!, fingerprint: createHash("sha256").update(match[2]!).digest("hex").slice(0, 16) };
 }
 
 /**
@@ -28,7 +42,8 @@ export class ApplyError extends PgferryError {
   constructor(context: ApplyErrorContext, cause: unknown) {
     const message = (cause as Error).message;
     const constraint = context.constraint && !message.includes(context.constraint) ? ` (constraint ${context.constraint})` : "";
-    super("apply", `target rejected ${context.op} of ${context.rows} row(s) into ${context.table}: SQLSTATE ${context.sqlstate ?? "?"} ${message}${constraint}`, {
+    const key = context.key ? `; key (${context.key.columns}) sha256 ${context.key.fingerprint}` : "";
+    super("apply", `target rejected ${context.op} of ${context.rows} row(s) into ${context.table}: SQLSTATE ${context.sqlstate ?? "?"} ${message}${constraint}${key}`, {
       cause,
       hint: "fix the target row or constraint named above; pgferry keeps the source WAL and resumes from its checkpoint",
     });
@@ -100,9 +115,9 @@ export class Applier {
         const result = await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
         if (statement.expectRows && (result.rowCount ?? 0) < statement.rows) this.onMissingRows?.(statement.table, statement.rows - (result.rowCount ?? 0));
       } catch (error) {
-        const e = error as { code?: string; constraint?: string };
+        const e = error as { code?: string; constraint?: string; detail?: string };
         if (typeof e.code === "string" && !e.code.startsWith("08") && !e.code.startsWith("57")) {
-          throw new ApplyError({ table: statement.table, op: statement.op, rows: statement.rows, sqlstate: e.code, constraint: e.constraint }, error);
+          throw new ApplyError({ table: statement.table, op: statement.op, rows: statement.rows, sqlstate: e.code, constraint: e.constraint, key: keyFingerprint(e.detail) }, error);
         }
         throw error;
       }

@@ -119,16 +119,8 @@ export class StateStore {
   }
 
   async load(): Promise<PipelineState | null> {
-    const { rows } = await this.pool.query<{ consistent_point: string; commit_lsn: string; end_lsn: string; commit_time: Date | null }>(
-      this.sql("SELECT consistent_point::text, commit_lsn::text, end_lsn::text, commit_time FROM $S.pipelines WHERE pipeline = $1"),
-      [this.pipeline],
-    );
-    const row = rows[0];
-    if (!row) return null;
-    return {
-      consistentPoint: parseLsn(row.consistent_point),
-      checkpoint: { commitLsn: parseLsn(row.commit_lsn), endLsn: parseLsn(row.end_lsn), commitTime: row.commit_time },
-    };
+    const state = await this.summary();
+    return state && { consistentPoint: state.consistentPoint, checkpoint: state.checkpoint };
   }
 
   /** Whether the state schema has been created (by a first `run`); reads need it. */
