@@ -7,6 +7,7 @@ import { onTestFailed } from "vitest";
 import { parseConfig, type Config } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { Pipeline, type Phase } from "../../src/pipeline/pipeline.js";
+import { configText } from "./processRunner.js";
 import type { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
 
 export interface RunningPipeline {
@@ -30,27 +31,9 @@ export interface TestConfigOptions {
 }
 
 export function testConfig(options: TestConfigOptions): Config {
-  const tables = options.tables.map((t) => `  - { from: ${JSON.stringify(t.from)}, to: ${JSON.stringify(t.to)} }`).join("\n");
   // Slots are per cluster and test files share the clusters: name the slot after the file's database.
   const slot = options.slot ?? `pgferry_${new URL(options.sourceUrl).pathname.slice(1)}`;
-  const yaml = `source:
-  url: \${SOURCE_URL}
-  slot: ${slot}
-  publication: ${slot}
-target:
-  url: \${TARGET_URL}
-snapshot:
-  workers: 2
-  chunkRows: 1000
-apply:
-  retry: { maxAttempts: 50, initialDelayMs: 100, maxDelayMs: 1000 }
-log:
-  level: info
-  format: json
-${options.extra ?? ""}
-tables:
-${tables}
-`;
+  const yaml = configText(options.tables, { slot, extra: options.extra, chunkRows: 1000, retry: { maxAttempts: 50, initialDelayMs: 100, maxDelayMs: 1000 } });
   return parseConfig(yaml, "test.yaml", { SOURCE_URL: options.sourceUrl, TARGET_URL: options.targetUrl });
 }
 

@@ -46,8 +46,23 @@ export function runCli(args: string[], env: Record<string, string>): ChildRun {
   };
 }
 
-/** YAML for a config whose URLs come from SOURCE_URL / TARGET_URL in the environment (slots are per cluster: unique by default). */
-export function configYaml(tables: readonly { from: string; to: string }[], extra = "", slot = `pgferry_${randomBytes(4).toString("hex")}`): string {
+export interface ConfigTextOptions {
+  /** Config text appended before `tables` (e.g. a `control:` section). */
+  extra?: string;
+  slot?: string;
+  chunkRows?: number;
+  retry?: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
+}
+
+/**
+ * YAML for a test config whose URLs come from SOURCE_URL / TARGET_URL in the environment. Slots are
+ * per cluster and test files share the clusters, so the default slot name is unique; the control
+ * server listens on a free port unless `extra` has a `control:` section.
+ */
+export function configText(tables: readonly { from: string; to: string }[], options: ConfigTextOptions = {}): string {
+  const slot = options.slot ?? `pgferry_${randomBytes(4).toString("hex")}`;
+  const retry = options.retry ?? { maxAttempts: 100, initialDelayMs: 100, maxDelayMs: 1000 };
+  const extra = options.extra ?? "";
   return `source:
   url: \${SOURCE_URL}
   slot: ${slot}
@@ -56,14 +71,19 @@ target:
   url: \${TARGET_URL}
 snapshot:
   workers: 2
-  chunkRows: 2000
+  chunkRows: ${options.chunkRows ?? 2000}
 apply:
-  retry: { maxAttempts: 100, initialDelayMs: 100, maxDelayMs: 1000 }
+  retry: { maxAttempts: ${retry.maxAttempts}, initialDelayMs: ${retry.initialDelayMs}, maxDelayMs: ${retry.maxDelayMs} }
 log:
   level: info
   format: json
 ${extra.includes("control:") ? "" : "control:\n  listen: 127.0.0.1:0\n"}${extra}
 tables:
-${tables.map((t) => `  - { from: ${t.from}, to: ${t.to} }`).join("\n")}
+${tables.map((t) => `  - { from: ${JSON.stringify(t.from)}, to: ${JSON.stringify(t.to)} }`).join("\n")}
 `;
+}
+
+/** `configText` with the arguments the process tests use. */
+export function configYaml(tables: readonly { from: string; to: string }[], extra = "", slot?: string): string {
+  return configText(tables, { extra, slot });
 }

@@ -16,7 +16,7 @@ import { startOwnServers, type OwnServers, type TestServers } from "../harness/b
 import { compareTables } from "../harness/compare.js";
 import { startFaultProxy, type FaultProxy } from "../harness/faultProxy.js";
 import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
-import { runCli, writeConfigFile } from "../harness/processRunner.js";
+import { configText, runCli, writeConfigFile } from "../harness/processRunner.js";
 import { seededRandom } from "../harness/random.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
@@ -35,23 +35,7 @@ function viaPort(url: string, port: number): string {
 }
 
 function yaml(slot: string): string {
-  return `source:
-  url: \${SOURCE_URL}
-  slot: ${slot}
-  publication: ${slot}
-target:
-  url: \${TARGET_URL}
-snapshot:
-  workers: 2
-  chunkRows: 500
-apply:
-  retry: { maxAttempts: 100000, initialDelayMs: 50, maxDelayMs: 500 }
-log:
-  level: info
-  format: json
-tables:
-${mappings().map((m) => `  - { from: ${m.from}, to: ${m.to} }`).join("\n")}
-`;
+  return configText(mappings(), { slot, chunkRows: 500, retry: { maxAttempts: 100_000, initialDelayMs: 50, maxDelayMs: 500 } });
 }
 
 const converged = () =>

@@ -11,7 +11,7 @@ import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { startOwnServers, type OwnServers, type TestServers } from "../harness/backend.js";
 import { compareTables } from "../harness/compare.js";
 import { startFaultProxy, type FaultProxy } from "../harness/faultProxy.js";
-import { configYaml, runCli, writeConfigFile, type ChildRun } from "../harness/processRunner.js";
+import { configText, runCli, writeConfigFile, type ChildRun } from "../harness/processRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
 
@@ -47,7 +47,7 @@ describe(`soak (${MINUTES} min)`, () => {
     const env = { SOURCE_URL: await viaProxy(servers.source.url()), TARGET_URL: await viaProxy(servers.target.url()) };
     const port = await freePort();
     const file = await writeConfigFile(
-      configYaml(mappings(), `control:\n  listen: 127.0.0.1:${port}\n  adminToken: ${TOKEN}\n`, "pgferry_soak").replace("maxAttempts: 100,", "maxAttempts: 100000,"),
+      configText(mappings(), { extra: `control:\n  listen: 127.0.0.1:${port}\n  adminToken: ${TOKEN}\n`, slot: "pgferry_soak", retry: { maxAttempts: 100_000, initialDelayMs: 100, maxDelayMs: 1000 } }),
     );
     const counts: Record<string, number> = { kills: 0, resets: 0, stalls: 0, resyncs: 0, resyncRefusals: 0 };
     let daemon: ChildRun = runCli(["run", "--config", file], env);
