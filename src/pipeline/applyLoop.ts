@@ -65,17 +65,50 @@ export class ApplyLoop {
 
   constructor(private readonly options: ApplyLoopOptions) {}
 
+  /**
+   * Target work (statements, then the commit) runs behind the loop: while the target executes one
+   * batch, the next is taken from the queue, mapped and collapsed. At most one piece of work is in
+   * flight; the next waits for it (so statements keep their order on the one apply connection).
+   */
+  private tail: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+  private failure: Error | undefined;
+
   /** True while a batch is being built or applied: the stream is not idle. */
   get busy(): boolean {
-    return this.working || this.rows > 0 || this.transactions > 0;
+    return this.working || this.inFlight > 0 || this.rows > 0 || this.transactions > 0;
   }
 
   /** Runs until the queue is closed and drained. Work after the last complete source transaction is rolled back. */
   async run(): Promise<void> {
+    try {
+      await this.loop();
+    } finally {
+      await this.tail.catch(() => undefined);
+    }
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Queues target work behind what is in flight, after waiting for the previous piece to finish. */
+  private async behind(work: () => Promise<void>): Promise<void> {
+    await this.tail;
+    if (this.failure !== undefined) throw this.failure;
+    this.inFlight += 1;
+    this.tail = work().then(
+      () => { this.inFlight -= 1; },
+      (error: unknown) => {
+        this.inFlight -= 1;
+        this.failure = error instanceof Error ? error : new Error(String(error));
+        this.options.queue.close(); // the loop stops taking; run() rethrows
+      },
+    );
+  }
+
+  private async loop(): Promise<void> {
     const { queue, limits } = this.options;
     for (;;) {
       const event = await queue.take();
-      if (event === undefined) break;
+      if (event === undefined || this.failure !== undefined) break;
       this.working = true;
       if (this.rows === 0 && this.transactions === 0) this.startedAt = performance.now();
       this.buffer.ordered = this.options.orderedThrough !== undefined && (this.lastCommit?.commitLsn ?? this.committedLsn) < this.options.orderedThrough;
@@ -98,13 +131,15 @@ export class ApplyLoop {
         if (this.pending.length >= TRANSFORM_RUN || this.pendingBytes >= limits.maxBytes) await this.transformPending();
         // A source transaction larger than the batch goes out progressively, inside the open target transaction.
         if (this.buffer.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes) {
-          await this.options.applier.execute(this.buffer.drain());
+          const statements = this.buffer.drain();
+          await this.behind(() => this.options.applier.execute(statements));
         }
       }
       this.working = false;
     }
+    if (this.failure !== undefined) return;
     if (this.openChanges === 0 && this.lastCommit) await this.commit();
-    else await this.options.applier.rollback();
+    else await this.behind(() => this.options.applier.rollback());
     this.afterCommit = [];
   }
 
@@ -130,9 +165,8 @@ export class ApplyLoop {
     const checkpoint = this.lastCommit;
     if (!checkpoint) return;
     await this.transformPending();
-    await this.options.applier.execute(this.buffer.drain());
-    await this.options.applier.commit((client) => this.options.writeCheckpoint(client, checkpoint));
-    this.committedLsn = checkpoint.commitLsn;
+    const statements = this.buffer.drain();
+    const startedAt = this.startedAt;
     const batch: AppliedBatch = {
       transactions: this.transactions,
       changes: this.rows,
@@ -146,7 +180,14 @@ export class ApplyLoop {
     this.lastCommit = undefined;
     const callbacks = this.afterCommit;
     this.afterCommit = [];
-    this.options.onCommitted(batch);
-    for (const callback of callbacks) callback();
+    const { applier } = this.options;
+    await this.behind(async () => {
+      await applier.execute(statements);
+      await applier.commit((client) => this.options.writeCheckpoint(client, checkpoint));
+      this.committedLsn = checkpoint.commitLsn;
+      // Acknowledged to the source only now, after the target COMMIT (DESIGN rule 2).
+      this.options.onCommitted({ ...batch, seconds: (performance.now() - startedAt) / 1000 });
+      for (const callback of callbacks) callback();
+    });
   }
 }

@@ -129,7 +129,7 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
       .stream({ slot: config.source.slot, startLsn: options.checkpoint.endLsn, publication: config.source.publication, protoVersion: 1, messages: true }, reader, () => options.onStreaming?.())
       .finally(() => queue.close());
     // The apply loop drains what was received; then the first real failure (apply first) fails the phase.
-    const [applied, streamed] = await Promise.allSettled([applying, streaming]);
+    const [applied, streamed] = await bothEnded(log, applying, streaming, () => stopping);
     if (applied.status === "rejected") throw applied.reason;
     if (streamed.status === "rejected" && !(stopping && signal.aborted)) throw streamed.reason;
     signal.removeEventListener("abort", onAbort);
@@ -139,9 +139,41 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
   } finally {
     if (timer) clearInterval(timer);
     stopping = true;
-    await options.resyncs?.detach();
-    await replication?.close();
-    await applier.close();
-    await evaluator?.close();
+    await watched(log, "detaching resyncs", options.resyncs?.detach());
+    await watched(log, "closing the replication connection", replication?.close());
+    await watched(log, "closing the apply session", applier.close());
+    await watched(log, "closing the evaluator", evaluator?.close());
+  }
+}
+
+/** Awaits a shutdown step, saying which one if it takes long (so a stuck stop names its cause). */
+async function watched(log: Logger, step: string, work: Promise<void> | undefined): Promise<void> {
+  if (!work) return;
+  const timer = setInterval(() => log.warn({ step }, "shutdown step still running"), 10_000);
+  try {
+    await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Waits for the apply loop and the stream to end; once stopping, names the one that is still running. */
+async function bothEnded(
+  log: Logger,
+  applying: Promise<void>,
+  streaming: Promise<void>,
+  isStopping: () => boolean,
+): Promise<[PromiseSettledResult<void>, PromiseSettledResult<void>]> {
+  const running = { applying: true, streaming: true };
+  applying.then(() => { running.applying = false; }, () => { running.applying = false; });
+  streaming.then(() => { running.streaming = false; }, () => { running.streaming = false; });
+  const timer = setInterval(() => {
+    if (isStopping()) log.warn(running, "stopping: still waiting for the stream phase to end");
+  }, 10_000);
+  try {
+    const [applied, streamed] = await Promise.allSettled([applying, streaming]);
+    return [applied, streamed];
+  } finally {
+    clearInterval(timer);
   }
 }

@@ -97,8 +97,11 @@ export class ResyncEngine {
     this.session = undefined;
     for (const waiter of this.waiters.values()) waiter.reject(new Error("stream stopped"));
     this.waiters.clear();
-    await Promise.allSettled(this.workers.values());
-    await session.source.end().catch(() => undefined);
+    // A worker inside a query to a peer that stopped answering must not hold the stream's stop:
+    // wait a little, then end the pool regardless (its query then fails; the worker sees `stopped`).
+    const settled = Promise.allSettled(this.workers.values());
+    await Promise.race([settled, delay(5000)]);
+    await Promise.race([session.source.end().catch(() => undefined), delay(5000)]);
   }
 
   async start(table: string): Promise<{ id: string }> {
@@ -226,4 +229,8 @@ export class ResyncEngine {
   private async emit(session: Session, mark: Watermark): Promise<void> {
     await session.source.query("SELECT pg_logical_emit_message(true, $1, $2)", [WATERMARK_PREFIX, encodeWatermark(mark)]);
   }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
