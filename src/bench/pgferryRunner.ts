@@ -52,7 +52,8 @@ export class PgferryReplicator implements Replicator {
     await this.writeConfig();
     this.unregister = this.options.cleanup.add("pgferry", () => this.dispose());
     this.start("snapshot");
-    const expected = this.options.tables.length;
+    // One state row per source table: a split names its source in several entries.
+    const expected = new Set(this.options.tables.map((t) => String(t.from))).size;
     const client = await connect(this.options.targetUrl, "pgferry-bench-state-poll");
     try {
       await pollUntil(

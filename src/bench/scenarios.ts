@@ -11,7 +11,7 @@ import { FIXTURE_TABLES, schemaDdl } from "./fixture.js";
 import { NativeReplicator } from "./nativeRunner.js";
 import { PgferryReplicator } from "./pgferryRunner.js";
 import { seconds } from "./poll.js";
-import { planReorg } from "./reorgScenario.js";
+import { DOMAIN_DDL, identityTables, OLD_PROJECT_DDL, reorgTables, seedOldProjectDatabase } from "./reorgScenario.js";
 import type { PipeResult } from "./report.js";
 import { SystemRun, type SessionSettings, type SnapshotResult } from "./systemRun.js";
 
@@ -99,43 +99,42 @@ export async function runCopyPipe(ctx: BenchContext, pair: ClusterPair): Promise
   }
 }
 
-/** pgferry's snapshot with the reorganising example mapping, when there is one that fits the fixture. */
-export async function runReorg(ctx: BenchContext, pair: ClusterPair): Promise<{ snapshot?: SnapshotResult; note: string }> {
-  const plan = planReorg();
-  if ("skip" in plan) return { note: plan.skip };
-  const db = await freshDatabases(ctx, pair, "reorg", plan.targetDdl);
+/**
+ * pgferry's snapshot with config/reorg.example.yaml on the old project it maps (seeded at
+ * `scale`), and with an identity mapping of the same tables and data: the ratio is the transforms' cost.
+ */
+export async function runReorg(ctx: BenchContext, pair: ClusterPair, scale = 20): Promise<{ snapshot?: SnapshotResult; note: string }> {
+  const tables = reorgTables();
+  const dropSource = await createDatabase(pair.source, "reorg_source", ctx.cleanup);
+  const drops: (() => Promise<void>)[] = [dropSource];
   try {
-    const replicator = new PgferryReplicator({
-      sourceUrl: db.sourceUrl,
-      targetUrl: db.targetUrl,
-      tables: plan.tables,
-      slot: "bench_reorg",
-      targetSchema: "public",
-      cleanup: ctx.cleanup,
-    });
-    const run = new SystemRun(replicator, {
-      ...ctx.session,
-      scenarios: new Set(["snapshot"]),
-      sourceUrl: db.sourceUrl,
-      targetUrl: db.targetUrl,
-      clusters: [pair.source, pair.target],
-      verify: false,
-    });
-    await run.snapshot();
-    const result = await run.finish();
-    if (result.error) return { note: `${plan.note}; failed: ${result.error}` };
-    const snapshot = result.snapshot;
-    if (!snapshot) return { note: plan.note };
-    // Only the mapped tables were copied: rates over their share of the fixture.
-    const mapped = new Set(plan.tables.map((t) => String(t.from).slice("public.".length)));
-    const parts = Object.entries(ctx.session.fixture.tables).filter(([name]) => mapped.has(name));
-    const rows = parts.reduce((a, [, s]) => a + s.rows, 0);
-    const bytes = parts.reduce((a, [, s]) => a + s.bytes, 0);
-    return {
-      snapshot: { ...snapshot, rows, bytes, rowsPerSecond: rows / snapshot.seconds, mbPerSecond: bytes / MB / snapshot.seconds },
-      note: plan.note,
+    const sourceUrl = pair.source.url("reorg_source");
+    const data = await seedOldProjectDatabase(sourceUrl, scale);
+    const timed = async (name: string, entries: Record<string, unknown>[], targetDdl: string): Promise<SnapshotResult | { error: string }> => {
+      drops.push(await createDatabase(pair.target, name, ctx.cleanup));
+      const targetUrl = pair.target.url(name);
+      await withClient(targetUrl, (c) => c.query(`CREATE EXTENSION IF NOT EXISTS vector; ${targetDdl}`));
+      const replicator = new PgferryReplicator({ sourceUrl, targetUrl, tables: entries, slot: `bench_${name}`, targetSchema: "public", cleanup: ctx.cleanup });
+      const run = new SystemRun(replicator, {
+        ...ctx.session,
+        scenarios: new Set(["snapshot"]),
+        sourceUrl,
+        targetUrl,
+        clusters: [pair.source, pair.target],
+        fixture: { ...data, tables: {} },
+        verify: false,
+      });
+      await run.snapshot();
+      const result = await run.finish();
+      return result.error ? { error: result.error } : (result.snapshot ?? { error: "no snapshot result" });
     };
+    const identity = await timed("reorg_identity", identityTables(tables), OLD_PROJECT_DDL);
+    const reorg = await timed("reorg_domains", tables, DOMAIN_DDL);
+    const about = `the 27-table old project at scale ${scale} (${data.rows.toLocaleString("en-US")} rows, ${(data.bytes / MB).toFixed(0)} MB), ${tables.length} entries`;
+    if ("error" in reorg) return { note: `${about}; failed: ${reorg.error}` };
+    const versus = "error" in identity ? `identity failed: ${identity.error}` : `identity mapping of the same data ${identity.seconds.toFixed(2)} s, reorg / identity ${(reorg.seconds / identity.seconds).toFixed(2)}`;
+    return { snapshot: reorg, note: ` (${about}; ${versus})` };
   } finally {
-    await db.drop();
+    for (const drop of drops.reverse()) await drop().catch(() => undefined);
   }
 }
