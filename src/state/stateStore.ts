@@ -93,9 +93,7 @@ export class StateStore {
 
   /** Creates or upgrades the state schema; concurrent callers serialise on an advisory lock. */
   async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
+    await this.transaction(async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('pgferry:migrate'))");
       // CREATE SCHEMA checks CREATE on the database even when the schema exists: a schema created for
       // pgferry's role beforehand (docs/privileges.sql) must not need that right.
@@ -109,6 +107,14 @@ export class StateStore {
         await client.query(this.sql("DELETE FROM $S.schema_version"));
         await client.query(this.sql("INSERT INTO $S.schema_version VALUES ($1)"), [MIGRATIONS.length]);
       }
+    });
+  }
+
+  private async transaction(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      await work(client);
       await client.query("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK").catch(() => undefined);
@@ -147,21 +153,13 @@ export class StateStore {
 
   /** Records a new pipeline whose slot starts at `consistentPoint`, with every table pending. */
   async create(consistentPoint: bigint, tables: readonly string[]): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
+    await this.transaction(async (client) => {
       await client.query(
         this.sql("INSERT INTO $S.pipelines (pipeline, consistent_point, end_lsn) VALUES ($1, $2, $2)"),
         [this.pipeline, formatLsn(consistentPoint)],
       );
       await this.addTables(tables, client);
-      await client.query("COMMIT");
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** Adds tables that are new in the config as pending (existing rows are kept). */

@@ -18,6 +18,8 @@ type Key = (string | null)[];
 
 interface EdgeRows {
   plan: TablePlan;
+  /** The source columns (indexes into `plan.sourceColumns`) the edge's SQL reads. */
+  inputs: number[];
   rows: (string | null)[][];
   /** Per event index: where its new / old row sits in `rows`. */
   newAt: Map<number, number>;
@@ -118,16 +120,15 @@ export class ChangeTransformer {
         if (!edge.evaluated) continue;
         let entry = byEdge.get(edge);
         if (!entry) {
-          entry = { plan: event.plan, rows: [], newAt: new Map(), oldAt: new Map() };
+          entry = { plan: event.plan, inputs: evaluatedInputs(event.plan, edge), rows: [], newAt: new Map(), oldAt: new Map() };
           byEdge.set(edge, entry);
         }
-        const inputs = evaluatedInputs(event.plan, edge);
+        const { inputs } = entry;
         const add = (row: SourceRow, positions: Map<number, number>) => {
           for (const input of inputs) {
+            // reselectUnchanged has filled every unchanged TOAST value such a row had.
             if (row[input] === UNCHANGED) {
-              throw new PgferryError("mapping", `tables[${edge.index}]: the mapping's SQL reads ${event.plan.id}.${event.plan.sourceColumns[input]}, which arrived as an unchanged TOAST value (the source did not send it)`, {
-                hint: `run ALTER TABLE ${event.plan.id} REPLICA IDENTITY FULL so updates carry the whole old row, then resync the table`,
-              });
+              throw new PgferryError("internal", `tables[${edge.index}]: ${event.plan.id}.${event.plan.sourceColumns[input]} is still an unchanged TOAST value after the re-read`);
             }
           }
           positions.set(i, entry.rows.length);

@@ -37,7 +37,8 @@ export function testConfig(options: TestConfigOptions): Config {
   return parseConfig(yaml, "test.yaml", { SOURCE_URL: options.sourceUrl, TARGET_URL: options.targetUrl });
 }
 
-export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } = {}): RunningPipeline {
+/** A debug-level JSON logger whose lines land in `logs`, so a test can read what the pipeline said. */
+export function capturingLogger(): { log: ReturnType<typeof createLogger>; logs: string[] } {
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -45,7 +46,11 @@ export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } 
       callback();
     },
   });
-  const log = createLogger({ level: "debug", format: "json", destination: sink });
+  return { log: createLogger({ level: "debug", format: "json", destination: sink }), logs };
+}
+
+export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } = {}): RunningPipeline {
+  const { log, logs } = capturingLogger();
   const controller = new AbortController();
   const running: RunningPipeline = {
     config,

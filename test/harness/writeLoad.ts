@@ -4,6 +4,7 @@
  * transactions. Bounded by a count of transactions; stops early when `signal` aborts.
  */
 import type pg from "pg";
+import { runTransactions } from "../../src/demo/transactionRunner.js";
 
 const STATEMENTS: readonly ((n: number) => [string, unknown[]])[] = [
   (n) => [`INSERT INTO accounts (id, email, balance, meta) VALUES ($1, $2, $3, $4)`, [8_000_000 + n, `load${n}@example.com`, `${n}.0000000001`, JSON.stringify({ n })]],
@@ -29,36 +30,15 @@ export interface LoadOptions {
   seedOffset?: number;
 }
 
+/** Concurrent writers may collide on the same row or key; such a transaction is simply not counted. */
+const COLLISIONS = new Set(["23505", "40P01", "40001"]);
+
 export async function runWriteLoad(pool: pg.Pool, options: LoadOptions): Promise<number> {
-  const { transactions, concurrency = 2, maxStatements = 4, seedOffset = 0 } = options;
-  let next = 0;
-  let committed = 0;
-  const worker = async () => {
-    const client = await pool.connect();
-    try {
-      while (next < transactions && !options.signal?.aborted) {
-        const t = next++;
-        const statements = 1 + (t % maxStatements);
-        await client.query("BEGIN");
-        try {
-          for (let s = 0; s < statements; s += 1) {
-            const n = seedOffset + t * maxStatements + s;
-            const [sql, params] = STATEMENTS[(t * 7 + s * 3) % STATEMENTS.length]!(n);
-            await client.query(sql, params);
-          }
-          await client.query("COMMIT");
-          committed += 1;
-        } catch (error) {
-          await client.query("ROLLBACK");
-          // Concurrent writers may collide on the same row/key; that transaction is simply not counted.
-          const code = (error as { code?: string }).code;
-          if (code !== "23505" && code !== "40P01" && code !== "40001") throw error;
-        }
-      }
-    } finally {
-      client.release();
+  const { transactions, concurrency = 2, maxStatements = 4, seedOffset = 0, signal } = options;
+  return runTransactions(pool, { transactions, concurrency, signal, forgiven: COLLISIONS }, async (client, t) => {
+    for (let s = 0; s < 1 + (t % maxStatements); s += 1) {
+      const [sql, params] = STATEMENTS[(t * 7 + s * 3) % STATEMENTS.length]!(seedOffset + t * maxStatements + s);
+      await client.query(sql, params);
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return committed;
+  });
 }

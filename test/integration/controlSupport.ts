@@ -4,13 +4,12 @@
  * wires it, plus small HTTP helpers.
  */
 import { createServer } from "node:net";
-import { Writable } from "node:stream";
 import { onTestFailed } from "vitest";
 import type { Config } from "../../src/config/index.js";
 import { ControlPlane } from "../../src/control/controlPlane.js";
 import type { ResyncController } from "../../src/control/resyncController.js";
-import { createLogger } from "../../src/log/logger.js";
 import { Pipeline } from "../../src/pipeline/pipeline.js";
+import { capturingLogger } from "../harness/pipelineRunner.js";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 
@@ -33,14 +32,7 @@ export interface ControlledOptions {
 }
 
 export async function startControlled(config: Config, options: ControlledOptions = {}): Promise<ControlledPipeline> {
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      logs.push(...chunk.toString("utf8").split("\n").filter(Boolean));
-      callback();
-    },
-  });
-  const log = createLogger({ level: "debug", format: "json", destination: sink });
+  const { log, logs } = capturingLogger();
   const control = new ControlPlane({ config, log, resyncs: options.resyncs, pollIntervalMs: options.pollIntervalMs ?? 200, listen: { host: "127.0.0.1", port: 0 } });
   const address = await control.start();
   let controller: AbortController | undefined;
