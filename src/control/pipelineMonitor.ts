@@ -11,7 +11,7 @@ import { formatLsn } from "../source/lsn.js";
 import type { Checkpoint, PipelineState, TableState, TableStatus } from "../state/stateStore.js";
 import { LagTracker } from "./lagTracker.js";
 
-export const PHASES: readonly Phase[] = ["starting", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];
+export const PHASES: readonly Phase[] = ["starting", "standby", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];
 export const TABLE_STATES: readonly TableState[] = ["pending", "copying", "ready", "errored"];
 
 export interface SlotReading {

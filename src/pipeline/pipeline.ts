@@ -21,7 +21,7 @@ import { runSnapshot } from "./snapshotPhase.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
 import { runStreamPhase } from "./streamPhase.js";
 
-export type Phase = "starting" | "preflight" | "snapshot" | "streaming" | "retrying" | "stopped" | "failed";
+export type Phase = "starting" | "standby" | "preflight" | "snapshot" | "streaming" | "retrying" | "stopped" | "failed";
 
 /** What the pipeline reports as it runs; metrics and the status API subscribe (issue: operations). */
 export interface PipelineObserver {
@@ -42,6 +42,8 @@ export interface PipelineOptions {
 
 /** A stretch of healthy streaming after which the retry budget starts over. */
 const HEALTHY_MS = 60_000;
+/** How often a standby asks for the pipeline lock again. */
+const STANDBY_POLL_MS = 2_000;
 
 export class Pipeline {
   private readonly config: Config;
@@ -81,7 +83,9 @@ export class Pipeline {
         this.observer.error?.(errorKind(error, disposition), error);
         if (Date.now() - started > HEALTHY_MS) attempt = 0;
         attempt += 1;
-        if (disposition === "stop" || this.config.apply.onError === "stop" || attempt > retry.maxAttempts) {
+        // `apply.onError: stop` is about the target refusing a change; a lost connection is always retried.
+        const stopOnApply = this.config.apply.onError === "stop" && error instanceof PgferryError && error.kind === "apply";
+        if (disposition === "stop" || stopOnApply || attempt > retry.maxAttempts) {
           this.observer.phase?.("failed");
           throw error;
         }
@@ -139,11 +143,7 @@ export class Pipeline {
       await source.query("SELECT 1").catch((error: unknown) => {
         throw unreachable("source", config.source.url, error);
       });
-      // One pipeline per slot: a second instance waits as a standby instead of fighting over the slot.
-      const { rows } = await lock.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgferry:' || $1)) AS locked", [config.source.slot]);
-      if (!rows[0]?.locked) {
-        throw new PgferryError("connection", `another pgferry instance holds the lock for slot ${config.source.slot}; waiting`);
-      }
+      if (!(await this.acquireLock(lock, signal))) return;
       this.observer.phase?.("preflight");
       const checked = await preflight(config, source, target);
       await store.migrate();
@@ -189,9 +189,34 @@ export class Pipeline {
         signal,
       );
     } finally {
+      // Unlocked explicitly, so a standby can take over at once rather than when the server notices
+      // the closed connection; a broken connection has lost the lock anyway.
+      await lock.query("SELECT pg_advisory_unlock_all()").catch(() => undefined);
       lock.release(true);
       await Promise.all([source.end(), target.end()]);
     }
+  }
+
+  /**
+   * One pipeline per slot: the pipeline lock is a session advisory lock in the target. A second
+   * instance waits for it as a standby (phase `standby`, not ready) instead of fighting over the
+   * slot, without spending its retry budget. False when stopped while waiting.
+   */
+  private async acquireLock(lock: pg.PoolClient, signal: AbortSignal): Promise<boolean> {
+    const { slot } = this.config.source;
+    for (let waiting = false; !signal.aborted; waiting = true) {
+      const { rows } = await lock.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgferry:' || $1)) AS locked", [slot]);
+      if (rows[0]?.locked) {
+        if (waiting) this.log.info({ slot }, "pipeline lock acquired; taking over");
+        return true;
+      }
+      if (!waiting) {
+        this.log.info({ slot }, "another pgferry instance holds the lock for this slot; waiting as a standby");
+        this.observer.phase?.("standby");
+      }
+      await sleep(STANDBY_POLL_MS, signal);
+    }
+    return false;
   }
 
   /** First start: publication, then the slot with an exported snapshot, then every table copied under it. */

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { compareTables } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
-import { startPipeline, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
+import { startPipeline, streaming, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
 
@@ -76,5 +76,33 @@ describe("snapshot and streaming", () => {
     expect(await converged()).toBeNull();
     const { rows } = await db.target.query("SELECT actor FROM app.audit");
     expect(rows).toEqual([{ actor: "after" }]);
+  });
+});
+
+describe("two instances, one slot", () => {
+  it("keeps the second waiting as a standby, not ready and not failing, and lets it take over when the first stops", async () => {
+    const config = () => testConfig({ sourceUrl: db.sourceUrl, targetUrl: db.targetUrl, tables: mappings() });
+    running = startPipeline(config());
+    await streaming(running);
+    const standbyConfig = config();
+    standbyConfig.apply.onError = "stop"; // waiting for the lock is not an error, whatever the policy
+    const standby = startPipeline(standbyConfig);
+    try {
+      await waitFor(() => standby.phases.at(-1), { description: "the second instance waiting", until: (p) => p === "standby" });
+      await runWriteLoad(db.source, { transactions: 50, seedOffset: 300_000 });
+      expect(await converged()).toBeNull();
+      expect(standby.phases).toEqual(["standby"]);
+      expect(standby.failure).toBeUndefined();
+
+      await running.stop();
+      running = undefined;
+      await runWriteLoad(db.source, { transactions: 50, seedOffset: 400_000 });
+      await streaming(standby, 30_000);
+      expect(await converged()).toBeNull();
+      expect(standby.phases).not.toContain("snapshot");
+      expect(standby.logs.some((l) => l.includes("pipeline lock acquired; taking over"))).toBe(true);
+    } finally {
+      await standby.stop();
+    }
   });
 });
