@@ -70,16 +70,38 @@ describe("network faults", () => {
     const load = runWriteLoad(source, { transactions: 1_000_000, concurrency: 2, signal: controller.signal, seedOffset: 600_000 });
     running = startPipeline(config, { resyncs });
     const next = seededRandom(Number(process.env.PGFERRY_FAULT_SEED ?? 7));
+    const retries = () => running!.phases.filter((p) => p === "retrying").length;
     const faults: string[] = [];
+    let mustRetry = 0;
     let resyncId: string | undefined;
     for (let fault = 0; fault < 20; fault += 1) {
       await new Promise((resolve) => setTimeout(resolve, 200 + next() * 600));
+      // Each fault hits a running attempt, not one already on its way to a retry.
+      const phase = await waitFor(() => running!.phases.at(-1), {
+        description: `the pipeline running again before fault ${fault + 1} (after: ${faults.join("; ")})`,
+        until: (p) => p === "preflight" || p === "snapshot" || p === "streaming",
+        timeoutMs: 60_000,
+      });
+      const retriesBefore = retries();
       const pick = next();
-      if (pick < 0.35) faults.push(`reset source (${sourceProxy.resetAll()} connections)`);
-      else if (pick < 0.7) faults.push(`reset target (${targetProxy.resetAll()} connections)`);
-      else {
-        faults.push("stall both for 1.5 s");
+      // The target's reset always takes the connection holding the pipeline lock, and a source reset
+      // while streaming takes the replication connection: either must end the attempt in a retry.
+      let retryExpected = false;
+      if (pick < 0.35) {
+        const n = sourceProxy.resetAll();
+        faults.push(`reset source during ${phase} (${n} connections)`);
+        retryExpected = phase === "streaming" && n > 0;
+      } else if (pick < 0.7) {
+        const n = targetProxy.resetAll();
+        faults.push(`reset target during ${phase} (${n} connections)`);
+        retryExpected = n > 0;
+      } else {
+        faults.push(`stall both for 1.5 s during ${phase}`);
         await Promise.all([sourceProxy.stallAll(1500), targetProxy.stallAll(1500)]);
+      }
+      if (retryExpected) {
+        mustRetry += 1;
+        await waitFor(retries, { description: `a retry after: ${faults.at(-1)}`, until: (n) => n > retriesBefore, timeoutMs: 30_000 });
       }
       if (!resyncId && running.phases.includes("streaming") && fault >= 8) {
         resyncId = (await resyncs.start("public.accounts").catch(() => ({ id: undefined }))).id;
@@ -94,7 +116,12 @@ describe("network faults", () => {
       const done = await waitFor(() => resyncs.get(resyncId), { description: "resync done after the faults", until: (r) => r?.state === "done", timeoutMs: 60_000 });
       expect(done?.state).toBe("done");
     }
-    expect(running.phases.filter((p) => p === "retrying").length).toBeGreaterThan(5);
+    console.log(`faults: ${faults.join("; ")}; retries: ${retries()}`);
+    const targetResets = faults.filter((f) => f.startsWith("reset target")).length;
+    expect(targetResets).toBeGreaterThan(0); // 4 with the default seed
+    expect(mustRetry).toBeGreaterThanOrEqual(targetResets);
+    expect(retries()).toBeGreaterThanOrEqual(mustRetry);
+    expect(faults.some((f) => f.includes("during streaming"))).toBe(true);
     expect(running.phases).not.toContain("failed");
   });
 });
