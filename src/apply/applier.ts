@@ -61,6 +61,15 @@ export interface ApplierOptions {
   onMissingRows?: (table: string, missing: number) => void;
 }
 
+/** A server's refusal of a statement, with what identifies it (no row values); connection errors pass through. */
+function applyError(statement: Statement, error: unknown): unknown {
+  const e = error as { code?: string; constraint?: string; detail?: string };
+  if (typeof e.code === "string" && !e.code.startsWith("08") && !e.code.startsWith("57")) {
+    return new ApplyError({ table: statement.table, op: statement.op, rows: statement.rows, sqlstate: e.code, constraint: e.constraint, key: keyFingerprint(e.detail) }, error);
+  }
+  return error;
+}
+
 export class Applier {
   private open = false;
   /** Whether the session carries a replication origin (the role may lack the right to set one). */
@@ -103,25 +112,32 @@ export class Applier {
 
   async begin(): Promise<void> {
     if (this.open) return;
-    await this.client.query("BEGIN");
     this.open = true;
+    try {
+      await this.client.query("BEGIN");
+    } catch (error) {
+      this.open = false;
+      throw error;
+    }
   }
 
-  /** Runs statements inside the open transaction (opening one if needed). */
+  /**
+   * Runs statements inside the open transaction (opening one if needed). They are queued on the
+   * connection together, so each goes out as soon as the previous one is done, without a turn of
+   * the event loop in between; the first failure is reported (later ones only fail because the
+   * transaction is aborted), and nothing commits.
+   */
   async execute(statements: readonly Statement[]): Promise<void> {
-    await this.begin();
-    for (const statement of statements) {
-      try {
-        const result = await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
-        if (statement.expectRows && (result.rowCount ?? 0) < statement.rows) this.onMissingRows?.(statement.table, statement.rows - (result.rowCount ?? 0));
-      } catch (error) {
-        const e = error as { code?: string; constraint?: string; detail?: string };
-        if (typeof e.code === "string" && !e.code.startsWith("08") && !e.code.startsWith("57")) {
-          throw new ApplyError({ table: statement.table, op: statement.op, rows: statement.rows, sqlstate: e.code, constraint: e.constraint, key: keyFingerprint(e.detail) }, error);
-        }
-        throw error;
-      }
-    }
+    const begun = this.begin();
+    const results = statements.map((statement) => this.client.query({ name: statement.name, text: statement.text, values: statement.values }));
+    const settled = await Promise.allSettled([begun, ...results]);
+    const failed = settled.findIndex((r) => r.status === "rejected");
+    if (failed === 0) throw (settled[0] as PromiseRejectedResult).reason;
+    if (failed > 0) throw applyError(statements[failed - 1]!, (settled[failed] as PromiseRejectedResult).reason);
+    statements.forEach((statement, i) => {
+      const { rowCount } = (settled[i + 1] as PromiseFulfilledResult<pg.QueryResult>).value;
+      if (statement.expectRows && (rowCount ?? 0) < statement.rows) this.onMissingRows?.(statement.table, statement.rows - (rowCount ?? 0));
+    });
   }
 
   /** Writes the checkpoint with `writeCheckpoint` inside the transaction, then commits. */

@@ -1,6 +1,6 @@
 /**
- * Set-based SQL for the apply side. Every statement carries its rows as one text array per column
- * (`unnest($1::text[], $2::text[], ...)`), cast to the target column's type inside PostgreSQL, so
+ * Set-based SQL for the apply side. Every statement carries its rows as one text parameter per
+ * column (`unnest(string_to_array($1, ...), ...)`, see unnestRows), cast to the target column's type inside PostgreSQL, so
  * values never pass through a lossy JavaScript type (DESIGN rule 3) and one statement applies a
  * whole group of rows. Statement texts depend only on (table, column set), so they are prepared once
  * per connection and reused.
@@ -27,20 +27,39 @@ function prepared(text: string, values: unknown[], meta: Pick<Statement, "rows" 
   return { name: statementName(text), text, values, ...meta };
 }
 
-/** `unnest($k::text[], ...) AS alias(c0, c1, ...)`: one text array parameter per column, starting at `$first`. */
-function unnestFrom(count: number, alias: string, first = 1): string {
-  const params = Array.from({ length: count }, (_, i) => `$${first + i}::text[]`).join(", ");
-  const names = Array.from({ length: count }, (_, i) => `c${i}`).join(", ");
-  return `unnest(${params}) AS ${alias}(${names})`;
-}
+/** Separates one column's values inside its parameter (a control character, rare in data). */
+const FIELD_SEPARATOR = "\x1f";
+/** Stands for NULL among them. */
+const NULL_FIELD = "\x1e";
 
-/** Rows (each a list of cells) turned into one array per column, the shape `unnest` takes. */
-function columnsOf(rows: readonly (readonly Cell[])[], width: number): Cell[][] {
+/**
+ * `unnest(...) AS alias(c0, c1, ...)` over `rows` (each a list of `width` cells), with one parameter
+ * per column starting at `$first`: the column's values joined by FIELD_SEPARATOR and split on the
+ * target by `string_to_array`, which reads a large value (the 15 kB text of a 1536-d vector) about
+ * three times faster than the text[] input parser. A statement where some value holds the separator
+ * or is the NULL mark, or a column would be a lone empty string (which `string_to_array` reads as no
+ * element), sends text[] arrays instead. The two forms have different texts, each prepared once.
+ */
+function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: string, first = 1): { from: string; values: unknown[] } {
   const columns: Cell[][] = Array.from({ length: width }, () => new Array<Cell>(rows.length));
+  let delimited = true;
   rows.forEach((row, r) => {
-    for (let c = 0; c < width; c += 1) columns[c]![r] = row[c] ?? null;
+    for (let c = 0; c < width; c += 1) {
+      const cell = row[c] ?? null;
+      columns[c]![r] = cell;
+      if (cell !== null && delimited && (cell.includes(FIELD_SEPARATOR) || cell === NULL_FIELD || (rows.length === 1 && cell === ""))) delimited = false;
+    }
   });
-  return columns;
+  const names = Array.from({ length: width }, (_, i) => `c${i}`).join(", ");
+  if (!delimited) {
+    const params = Array.from({ length: width }, (_, i) => `$${first + i}::text[]`).join(", ");
+    return { from: `unnest(${params}) AS ${alias}(${names})`, values: columns };
+  }
+  const params = Array.from({ length: width }, (_, i) => `string_to_array($${first + i}::text, E'\\x1f', E'\\x1e')`).join(", ");
+  return {
+    from: `unnest(${params}) AS ${alias}(${names})`,
+    values: columns.map((column) => column.map((cell) => cell ?? NULL_FIELD).join(FIELD_SEPARATOR)),
+  };
 }
 
 /**
@@ -56,10 +75,11 @@ export function upsertStatement(table: TargetTable, columnIndexes: readonly numb
     .filter((i) => !table.keyIndexes.includes(i))
     .map((i) => `${quoteIdent(table.columns[i]!.name)} = EXCLUDED.${quoteIdent(table.columns[i]!.name)}`);
   const onConflict = updates.length > 0 ? `DO UPDATE SET ${updates.join(", ")}` : "DO NOTHING";
+  const source = unnestRows(rows, columns.length, "u");
   const text =
-    `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${unnestFrom(columns.length, "u")} ` +
+    `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${source.from} ` +
     `ON CONFLICT (${keyNames.join(", ")}) ${onConflict}`;
-  return prepared(text, columnsOf(rows, columns.length), { rows: rows.length, table: table.id, op: "insert" });
+  return prepared(text, source.values, { rows: rows.length, table: table.id, op: "insert" });
 }
 
 /**
@@ -76,8 +96,9 @@ export function updateRowsStatement(table: TargetTable, columnIndexes: readonly 
   const match = table.keyIndexes
     .map((key) => `t.${quoteIdent(table.columns[key]!.name)} = u.c${columnIndexes.indexOf(key)}::${table.columns[key]!.type}`)
     .join(" AND ");
-  const text = `UPDATE ${qualifiedName(table)} AS t SET ${sets.join(", ")} FROM ${unnestFrom(columnIndexes.length, "u")} WHERE ${match}`;
-  return { ...prepared(text, columnsOf(rows, columnIndexes.length), { rows: rows.length, table: table.id, op: "update" }), expectRows: true };
+  const source = unnestRows(rows, columnIndexes.length, "u");
+  const text = `UPDATE ${qualifiedName(table)} AS t SET ${sets.join(", ")} FROM ${source.from} WHERE ${match}`;
+  return { ...prepared(text, source.values, { rows: rows.length, table: table.id, op: "update" }), expectRows: true };
 }
 
 /** Key columns of `table` compared with the unnest alias `d` (`t.k = d.c0::type AND ...`). */
@@ -89,9 +110,9 @@ function keyMatch(table: TargetTable, alias: string): string {
 
 /** DELETE of every row whose key is in `keys` (each key: the values of `table.keyIndexes`, in order). */
 export function deleteStatement(table: TargetTable, keys: readonly (readonly Cell[])[]): Statement {
-  const width = table.keyIndexes.length;
-  const text = `DELETE FROM ${qualifiedName(table)} AS t USING ${unnestFrom(width, "d")} WHERE ${keyMatch(table, "d")}`;
-  return prepared(text, columnsOf(keys, width), { rows: keys.length, table: table.id, op: "delete" });
+  const source = unnestRows(keys, table.keyIndexes.length, "d");
+  const text = `DELETE FROM ${qualifiedName(table)} AS t USING ${source.from} WHERE ${keyMatch(table, "d")}`;
+  return prepared(text, source.values, { rows: keys.length, table: table.id, op: "delete" });
 }
 
 /**
@@ -111,8 +132,9 @@ export function rekeyStatement(table: TargetTable, oldKey: readonly Cell[], colu
 export function insertRowsStatement(table: TargetTable, rows: readonly (readonly Cell[])[]): Statement {
   const names = table.columns.map((c) => quoteIdent(c.name));
   const casts = table.columns.map((c, i) => `u.c${i}::${c.type}`);
-  const text = `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${unnestFrom(names.length, "u")}`;
-  return prepared(text, columnsOf(rows, names.length), { rows: rows.length, table: table.id, op: "insert" });
+  const source = unnestRows(rows, names.length, "u");
+  const text = `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${source.from}`;
+  return prepared(text, source.values, { rows: rows.length, table: table.id, op: "insert" });
 }
 
 /**
