@@ -43,7 +43,7 @@ const applySchema = z.strictObject({
   batchMaxRows: integer(1).default(10_000),
   batchMaxBytes: byteSize().default(8 * MiB),
   batchMaxMs: integer(0).default(100),
-  queueMaxBytes: byteSize().default(16 * MiB),
+  queueMaxBytes: byteSize().default(8 * MiB),
   onError: z.enum(["retry", "stop"]).default("retry"),
   retry: retrySchema.prefault({}),
 });

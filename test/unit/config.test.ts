@@ -47,7 +47,7 @@ describe("parseConfig: valid files", () => {
         batchMaxRows: 10_000,
         batchMaxBytes: 8 * 1024 * 1024,
         batchMaxMs: 100,
-        queueMaxBytes: 16 * 1024 * 1024,
+        queueMaxBytes: 8 * 1024 * 1024,
         onError: "retry",
         retry: { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 30_000 },
       },
