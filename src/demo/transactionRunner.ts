@@ -5,6 +5,7 @@
  * the tests' write loads.
  */
 import type pg from "pg";
+import { withPooledClient } from "../pooledClient.js";
 
 export interface TransactionRunOptions {
   transactions: number;
@@ -17,9 +18,8 @@ export interface TransactionRunOptions {
 export async function runTransactions(pool: pg.Pool, options: TransactionRunOptions, body: (client: pg.PoolClient, t: number) => Promise<void>): Promise<number> {
   let next = 0;
   let committed = 0;
-  const worker = async () => {
-    const client = await pool.connect();
-    try {
+  const worker = () =>
+    withPooledClient(pool, async (client) => {
       while (next < options.transactions && !options.signal?.aborted) {
         const t = next++;
         await client.query("BEGIN");
@@ -32,10 +32,7 @@ export async function runTransactions(pool: pg.Pool, options: TransactionRunOpti
           if (!options.forgiven.has((error as { code?: string }).code ?? "")) throw error;
         }
       }
-    } finally {
-      client.release();
-    }
-  };
+    });
   await Promise.all(Array.from({ length: options.concurrency ?? 2 }, worker));
   return committed;
 }

@@ -4,6 +4,7 @@
  * `pending → copying → ready | errored`. One row in `pipelines` per replication slot.
  */
 import pg from "pg";
+import { withPooledClient } from "../pooledClient.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn } from "../source/lsn.js";
 import { quoteIdent } from "../apply/statements.js";
@@ -111,17 +112,16 @@ export class StateStore {
   }
 
   private async transaction(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
-      await work(client);
-      await client.query("COMMIT");
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    await withPooledClient(this.pool, async (client) => {
+      try {
+        await client.query("BEGIN");
+        await work(client);
+        await client.query("COMMIT");
+      } catch (error) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw error;
+      }
+    });
   }
 
   async load(): Promise<PipelineState | null> {

@@ -12,6 +12,7 @@ import { compileMapping } from "../../transform/mappingCompiler.js";
 import { formatPlan } from "../../transform/planReport.js";
 import { targetDdl } from "../../transform/targetDdl.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
+import { withPooledClient } from "../../pooledClient.js";
 
 export const planCommand: Command = {
   name: "plan",
@@ -27,12 +28,7 @@ export const planCommand: Command = {
     try {
       const sourceTables = await describeTables(source, config.tables.map((t) => t.from));
       if (values.ddl) {
-        const client = await source.connect();
-        try {
-          io.stdout.write(await targetDdl(client, config.tables, sourceTables));
-        } finally {
-          client.release();
-        }
+        io.stdout.write(await withPooledClient(source, (client) => targetDdl(client, config.tables, sourceTables)));
         return EXIT_OK;
       }
       if (values.check) {
