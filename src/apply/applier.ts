@@ -112,32 +112,22 @@ export class Applier {
 
   async begin(): Promise<void> {
     if (this.open) return;
+    await this.client.query("BEGIN");
     this.open = true;
-    try {
-      await this.client.query("BEGIN");
-    } catch (error) {
-      this.open = false;
-      throw error;
-    }
   }
 
-  /**
-   * Runs statements inside the open transaction (opening one if needed). They are queued on the
-   * connection together, so each goes out as soon as the previous one is done, without a turn of
-   * the event loop in between; the first failure is reported (later ones only fail because the
-   * transaction is aborted), and nothing commits.
-   */
+  /** Runs statements inside the open transaction (opening one if needed). */
   async execute(statements: readonly Statement[]): Promise<void> {
-    const begun = this.begin();
-    const results = statements.map((statement) => this.client.query({ name: statement.name, text: statement.text, values: statement.values }));
-    const settled = await Promise.allSettled([begun, ...results]);
-    const failed = settled.findIndex((r) => r.status === "rejected");
-    if (failed === 0) throw (settled[0] as PromiseRejectedResult).reason;
-    if (failed > 0) throw applyError(statements[failed - 1]!, (settled[failed] as PromiseRejectedResult).reason);
-    statements.forEach((statement, i) => {
-      const { rowCount } = (settled[i + 1] as PromiseFulfilledResult<pg.QueryResult>).value;
-      if (statement.expectRows && (rowCount ?? 0) < statement.rows) this.onMissingRows?.(statement.table, statement.rows - (rowCount ?? 0));
-    });
+    await this.begin();
+    for (const statement of statements) {
+      let result: pg.QueryResult;
+      try {
+        result = await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
+      } catch (error) {
+        throw applyError(statement, error);
+      }
+      if (statement.expectRows && (result.rowCount ?? 0) < statement.rows) this.onMissingRows?.(statement.table, statement.rows - (result.rowCount ?? 0));
+    }
   }
 
   /** Writes the checkpoint with `writeCheckpoint` inside the transaction, then commits. */
