@@ -12,7 +12,7 @@ import { ChangeBuffer } from "../apply/changeBuffer.js";
 import type { Checkpoint } from "../state/stateStore.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import type { ChangeTransformer } from "../transform/changeTransformer.js";
-import { changeBytes, type OrderedStatements, type SourceChange, type SourceOp, type SourceTruncate, type StreamEvent } from "./streamEvents.js";
+import { changeBytes, type OrderedStatements, type CountedOp, type SourceChange, type SourceTruncate, type StreamEvent } from "./streamEvents.js";
 
 export interface BatchLimits {
   maxRows: number;
@@ -23,7 +23,7 @@ export interface BatchLimits {
 export interface AppliedBatch {
   transactions: number;
   changes: number;
-  perTable: Map<string, Partial<Record<SourceOp, number>>>;
+  perTable: Map<string, Partial<Record<CountedOp, number>>>;
   seconds: number;
   checkpoint: Checkpoint;
 }
@@ -55,7 +55,7 @@ export class ApplyLoop {
   private rows = 0;
   private transactions = 0;
   private startedAt = 0;
-  private perTable = new Map<string, Partial<Record<SourceOp, number>>>();
+  private perTable = new Map<string, Partial<Record<CountedOp, number>>>();
   private lastCommit: Checkpoint | undefined;
   /** Changes received after the last source commit (a transaction still arriving). */
   private openChanges = 0;
@@ -125,7 +125,7 @@ export class ApplyLoop {
         this.pendingBytes += event.type === "change" ? changeBytes(event) : 128;
         this.rows += 1;
         this.openChanges += 1;
-        if (event.type === "change") this.count(event.plan.id, event.op);
+        if (event.type === "change") this.count(event.plan.id, event.resync ? "resync" : event.op);
         else if (event.type === "truncate") for (const plan of event.plans) this.count(plan.id, "truncate");
         else if (event.onApplied) this.afterCommit.push(event.onApplied);
         if (this.pending.length >= TRANSFORM_RUN || this.pendingBytes >= limits.maxBytes) await this.transformPending();
@@ -147,7 +147,7 @@ export class ApplyLoop {
     return this.buffer.bytes + this.pendingBytes;
   }
 
-  private count(table: string, op: SourceOp): void {
+  private count(table: string, op: CountedOp): void {
     const counts = this.perTable.get(table) ?? {};
     counts[op] = (counts[op] ?? 0) + 1;
     this.perTable.set(table, counts);

@@ -3,6 +3,8 @@ import type { Statement, Value } from "../apply/types.js";
 import type { TablePlan } from "../transform/plan.js";
 
 export type SourceOp = "insert" | "update" | "delete" | "truncate";
+/** What an applied change is counted as (`pgferry_applied_changes_total{op}`): a resync's rows apart. */
+export type CountedOp = SourceOp | "resync";
 
 /** A source tuple projected onto its plan's `sourceColumns`; UNCHANGED marks unchanged TOAST. */
 export type SourceRow = Value[];
@@ -16,6 +18,8 @@ export interface SourceChange {
   old: SourceRow | null;
   oldIsFullRow: boolean;
   new: SourceRow | null;
+  /** A row re-read by a resync (applied as an update, counted as `resync`). */
+  resync?: true;
 }
 
 export interface SourceTruncate {

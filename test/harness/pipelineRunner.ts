@@ -14,6 +14,8 @@ export interface RunningPipeline {
   config: Config;
   phases: Phase[];
   batches: number;
+  /** Applied changes per source table and counted operation, summed over the batches. */
+  applied: Map<string, Record<string, number>>;
   logs: string[];
   /** Set when the pipeline ended on an error. */
   failure?: unknown;
@@ -56,6 +58,7 @@ export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } 
     config,
     phases: [],
     batches: 0,
+    applied: new Map(),
     logs,
     done: Promise.resolve(),
     async stop() {
@@ -69,7 +72,14 @@ export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } 
     resyncs: extra.resyncs,
     observer: {
       phase: (p) => running.phases.push(p),
-      batchApplied: () => { running.batches += 1; },
+      batchApplied: (batch) => {
+        running.batches += 1;
+        for (const [table, ops] of batch.perTable) {
+          const sums = running.applied.get(table) ?? {};
+          for (const [op, n] of Object.entries(ops)) sums[op] = (sums[op] ?? 0) + (n ?? 0);
+          running.applied.set(table, sums);
+        }
+      },
     },
   });
   running.done = pipeline.run(controller.signal);

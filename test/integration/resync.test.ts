@@ -75,6 +75,20 @@ describe("per-table resync while streaming", () => {
     expect(await converged()).toBeNull();
   });
 
+  it("counts the rows it rewrites as op resync, apart from streamed updates", async () => {
+    const resyncs = engine(500);
+    running = startPipeline(config(), { resyncs });
+    await streaming(running);
+    expect(await converged()).toBeNull();
+    const { rows } = await db.source.query<{ n: string }>("SELECT count(*)::text AS n FROM accounts");
+    const { id } = await resyncs.start("public.accounts");
+    await waitFor(() => resyncs.get(id), { description: "resync done", until: (r) => r?.state === "done", timeoutMs: 60_000, intervalMs: 100 });
+    await db.source.query("UPDATE accounts SET balance = balance + 1 WHERE id = (SELECT min(id) FROM accounts)");
+    await waitFor(() => running!.applied.get("public.accounts")?.update, { description: "the streamed update counted", until: (n) => n === 1 });
+    // Nothing else writes to accounts here: every row was re-read once, and only the one update streamed.
+    expect(running.applied.get("public.accounts")).toEqual({ resync: Number(rows[0]!.n), update: 1 });
+  });
+
   it("resumes after a stop in the middle, from the last applied chunk", async () => {
     const first = engine(100);
     running = startPipeline(config(), { resyncs: first });

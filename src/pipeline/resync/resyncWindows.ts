@@ -81,7 +81,7 @@ export class ResyncWindows {
     const { plan } = chunk;
     const kept = chunk.rows.filter((row) => !window.changed.has(sourceKey(plan, row)));
     // Written as updates without an old row: a row that passes the filter is upserted, one that does not is deleted.
-    const changes: SourceChange[] = kept.map((row) => ({ type: "change", plan, op: "update", old: null, oldIsFullRow: false, new: row }));
+    const changes: SourceChange[] = kept.map((row) => ({ type: "change", plan, op: "update", old: null, oldIsFullRow: false, new: row, resync: true }));
     const keep = [...chunk.rows.map((r) => sourceKey(plan, r)), ...window.changed].map((k) => JSON.parse(k) as (string | null)[]);
     const statements: Statement[] = [];
     for (const edge of plan.edges) {
