@@ -1,11 +1,40 @@
 /**
- * A client checked out of a pg.Pool, used and given back. While checked out, a client has no error
- * listener of the pool's: a connection reset between two queries would be an 'error' event nobody
- * listens to, which ends the process. Here the error is noted (the query in flight rejects anyway)
- * and the broken client is destroyed on release instead of going back to the pool.
+ * pg.Pool use shared by the pipeline and the CLI commands: the pair of pools a command opens on the
+ * source and the target, and a client checked out of a pool, used and given back.
  */
-import type pg from "pg";
+import pg from "pg";
+import type { Config } from "./config/index.js";
 
+export interface DatabasePools {
+  source: pg.Pool;
+  target: pg.Pool;
+  end(): Promise<void>;
+}
+
+/**
+ * A pool on the source and one on the target. An idle client's error (a server restart, a reset)
+ * is left to the next query: unheard, the pool's 'error' event would end the process.
+ */
+export function databasePools(config: Config, applicationName: string, max: number): DatabasePools {
+  const source = new pg.Pool({ connectionString: config.source.url, max, application_name: applicationName });
+  const target = new pg.Pool({ connectionString: config.target.url, max, application_name: applicationName });
+  source.on("error", () => undefined);
+  target.on("error", () => undefined);
+  return {
+    source,
+    target,
+    end: async () => {
+      await Promise.all([source.end(), target.end()]);
+    },
+  };
+}
+
+/**
+ * Runs `work` on a client checked out of `pool`. While checked out, a client has no error listener
+ * of the pool's: a connection reset between two queries would be an 'error' event nobody listens to,
+ * which ends the process. Here the error is noted (the query in flight rejects anyway) and the broken
+ * client is destroyed on release instead of going back to the pool.
+ */
 export async function withPooledClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;

@@ -34,13 +34,13 @@ const NULL_FIELD = "\x1e";
 
 /**
  * `unnest(...) AS alias(c0, c1, ...)` over `rows` (each a list of `width` cells), with one parameter
- * per column starting at `$first`: the column's values joined by FIELD_SEPARATOR and split on the
+ * per column ($1, $2, ...): the column's values joined by FIELD_SEPARATOR and split on the
  * target by `string_to_array`, which reads a large value (the 15 kB text of a 1536-d vector) about
  * three times faster than the text[] input parser. A statement where some value holds the separator
  * or is the NULL mark, or a column would be a lone empty string (which `string_to_array` reads as no
  * element), sends text[] arrays instead. The two forms have different texts, each prepared once.
  */
-function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: string, first = 1): { from: string; values: unknown[] } {
+function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: string): { from: string; values: unknown[] } {
   const columns: Cell[][] = Array.from({ length: width }, () => new Array<Cell>(rows.length));
   let delimited = true;
   rows.forEach((row, r) => {
@@ -51,14 +51,10 @@ function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: st
     }
   });
   const names = Array.from({ length: width }, (_, i) => `c${i}`).join(", ");
-  if (!delimited) {
-    const params = Array.from({ length: width }, (_, i) => `$${first + i}::text[]`).join(", ");
-    return { from: `unnest(${params}) AS ${alias}(${names})`, values: columns };
-  }
-  const params = Array.from({ length: width }, (_, i) => `string_to_array($${first + i}::text, E'\\x1f', E'\\x1e')`).join(", ");
+  const params = Array.from({ length: width }, (_, i) => (delimited ? `string_to_array($${i + 1}::text, E'\\x1f', E'\\x1e')` : `$${i + 1}::text[]`)).join(", ");
   return {
     from: `unnest(${params}) AS ${alias}(${names})`,
-    values: columns.map((column) => column.map((cell) => cell ?? NULL_FIELD).join(FIELD_SEPARATOR)),
+    values: delimited ? columns.map((column) => column.map((cell) => cell ?? NULL_FIELD).join(FIELD_SEPARATOR)) : columns,
   };
 }
 

@@ -3,6 +3,7 @@
  * one-line summary printed every few seconds when stdout is not a terminal (CI, a pipe, a test).
  */
 import type { TableReport } from "../control/pipelineMonitor.js";
+import { formatBytes } from "../control/statusPage.js";
 import type { ViewSample } from "./viewSampler.js";
 
 export interface ViewContext {
@@ -21,18 +22,6 @@ const count = (n: number) => Math.round(n).toLocaleString("en-US");
 export function formatRate(perSecond: number | undefined): string {
   if (perSecond === undefined) return "–";
   return perSecond >= 100 ? count(perSecond) : perSecond.toFixed(1);
-}
-
-export function formatBytes(bytes: number | null): string {
-  if (bytes === null) return "–";
-  const units = ["B", "kB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit += 1;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 export function formatSeconds(seconds: number | null): string {
@@ -81,7 +70,7 @@ export function renderFrame(sample: ViewSample, context: ViewContext, height: nu
     head.push(
       `  changes/s    ${formatRate(sample.changesPerSecond).padEnd(10)} transactions/s  ${formatRate(sample.transactionsPerSecond).padEnd(8)}` +
         ` applied  ${count(sample.appliedChanges)} changes in ${count(sample.appliedTransactions)} transactions`,
-      `  lag          ${formatBytes(status.lag.bytes)}, ${formatSeconds(status.lag.seconds)}    ready: ${status.readiness.ready ? "yes" : `no (${status.readiness.reason})`}`,
+      `  lag          ${formatBytes(status.lag.bytes, "decimal")}, ${formatSeconds(status.lag.seconds)}    ready: ${status.readiness.ready ? "yes" : `no (${status.readiness.reason})`}`,
     );
   }
   head.push(`  source load  ${count(sample.loadTransactions)} transactions begun, ${formatRate(sample.loadPerSecond)}/s`);
@@ -124,7 +113,7 @@ export function statusLine(sample: ViewSample, context: ViewContext): string {
     parts.push(
       `changes/s=${formatRate(sample.changesPerSecond)}`,
       `tx/s=${formatRate(sample.transactionsPerSecond)}`,
-      `lag=${formatBytes(status.lag.bytes)}/${formatSeconds(status.lag.seconds)}`,
+      `lag=${formatBytes(status.lag.bytes, "decimal")}/${formatSeconds(status.lag.seconds)}`,
       `applied=${sample.appliedChanges}`,
     );
   } else if (status.tables.length > 0) {

@@ -12,6 +12,7 @@ import { describeUrl } from "../config/redact.js";
 import { formatLsn } from "../source/lsn.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
 import { StateStore } from "../state/stateStore.js";
+import { databasePools } from "../pooledClient.js";
 import type { TablePlan } from "../transform/plan.js";
 import type { AppliedBatch } from "./applyLoop.js";
 import { backoffMs, classify } from "./errorPolicy.js";
@@ -130,10 +131,8 @@ export class Pipeline {
 
   private async attempt(signal: AbortSignal, watchLock: (lock: pg.PoolClient) => void): Promise<void> {
     const { config, log } = this;
-    const source = new pg.Pool({ connectionString: config.source.url, max: 4, application_name: "pgferry" });
-    const target = new pg.Pool({ connectionString: config.target.url, max: 4, application_name: "pgferry" });
-    source.on("error", () => undefined);
-    target.on("error", () => undefined);
+    const pools = databasePools(config, "pgferry", 4);
+    const { source, target } = pools;
     const store = new StateStore({ pool: target, schema: config.target.stateSchema, pipeline: config.source.slot });
     const lock = await target.connect().catch((error: unknown) => {
       throw unreachable("target", config.target.url, error);
@@ -193,7 +192,7 @@ export class Pipeline {
       // the closed connection; a broken connection has lost the lock anyway.
       await lock.query("SELECT pg_advisory_unlock_all()").catch(() => undefined);
       lock.release(true);
-      await Promise.all([source.end(), target.end()]);
+      await pools.end();
     }
   }
 

@@ -4,7 +4,6 @@
  * source alone (for users without migrations); `--check` runs the whole preflight (server settings,
  * privileges, expressions) and exits 1 listing every problem.
  */
-import pg from "pg";
 import { describeTables } from "../../catalog/tableCatalog.js";
 import { loadConfig } from "../../config/index.js";
 import { preflight, PreflightError } from "../../pipeline/preflight.js";
@@ -12,7 +11,7 @@ import { compileMapping } from "../../transform/mappingCompiler.js";
 import { formatPlan } from "../../transform/planReport.js";
 import { targetDdl } from "../../transform/targetDdl.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
-import { withPooledClient } from "../../pooledClient.js";
+import { databasePools, withPooledClient } from "../../pooledClient.js";
 
 export const planCommand: Command = {
   name: "plan",
@@ -21,10 +20,8 @@ export const planCommand: Command = {
   options: { ...CONFIG_OPTION, ddl: { type: "boolean", default: false }, check: { type: "boolean", default: false } },
   async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
-    const source = new pg.Pool({ connectionString: config.source.url, max: 2, application_name: "pgferry-plan" });
-    const target = new pg.Pool({ connectionString: config.target.url, max: 2, application_name: "pgferry-plan" });
-    source.on("error", () => undefined);
-    target.on("error", () => undefined);
+    const pools = databasePools(config, "pgferry-plan", 2);
+    const { source, target } = pools;
     try {
       const sourceTables = await describeTables(source, config.tables.map((t) => t.from));
       if (values.ddl) {
@@ -52,7 +49,7 @@ export const planCommand: Command = {
       }
       return EXIT_OK;
     } finally {
-      await Promise.all([source.end(), target.end()]);
+      await pools.end();
     }
   },
 };

@@ -3,9 +3,9 @@
  * retains) and forgets the pipeline's state in the target, so the next `run` starts over with a fresh
  * snapshot. Refuses while a pgferry process is still streaming from the slot.
  */
-import pg from "pg";
 import { loadConfig } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
+import { databasePools } from "../../pooledClient.js";
 import { StateStore } from "../../state/stateStore.js";
 import { CONFIG_OPTION, EXIT_OK, EXIT_USAGE, type Command } from "../command.js";
 
@@ -20,8 +20,8 @@ export const slotCommand: Command = {
       return EXIT_USAGE;
     }
     const config = loadConfig(String(values.config), io.env);
-    const source = new pg.Pool({ connectionString: config.source.url, max: 1 });
-    const target = new pg.Pool({ connectionString: config.target.url, max: 1 });
+    const pools = databasePools(config, "pgferry-slot", 1);
+    const { source, target } = pools;
     try {
       const { rows } = await source.query<{ active_pid: number | null }>("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", [config.source.slot]);
       const slot = rows[0];
@@ -42,7 +42,7 @@ export const slotCommand: Command = {
       }
       return EXIT_OK;
     } finally {
-      await Promise.all([source.end(), target.end()]);
+      await pools.end();
     }
   },
 };

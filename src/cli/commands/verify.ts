@@ -3,10 +3,10 @@
  * the source, by bucketed counts and row hashes, narrowing down to the differing keys. Exit 0 when
  * equal, 1 when not. Safe while the pipeline streams (differences are re-checked before they count).
  */
-import pg from "pg";
 import { describeTables } from "../../catalog/tableCatalog.js";
 import { loadConfig } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
+import { databasePools } from "../../pooledClient.js";
 import { compileMapping } from "../../transform/mappingCompiler.js";
 import { formatReports, verify } from "../../verify/verifier.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
@@ -18,10 +18,8 @@ export const verifyCommand: Command = {
   options: { ...CONFIG_OPTION, table: { type: "string" }, json: { type: "boolean", default: false }, examples: { type: "string", default: "10" } },
   async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
-    const source = new pg.Pool({ connectionString: config.source.url, max: 2, application_name: "pgferry-verify" });
-    const target = new pg.Pool({ connectionString: config.target.url, max: 2, application_name: "pgferry-verify" });
-    source.on("error", () => undefined);
-    target.on("error", () => undefined);
+    const pools = databasePools(config, "pgferry-verify", 2);
+    const { source, target } = pools;
     try {
       const [sourceTables, targetTables] = await Promise.all([
         describeTables(source, config.tables.map((t) => t.from)),
@@ -37,7 +35,7 @@ export const verifyCommand: Command = {
       io.stdout.write(values.json ? `${JSON.stringify(reports, null, 2)}\n` : formatReports(reports));
       return reports.some((r) => r.status === "different") ? EXIT_FAILURE : EXIT_OK;
     } finally {
-      await Promise.all([source.end(), target.end()]);
+      await pools.end();
     }
   },
 };
