@@ -4,6 +4,7 @@
  */
 import pg from "pg";
 import type { Config } from "./config/index.js";
+import { openPool } from "./sql/session.js";
 
 export interface DatabasePools {
   source: pg.Pool;
@@ -11,15 +12,10 @@ export interface DatabasePools {
   end(): Promise<void>;
 }
 
-/**
- * A pool on the source and one on the target. An idle client's error (a server restart, a reset)
- * is left to the next query: unheard, the pool's 'error' event would end the process.
- */
+/** A pool of pinned sessions (sql/session.ts) on the source and one on the target. */
 export function databasePools(config: Config, applicationName: string, max: number): DatabasePools {
-  const source = new pg.Pool({ connectionString: config.source.url, max, application_name: applicationName });
-  const target = new pg.Pool({ connectionString: config.target.url, max, application_name: applicationName });
-  source.on("error", () => undefined);
-  target.on("error", () => undefined);
+  const source = openPool(config.source.url, { applicationName, max });
+  const target = openPool(config.target.url, { applicationName, max });
   return {
     source,
     target,

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
+import { openClient, prepareApplySession } from "../sql/session.js";
 import { PgferryError } from "../errors.js";
 import type { Statement } from "./types.js";
 
@@ -82,15 +83,9 @@ export class Applier {
   }
 
   static async connect(options: ApplierOptions): Promise<Applier> {
-    const client = new pg.Client({ connectionString: options.url, application_name: options.applicationName });
-    client.on("error", () => undefined); // surfaced by the next query instead
-    await client.connect();
+    const client = await openClient(options.url, { applicationName: options.applicationName });
     try {
-      await client.query("SET session_replication_role = replica");
-      // The checkpoint is acknowledged to the source right after COMMIT returns, so the commit must
-      // be durable by then, whatever the server's default (an asynchronous commit can be lost in a
-      // crash after the source has already released the WAL).
-      await client.query("SET synchronous_commit = on");
+      await prepareApplySession(client);
       let originActive = false;
       if (options.origin) originActive = await setupOrigin(client, options.origin);
       const applier = new Applier(client, originActive);

@@ -5,6 +5,7 @@
  * and a failed poll is counted and logged, never thrown: the pipeline is never blocked or stopped.
  */
 import pg from "pg";
+import { openPool } from "../sql/session.js";
 import type { Logger } from "pino";
 import { parseLsn } from "../source/lsn.js";
 import { StateStore } from "../state/stateStore.js";
@@ -37,16 +38,12 @@ interface SlotRow {
 }
 
 function pool(url: string): pg.Pool {
-  const p = new pg.Pool({
-    connectionString: url,
+  // An idle connection dropped: the next poll reconnects.
+  return openPool(url, {
+    applicationName: "pgferry-status",
     max: 1,
-    application_name: "pgferry-status",
-    connectionTimeoutMillis: TIMEOUT_MS,
-    statement_timeout: TIMEOUT_MS,
-    idleTimeoutMillis: 0,
+    extra: { connectionTimeoutMillis: TIMEOUT_MS, statement_timeout: TIMEOUT_MS, idleTimeoutMillis: 0 } as Partial<pg.ClientConfig>,
   });
-  p.on("error", () => undefined); // an idle connection dropped: the next poll reconnects
-  return p;
 }
 
 export class StatusPoller {

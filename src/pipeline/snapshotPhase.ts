@@ -17,7 +17,7 @@ import type { CatalogPartition } from "../catalog/tableCatalog.js";
 import type { StateStore } from "../state/stateStore.js";
 import { loadHooks, runHook, type HookRow, type RowHook } from "../transform/codeHook.js";
 import type { EdgePlan, TablePlan } from "../transform/plan.js";
-import { RAW_TEXT } from "../transform/sourceEvaluator.js";
+import { openClient, prepareApplySession } from "../sql/session.js";
 import { snapshotSelect } from "../transform/snapshotSql.js";
 
 export interface SnapshotOptions {
@@ -157,11 +157,16 @@ async function clearTargets(client: pg.Client, plan: TablePlan): Promise<void> {
 
 async function openWorker(options: SnapshotOptions): Promise<Worker> {
   // Raw text for every type: the hook path reads rows through a cursor and must not parse them in JavaScript.
-  const source = new pg.Client({ connectionString: options.sourceUrl, application_name: "pgferry-snapshot", types: RAW_TEXT });
-  const target = new pg.Client({ connectionString: options.targetUrl, application_name: "pgferry-snapshot" });
-  source.on("error", () => undefined);
-  target.on("error", () => undefined);
-  await Promise.all([source.connect(), target.connect()]);
+  const opened = await Promise.allSettled([
+    openClient(options.sourceUrl, { applicationName: "pgferry-snapshot", rawText: true }),
+    openClient(options.targetUrl, { applicationName: "pgferry-snapshot" }),
+  ]);
+  const failed = opened.find((o) => o.status === "rejected");
+  if (failed) {
+    await Promise.all(opened.flatMap((o) => (o.status === "fulfilled" ? [o.value.end().catch(() => undefined)] : [])));
+    throw failed.reason;
+  }
+  const [source, target] = opened.map((o) => (o as PromiseFulfilledResult<pg.Client>).value) as [pg.Client, pg.Client];
   await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   try {
     await source.query(`SET TRANSACTION SNAPSHOT '${options.snapshotName.replace(/'/g, "''")}'`);
@@ -173,8 +178,7 @@ async function openWorker(options: SnapshotOptions): Promise<Worker> {
     }
     throw error;
   }
-  await target.query("SET session_replication_role = replica");
-  await target.query("SET synchronous_commit = on"); // a chunk marked copied must survive a crash
+  await prepareApplySession(target); // a chunk marked copied must survive a crash
   return { source, target };
 }
 

@@ -6,6 +6,7 @@
  * `pause()`/`resume()` stop reading the socket: TCP backpressure reaches the walsender.
  */
 import pg from "pg";
+import { openClient } from "../sql/session.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn, PG_EPOCH_MS } from "./lsn.js";
 
@@ -53,11 +54,8 @@ export class ReplicationConnection {
   }
 
   static async connect(url: string, applicationName: string): Promise<ReplicationConnection> {
-    const client = new pg.Client({ connectionString: url, replication: "database", application_name: applicationName } as pg.ClientConfig);
-    // A dropped connection surfaces as the streaming promise's rejection; an unhandled 'error' event would crash the process.
-    client.on("error", () => undefined);
-    await client.connect();
-    return new ReplicationConnection(client);
+    // Pinned settings matter here most: the walsender prints pgoutput's text values with them.
+    return new ReplicationConnection(await openClient(url, { applicationName, replication: true }));
   }
 
   private get raw(): RawConnection {

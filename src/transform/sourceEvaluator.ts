@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
+import { openPool } from "../sql/session.js";
 import { quoteIdent } from "../apply/statements.js";
 import { PgferryError } from "../errors.js";
 import type { EdgePlan, TablePlan } from "./plan.js";
@@ -45,16 +46,13 @@ export function evaluationSql(plan: TablePlan, edge: EdgePlan): string {
   );
 }
 
-/** Every value as the text PostgreSQL prints, exactly as COPY would. */
-export const RAW_TEXT = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
 
 export class SourceEvaluator {
   private readonly pool: pg.Pool;
   private readonly sqlByEdge = new Map<EdgePlan, { name: string; text: string; inputs: number[] }>();
 
   constructor(url: string) {
-    this.pool = new pg.Pool({ connectionString: url, max: 1, application_name: "pgferry-transform", types: RAW_TEXT });
-    this.pool.on("error", () => undefined);
+    this.pool = openPool(url, { applicationName: "pgferry-transform", max: 1, rawText: true });
   }
 
   async evaluate(plan: TablePlan, edge: EdgePlan, rows: readonly (readonly (string | null)[])[]): Promise<Evaluation> {

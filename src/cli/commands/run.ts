@@ -1,5 +1,5 @@
 /** `pgferry run`: the daemon. Snapshot, then stream until stopped; the control server runs alongside. */
-import pg from "pg";
+import { openPool } from "../../sql/session.js";
 import { loadConfig } from "../../config/index.js";
 import { ControlPlane } from "../../control/controlPlane.js";
 import { createLogger } from "../../log/logger.js";
@@ -31,8 +31,7 @@ export const runCommand: Command = {
       },
     );
     // The resync engine outlives retries of the pipeline; its records live in the target's state schema.
-    const statePool = new pg.Pool({ connectionString: config.target.url, max: 2, application_name: "pgferry-resync-state" });
-    statePool.on("error", () => undefined);
+    const statePool = openPool(config.target.url, { applicationName: "pgferry-resync-state", max: 2 });
     const resyncs = new ResyncEngine({
       store: new ResyncStore({ pool: statePool, schema: config.target.stateSchema, pipeline: config.source.slot }),
       log: log.child({ module: "resync" }),

@@ -3,7 +3,7 @@
  * phase, lag, checkpoint and a per-table table; `--json` prints the JSON. When no daemon answers, it
  * reads the state the daemon keeps in the target's state schema instead, and says so.
  */
-import pg from "pg";
+import { openPool } from "../../sql/session.js";
 import { loadConfig, parseListenAddress, type Config } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
 import { tableReport, type PipelineStatus, type TableReport } from "../../control/pipelineMonitor.js";
@@ -52,8 +52,7 @@ async function fetchStatus(base: string): Promise<PipelineStatus> {
 }
 
 async function readStoredStatus(config: Config, reason: string): Promise<StoredStatus> {
-  const pool = new pg.Pool({ connectionString: config.target.url, max: 1, application_name: "pgferry-status" });
-  pool.on("error", () => undefined);
+  const pool = openPool(config.target.url, { applicationName: "pgferry-status", max: 1 });
   try {
     const store = new StateStore({ pool, schema: config.target.stateSchema, pipeline: config.source.slot });
     const exists = await store.exists().catch((error: unknown) => {

@@ -17,7 +17,7 @@ import { quoteIdent } from "../../apply/statements.js";
 import { PgferryError } from "../../errors.js";
 import type { ResyncRecord, ResyncStore } from "../../state/resyncStore.js";
 import type { TablePlan } from "../../transform/plan.js";
-import { RAW_TEXT } from "../../transform/sourceEvaluator.js";
+import { openPool } from "../../sql/session.js";
 import { classify } from "../errorPolicy.js";
 import { ResyncWindows } from "./resyncWindows.js";
 import { encodeWatermark, WATERMARK_PREFIX, type Watermark } from "./watermarks.js";
@@ -75,8 +75,7 @@ export class ResyncEngine {
   async attach(plans: readonly TablePlan[], sourceUrl: string): Promise<ResyncWindows> {
     await this.detach();
     this.plans = new Map(plans.map((p) => [p.id, p]));
-    const source = new pg.Pool({ connectionString: sourceUrl, max: 2, application_name: "pgferry-resync", types: RAW_TEXT });
-    source.on("error", () => undefined);
+    const source = openPool(sourceUrl, { applicationName: "pgferry-resync", max: 2, rawText: true });
     const session: Session = { plans: this.plans, source, windows: new ResyncWindows(), stopped: false };
     this.session = session;
     for (const record of await this.options.store.running()) {
