@@ -59,6 +59,12 @@ function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: st
 }
 
 /**
+ * Every INSERT carries the source's values, also into a GENERATED ALWAYS identity column, which
+ * PostgreSQL accepts only with this clause (and ignores on tables without one). COPY needs nothing.
+ */
+const OVERRIDING = "OVERRIDING SYSTEM VALUE";
+
+/**
  * INSERT ... ON CONFLICT (key) DO UPDATE for rows that all carry the same columns (`columnIndexes`
  * into `table.columns`; unchanged-TOAST columns are simply not in the set, so they keep their value).
  */
@@ -73,7 +79,7 @@ export function upsertStatement(table: TargetTable, columnIndexes: readonly numb
   const onConflict = updates.length > 0 ? `DO UPDATE SET ${updates.join(", ")}` : "DO NOTHING";
   const source = unnestRows(rows, columns.length, "u");
   const text =
-    `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${source.from} ` +
+    `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) ${OVERRIDING} SELECT ${casts.join(", ")} FROM ${source.from} ` +
     `ON CONFLICT (${keyNames.join(", ")}) ${onConflict}`;
   return prepared(text, source.values, { rows: rows.length, table: table.id, op: "insert" });
 }
@@ -129,7 +135,7 @@ export function insertRowsStatement(table: TargetTable, rows: readonly (readonly
   const names = table.columns.map((c) => quoteIdent(c.name));
   const casts = table.columns.map((c, i) => `u.c${i}::${c.type}`);
   const source = unnestRows(rows, names.length, "u");
-  const text = `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) SELECT ${casts.join(", ")} FROM ${source.from}`;
+  const text = `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) ${OVERRIDING} SELECT ${casts.join(", ")} FROM ${source.from}`;
   return prepared(text, source.values, { rows: rows.length, table: table.id, op: "insert" });
 }
 

@@ -19,6 +19,16 @@ export interface CatalogColumn {
    */
   binaryPortable: boolean;
   hasDefault: boolean;
+  /** `a`: GENERATED ALWAYS AS IDENTITY (an INSERT must say OVERRIDING SYSTEM VALUE), `d`: BY DEFAULT, `""`: not an identity. */
+  identity: "a" | "d" | "";
+}
+
+/** A `GENERATED ALWAYS AS (expr) STORED` column: computed by its own database, never written. */
+export interface CatalogGeneratedColumn {
+  name: string;
+  type: string;
+  /** The generation expression as `pg_get_expr` prints it. */
+  expr: string;
 }
 
 export interface CatalogPartition {
@@ -39,6 +49,8 @@ export interface CatalogTable {
   replicaIdentity: "d" | "n" | "f" | "i";
   /** Writable columns in attribute order (generated columns are left out: they are never replicated). */
   columns: CatalogColumn[];
+  /** Generated columns, apart: before PostgreSQL 18 pgoutput does not carry them, and no one may write them. */
+  generated: CatalogGeneratedColumn[];
   primaryKey: string[] | null;
   /** Columns that identify a row in UPDATE/DELETE messages: the primary key or the replica identity index. */
   identityKey: string[] | null;
@@ -50,7 +62,7 @@ export interface CatalogTable {
 }
 
 interface TableRow { id: string; oid: number | null; schema: string; name: string; relkind: string; relreplident: string }
-interface ColumnRow extends Omit<CatalogColumn, "typeOid"> { relid: number; type_oid: number }
+interface ColumnRow extends Omit<CatalogColumn, "typeOid"> { relid: number; type_oid: number; generated: string | null }
 interface IndexRow { relid: number; primary: boolean; replident: boolean; columns: string[] }
 interface PartitionRow { root: number; schema: string; name: string; pages: string; reltuples: number }
 
@@ -63,13 +75,15 @@ LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`;
 
 const COLUMNS_SQL = `
 SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-       a.atttypid::int AS type_oid, a.attnotnull AS "notNull", a.atthasdef AS "hasDefault",
+       a.atttypid::int AS type_oid, a.attnotnull AS "notNull", a.atthasdef AS "hasDefault", a.attidentity::text AS identity,
+       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
        NOT (t.typtype = 'c' OR (t.typelem <> 0 AND t.typlen = -1 AND (t.typelem >= 16384 OR et.typtype = 'c')))
          AS "binaryPortable"
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem
-WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`;
 
 const INDEXES_SQL = `
@@ -137,6 +151,7 @@ export async function describeTables(db: Queryable, ids: readonly string[]): Pro
       estimatedRows: p.reltuples >= 0 ? p.reltuples : null,
     }));
     const known = parts.filter((p) => p.estimatedRows !== null);
+    const allColumns = columnsByTable.get(t.oid) ?? [];
     result.set(t.id, {
       id: t.id,
       oid: t.oid,
@@ -144,7 +159,8 @@ export async function describeTables(db: Queryable, ids: readonly string[]): Pro
       name: t.name,
       kind: t.relkind === "p" ? "partitioned" : "table",
       replicaIdentity,
-      columns: (columnsByTable.get(t.oid) ?? []).map(({ relid: _relid, type_oid, ...c }) => ({ ...c, typeOid: type_oid })),
+      columns: allColumns.filter((c) => c.generated === null).map(({ relid: _relid, type_oid, generated: _generated, ...c }) => ({ ...c, typeOid: type_oid })),
+      generated: allColumns.flatMap((c) => (c.generated === null ? [] : [{ name: c.name, type: c.type, expr: c.generated }])),
       primaryKey,
       identityKey,
       uniqueKeys: keys.map((k) => k.columns),

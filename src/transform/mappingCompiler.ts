@@ -5,7 +5,7 @@
  * key, merged sources whose keys could collide or that cannot be told apart.
  */
 import type { TargetColumn } from "../apply/types.js";
-import type { CatalogColumn, CatalogTable } from "../catalog/tableCatalog.js";
+import type { CatalogColumn, CatalogGeneratedColumn, CatalogTable } from "../catalog/tableCatalog.js";
 import type { TableMapping } from "../config/index.js";
 import type { ColumnOrigin, EdgePlan, TablePlan } from "./plan.js";
 import { referencedColumns } from "./sqlRefs.js";
@@ -92,8 +92,19 @@ class Compiler {
     const sourceNames = source.columns.map((c) => c.name);
     const columns: EdgeDraft["columns"] = [];
     const targeted = new Set<string>();
+    /** Source columns a `columns` entry copies under a new name: they do not also pass through. */
+    const renamed = new Set<string>();
+    const generatedSource = (name: string) => source.generated.find((g) => g.name === name);
     for (const [name, spec] of Object.entries(mapping.columns)) {
       const column = target.columns.find((c) => c.name === name);
+      const generatedTarget = target.generated.find((g) => g.name === name);
+      if (generatedTarget) {
+        this.problems.push(
+          `${where}.columns.${name}: ${mapping.to}.${name} is a generated column (GENERATED ALWAYS AS (${generatedTarget.expr}) STORED): ` +
+            "the target computes it and refuses a written value; remove it from columns",
+        );
+        continue;
+      }
       if (!column) {
         this.problems.push(`${where}.columns.${name}: target table ${mapping.to} has no column ${name}`);
         continue;
@@ -102,34 +113,56 @@ class Compiler {
       if (typeof spec === "string" || "from" in spec) {
         const from = typeof spec === "string" ? spec : spec.from;
         const sourceColumn = source.columns.find((c) => c.name === from);
-        if (!sourceColumn) {
+        const generated = generatedSource(from);
+        if (generated) {
+          renamed.add(from);
+          columns.push({ column, origin: this.generatedOrigin(generated, sourceNames) });
+        } else if (!sourceColumn) {
           this.problems.push(`${where}.columns.${name}: source table ${mapping.from} has no column ${from}`);
         } else if (!typesCompatible(sourceColumn, column)) {
           this.problems.push(`${where}.columns.${name}: ${mapping.from}.${from} is ${sourceColumn.type} but ${mapping.to}.${name} is ${column.type}; convert it with { sql: "${from}::${column.type}" }`);
         } else {
+          renamed.add(from);
           columns.push({ column, origin: { kind: "column", column: from } });
         }
       } else if ("value" in spec) {
         columns.push({ column, origin: { kind: "const", value: spec.value } });
       } else {
+        this.refuseGeneratedRefs(`${where}.columns.${name}`, spec.sql, source);
         columns.push({ column, origin: { kind: "sql", expr: spec.sql, refs: referencedColumns(spec.sql, sourceNames) } });
       }
     }
+    if (mapping.where !== undefined) this.refuseGeneratedRefs(`${where}.where`, mapping.where, source);
     for (const name of mapping.exclude) {
-      if (!sourceNames.includes(name)) this.problems.push(`${where}.exclude: source table ${mapping.from} has no column ${name}`);
+      if (!sourceNames.includes(name) && !generatedSource(name)) this.problems.push(`${where}.exclude: source table ${mapping.from} has no column ${name}`);
     }
     if (mapping.passthrough) {
-      // A renamed column has found its target; it does not also pass through under its old name.
-      const renamed = new Set(columns.flatMap((c) => (c.origin.kind === "column" ? [c.origin.column] : [])));
       for (const sourceColumn of source.columns) {
         if (targeted.has(sourceColumn.name) || renamed.has(sourceColumn.name) || mapping.exclude.includes(sourceColumn.name)) continue;
         const column = target.columns.find((c) => c.name === sourceColumn.name);
-        if (!column) {
+        const generatedTarget = target.generated.find((g) => g.name === sourceColumn.name);
+        if (generatedTarget) {
+          this.problems.push(
+            `${where}: ${mapping.to}.${sourceColumn.name} is a generated column (GENERATED ALWAYS AS (${generatedTarget.expr}) STORED), so the source's ` +
+              `${mapping.from}.${sourceColumn.name} cannot be written to it; list ${sourceColumn.name} in exclude to let the target compute it`,
+          );
+        } else if (!column) {
           this.problems.push(`${where}: target table ${mapping.to} has no column ${sourceColumn.name} (source ${mapping.from}.${sourceColumn.name}); map it in columns or list it in exclude`);
         } else if (!typesCompatible(sourceColumn, column)) {
           this.problems.push(`${where}: column ${sourceColumn.name} is ${sourceColumn.type} in ${mapping.from} but ${column.type} in ${mapping.to}`);
         } else {
           columns.push({ column, origin: { kind: "column", column: sourceColumn.name } });
+        }
+      }
+      for (const generated of source.generated) {
+        if (targeted.has(generated.name) || renamed.has(generated.name) || mapping.exclude.includes(generated.name)) continue;
+        // Both sides generate it: each computes its own. Otherwise the value is evaluated like a derived column.
+        if (target.generated.some((g) => g.name === generated.name)) continue;
+        const column = target.columns.find((c) => c.name === generated.name);
+        if (!column) {
+          this.problems.push(`${where}: target table ${mapping.to} has no column ${generated.name} (source ${mapping.from}.${generated.name}, a generated column); map it in columns or list it in exclude`);
+        } else {
+          columns.push({ column, origin: this.generatedOrigin(generated, sourceNames) });
         }
       }
     }
@@ -145,6 +178,24 @@ class Compiler {
       this.problems.push(`${where}.where: a filter is one SQL predicate, without ';'`);
     }
     return this.problems.length === problemsBefore ? { mapping, index, source, target, columns } : null;
+  }
+
+  /**
+   * A source generated column is not in pgoutput's rows before PostgreSQL 18, so its value is
+   * evaluated by the source from its generation expression, on the snapshot and the stream alike.
+   */
+  private generatedOrigin(generated: CatalogGeneratedColumn, sourceNames: readonly string[]): DraftOrigin {
+    return { kind: "sql", expr: generated.expr, refs: referencedColumns(generated.expr, sourceNames) };
+  }
+
+  /** The stream evaluates SQL over the columns pgoutput carries, and generated columns are not among them. */
+  private refuseGeneratedRefs(where: string, expr: string, source: CatalogTable): void {
+    for (const name of referencedColumns(expr, source.generated.map((g) => g.name))) {
+      const generated = source.generated.find((g) => g.name === name)!;
+      this.problems.push(
+        `${where}: the SQL reads ${source.id}.${name}, a generated column, which the stream does not carry; write its expression instead: (${generated.expr})`,
+      );
+    }
   }
 
   private edge(draft: EdgeDraft): EdgePlan {
@@ -175,6 +226,16 @@ class Compiler {
         );
       }
     }
+    // An INSERT writes a GENERATED ALWAYS identity with OVERRIDING SYSTEM VALUE, but an UPDATE may set it
+    // only to DEFAULT: fine for the key (never in an update's SET list), refused for any other column.
+    columns.forEach(({ column }, i) => {
+      if (column.identity === "a" && !keyIndexes.includes(i)) {
+        this.problems.push(
+          `${where}: ${mapping.to}.${column.name} is GENERATED ALWAYS AS IDENTITY but not the key pgferry matches rows on, so updates could not write it; ` +
+            `ALTER TABLE ${mapping.to} ALTER COLUMN ${column.name} SET GENERATED BY DEFAULT, or exclude it`,
+        );
+      }
+    });
     const filter = mapping.where === undefined ? null : { expr: mapping.where, refs: referencedColumns(mapping.where, source.columns.map((c) => c.name)) };
     const identical = columns.every(({ column, origin }) => {
       if (origin.kind !== "column") return false;

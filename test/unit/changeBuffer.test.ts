@@ -155,7 +155,7 @@ describe("ChangeBuffer with merged sources", () => {
     buffer.add({ kind: "upsert", table: fromA, values: ["a1", "x1"] });
     buffer.add({ kind: "upsert", table: fromB, values: ["b1", "b", "y1"] });
     const statements = buffer.drain();
-    expect(statements.map((s) => s.text.split(" SELECT")[0])).toEqual(['INSERT INTO "app"."m" ("id", "x")', 'INSERT INTO "app"."m" ("id", "source", "y")']);
+    expect(statements.map((s) => s.text.split(" SELECT")[0])).toEqual(['INSERT INTO "app"."m" ("id", "x") OVERRIDING SYSTEM VALUE', 'INSERT INTO "app"."m" ("id", "source", "y") OVERRIDING SYSTEM VALUE']);
     expect(statements.map(params)).toEqual([[["a1"], ["x1"]], [["b1"], ["b"], ["y1"]]]);
   });
 });

@@ -5,13 +5,13 @@ import { compileMapping } from "../../src/transform/mappingCompiler.js";
 import { referencedColumns } from "../../src/transform/sqlRefs.js";
 
 function column(name: string, type: string, extra: Partial<CatalogColumn> = {}): CatalogColumn {
-  return { name, type, typeOid: 0, notNull: false, binaryPortable: true, hasDefault: false, ...extra };
+  return { name, type, typeOid: 0, notNull: false, binaryPortable: true, hasDefault: false, identity: "", ...extra };
 }
 
 function table(id: string, columns: CatalogColumn[], key: string[] | null, extra: Partial<CatalogTable> = {}): CatalogTable {
   const [schema, name] = id.split(".") as [string, string];
   return {
-    id, oid: 1, schema, name, kind: "table", replicaIdentity: key ? "d" : "f", columns, primaryKey: key, identityKey: key,
+    id, oid: 1, schema, name, kind: "table", replicaIdentity: key ? "d" : "f", columns, generated: [], primaryKey: key, identityKey: key,
     uniqueKeys: key ? [key] : [], partitions: [{ schema, name, pages: 1, estimatedRows: 1 }], estimatedRows: 1, ...extra,
   };
 }
@@ -148,5 +148,68 @@ describe("compileMapping", () => {
     expect(edge.filter).toEqual({ expr: "actor <> 'system'", refs: ["actor"] });
     expect(edge.evaluated).toBe(true);
     expect(edge.copyFormat).toBe("text");
+  });
+
+  describe("generated and identity columns", () => {
+    const orders = table("public.orders", [column("id", "bigint", { notNull: true }), column("price", "numeric"), column("qty", "integer")], ["id"], {
+      generated: [{ name: "total", type: "numeric", expr: "(price * (qty)::numeric)" }],
+    });
+
+    it("evaluates a mapped source generated column from its expression (pgoutput does not carry it), on both paths", () => {
+      const target = table("billing.orders", [...orders.columns, column("total", "numeric")], ["id"]);
+      const { plans, problems } = compile([entry("public.orders", "billing.orders")], [orders], [target]);
+      expect(problems).toEqual([]);
+      const edge = plans[0]!.edges[0]!;
+      const total = edge.table.columns.findIndex((c) => c.name === "total");
+      expect(edge.origins[total]).toMatchObject({ kind: "sql", expr: "(price * (qty)::numeric)", refs: ["price", "qty"] });
+      expect(edge.evaluated).toBe(true);
+      expect(edge.copyFormat).toBe("text");
+      // Renamed, it is evaluated the same way.
+      const renamed = table("billing.orders2", [...orders.columns, column("amount", "numeric")], ["id"]);
+      const second = compile([entry("public.orders", "billing.orders2", { columns: { amount: "total" } })], [orders], [renamed]);
+      expect(second.problems).toEqual([]);
+      expect(second.plans[0]!.edges[0]!.origins.find((o) => o.kind === "sql")).toMatchObject({ expr: "(price * (qty)::numeric)" });
+    });
+
+    it("leaves a column generated on both sides to each side, and never writes a target generated column", () => {
+      const target = table("billing.orders", orders.columns, ["id"], { generated: [{ name: "total", type: "numeric", expr: "(price * (qty)::numeric)" }] });
+      const { plans, problems } = compile([entry("public.orders", "billing.orders")], [orders], [target]);
+      expect(problems).toEqual([]);
+      expect(plans[0]!.edges[0]!.table.columns.map((c) => c.name)).toEqual(["id", "price", "qty"]);
+      expect(plans[0]!.edges[0]!.copyFormat).toBe("binary");
+    });
+
+    it("refuses writing to a target generated column, and says how to let the target compute it", () => {
+      const plainSource = table("public.orders", [...orders.columns, column("total", "numeric")], ["id"]);
+      const target = table("billing.orders", orders.columns, ["id"], { generated: [{ name: "total", type: "numeric", expr: "(price * (qty)::numeric)" }] });
+      expect(compile([entry("public.orders", "billing.orders")], [plainSource], [target]).problems).toEqual([
+        "tables[0]: billing.orders.total is a generated column (GENERATED ALWAYS AS ((price * (qty)::numeric)) STORED), so the source's public.orders.total cannot be written to it; list total in exclude to let the target compute it",
+      ]);
+      expect(compile([entry("public.orders", "billing.orders", { columns: { total: { sql: "price * 2" } } })], [plainSource], [target]).problems).toContain(
+        "tables[0].columns.total: billing.orders.total is a generated column (GENERATED ALWAYS AS ((price * (qty)::numeric)) STORED): the target computes it and refuses a written value; remove it from columns",
+      );
+      expect(compile([entry("public.orders", "billing.orders", { exclude: ["total"] })], [plainSource], [target]).problems).toEqual([]);
+    });
+
+    it("refuses SQL that reads a source generated column, giving the expression to write instead", () => {
+      const target = table("billing.orders", [...orders.columns, column("big", "boolean")], ["id"]);
+      const { problems } = compile([entry("public.orders", "billing.orders", { columns: { big: { sql: "total > 100" } }, exclude: ["total"], where: "total > 0" })], [orders], [target]);
+      expect(problems).toEqual([
+        "tables[0].columns.big: the SQL reads public.orders.total, a generated column, which the stream does not carry; write its expression instead: ((price * (qty)::numeric))",
+        "tables[0].where: the SQL reads public.orders.total, a generated column, which the stream does not carry; write its expression instead: ((price * (qty)::numeric))",
+      ]);
+    });
+
+    it("accepts a GENERATED ALWAYS identity as the key, and refuses one that an update would have to write", () => {
+      const users = table("public.users", [column("id", "bigint", { notNull: true }), column("seq", "bigint"), column("name", "text")], ["id"]);
+      const keyed = table("auth.users", [column("id", "bigint", { notNull: true, identity: "a", hasDefault: true }), column("seq", "bigint"), column("name", "text")], ["id"]);
+      expect(compile([entry("public.users", "auth.users")], [users], [keyed]).problems).toEqual([]);
+      const nonKey = table("auth.users", [column("id", "bigint", { notNull: true }), column("seq", "bigint", { identity: "a" }), column("name", "text")], ["id"]);
+      expect(compile([entry("public.users", "auth.users")], [users], [nonKey]).problems).toEqual([
+        "tables[0]: auth.users.seq is GENERATED ALWAYS AS IDENTITY but not the key pgferry matches rows on, so updates could not write it; ALTER TABLE auth.users ALTER COLUMN seq SET GENERATED BY DEFAULT, or exclude it",
+      ]);
+      const byDefault = table("auth.users", [column("id", "bigint", { notNull: true }), column("seq", "bigint", { identity: "d" }), column("name", "text")], ["id"]);
+      expect(compile([entry("public.users", "auth.users")], [users], [byDefault]).problems).toEqual([]);
+    });
   });
 });
