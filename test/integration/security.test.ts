@@ -292,9 +292,9 @@ describe("least privilege (docs/privileges.sql)", () => {
       expect(error).toBeInstanceOf(PreflightError);
       expect([...(error as PreflightError).problems].sort()).toEqual([
         "source: the role has neither REPLICATION nor SUPERUSER (ALTER ROLE ... REPLICATION)",
-        "source: the role lacks SELECT on public.audit",
+        "source: the role lacks SELECT on public.audit (GRANT SELECT ON public.audit TO pgferry_source; see docs/privileges.sql)",
         "source: the role lacks SELECT on public.events_2026_11, a partition of public.events (the snapshot reads partitions directly)",
-        "target: the role lacks INSERT on app.items",
+        "target: the role lacks INSERT on app.items (GRANT INSERT ON app.items TO pgferry_target; see docs/privileges.sql)",
         "target: the role may not SET session_replication_role (GRANT SET ON PARAMETER session_replication_role TO <role>)",
       ]);
       expect(running.phases).toContain("failed");
