@@ -4,6 +4,8 @@
  */
 import pg from "pg";
 import type { Config } from "./config/index.js";
+import { tagEndpoint, type DatabaseSide } from "./errors.js";
+import { poolerError } from "./pipeline/poolerCheck.js";
 import { openPool } from "./sql/session.js";
 
 export interface DatabasePools {
@@ -16,6 +18,8 @@ export interface DatabasePools {
 export function databasePools(config: Config, applicationName: string, max: number): DatabasePools {
   const source = openPool(config.source.url, { applicationName, max });
   const target = openPool(config.target.url, { applicationName, max });
+  tagErrors(source, "source", config.source.url);
+  tagErrors(target, "target", config.target.url);
   return {
     source,
     target,
@@ -40,8 +44,29 @@ export async function withPooledClient<T>(pool: pg.Pool, work: (client: pg.PoolC
   client.on("error", onError);
   try {
     return await work(client);
+  } catch (error) {
+    const endpoint = poolEndpoints.get(pool);
+    throw endpoint ? tagEndpoint(error, endpoint.side, endpoint.url) : error;
   } finally {
     client.off("error", onError);
     client.release(broken);
   }
+}
+
+const poolEndpoints = new WeakMap<pg.Pool, { side: DatabaseSide; url: string }>();
+
+/**
+ * Errors out of `pool` (connecting, pool.query, and work on a client checked out through
+ * withPooledClient) are marked with the database they came from (errors.ts tagEndpoint), so the
+ * CLI's error report names the side and its URL without secrets. Nothing else about them changes.
+ */
+function tagErrors(pool: pg.Pool, side: DatabaseSide, url: string): void {
+  poolEndpoints.set(pool, { side, url });
+  const tag = (result: unknown): unknown =>
+    // A pooler's refusal becomes the message that says to use a direct connection (poolerCheck.ts).
+    result instanceof Promise ? result.catch((error: unknown) => { throw tagEndpoint(poolerError(side, url, error) ?? error, side, url); }) : result;
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
+  pool.query = ((...args: unknown[]) => tag(query(...args))) as typeof pool.query;
+  pool.connect = ((...args: unknown[]) => tag(connect(...args))) as typeof pool.connect;
 }

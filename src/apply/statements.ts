@@ -6,7 +6,7 @@
  * per connection and reused.
  */
 import { createHash } from "node:crypto";
-import type { Statement, TargetTable } from "./types.js";
+import type { Statement, TargetColumn, TargetTable } from "./types.js";
 
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -17,6 +17,16 @@ export function qualifiedName(table: { schema: string; name: string }): string {
 }
 
 export type Cell = string | null;
+
+/**
+ * The type a written value is cast to: the column's type without its modifier (`character
+ * varying`, not `character varying(5)`). An explicit cast to `varchar(5)`, `char(5)` or `bit(8)`
+ * cuts or pads a value that does not fit without a word; the assignment to the column then checks
+ * the modifier as COPY does, so a value too long is an error on the stream as on the snapshot.
+ */
+function writeCast(column: TargetColumn): string {
+  return column.castType ?? column.type;
+}
 
 /** A stable prepared-statement name for a statement text (names are per connection, texts bounded). */
 function statementName(text: string): string {
@@ -71,7 +81,7 @@ const OVERRIDING = "OVERRIDING SYSTEM VALUE";
 export function upsertStatement(table: TargetTable, columnIndexes: readonly number[], rows: readonly (readonly Cell[])[]): Statement {
   const columns = columnIndexes.map((i) => table.columns[i]!);
   const names = columns.map((c) => quoteIdent(c.name));
-  const casts = columns.map((c, i) => `u.c${i}::${c.type}`);
+  const casts = columns.map((c, i) => `u.c${i}::${writeCast(c)}`);
   const keyNames = table.keyIndexes.map((i) => quoteIdent(table.columns[i]!.name));
   const updates = columnIndexes
     .filter((i) => !table.keyIndexes.includes(i))
@@ -92,7 +102,7 @@ export function upsertStatement(table: TargetTable, columnIndexes: readonly numb
  */
 export function updateRowsStatement(table: TargetTable, columnIndexes: readonly number[], rows: readonly (readonly Cell[])[]): Statement | null {
   const sets = columnIndexes.flatMap((col, i) =>
-    table.keyIndexes.includes(col) ? [] : [`${quoteIdent(table.columns[col]!.name)} = u.c${i}::${table.columns[col]!.type}`],
+    table.keyIndexes.includes(col) ? [] : [`${quoteIdent(table.columns[col]!.name)} = u.c${i}::${writeCast(table.columns[col]!)}`],
   );
   if (sets.length === 0) return null;
   const match = table.keyIndexes
@@ -122,7 +132,7 @@ export function deleteStatement(table: TargetTable, keys: readonly (readonly Cel
  * row under the old key has those values, so it is updated in place (`columnIndexes`: what changed).
  */
 export function rekeyStatement(table: TargetTable, oldKey: readonly Cell[], columnIndexes: readonly number[], values: readonly Cell[]): Statement {
-  const sets = columnIndexes.map((col, i) => `${quoteIdent(table.columns[col]!.name)} = $${i + 1}::${table.columns[col]!.type}`);
+  const sets = columnIndexes.map((col, i) => `${quoteIdent(table.columns[col]!.name)} = $${i + 1}::${writeCast(table.columns[col]!)}`);
   const where = table.keyIndexes.map(
     (col, i) => `${quoteIdent(table.columns[col]!.name)} = $${columnIndexes.length + i + 1}::${table.columns[col]!.type}`,
   );
@@ -133,7 +143,7 @@ export function rekeyStatement(table: TargetTable, oldKey: readonly Cell[], colu
 /** Plain INSERT of rows into a table without a key (REPLICA IDENTITY FULL). */
 export function insertRowsStatement(table: TargetTable, rows: readonly (readonly Cell[])[]): Statement {
   const names = table.columns.map((c) => quoteIdent(c.name));
-  const casts = table.columns.map((c, i) => `u.c${i}::${c.type}`);
+  const casts = table.columns.map((c, i) => `u.c${i}::${writeCast(c)}`);
   const source = unnestRows(rows, names.length, "u");
   const text = `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) ${OVERRIDING} SELECT ${casts.join(", ")} FROM ${source.from}`;
   return prepared(text, source.values, { rows: rows.length, table: table.id, op: "insert" });
@@ -152,7 +162,7 @@ function matchOneRow(table: TargetTable, first: number): string {
 }
 
 export function updateRowStatement(table: TargetTable, old: readonly Cell[], columnIndexes: readonly number[], values: readonly Cell[]): Statement {
-  const sets = columnIndexes.map((col, i) => `${quoteIdent(table.columns[col]!.name)} = $${i + 1}::${table.columns[col]!.type}`);
+  const sets = columnIndexes.map((col, i) => `${quoteIdent(table.columns[col]!.name)} = $${i + 1}::${writeCast(table.columns[col]!)}`);
   const text = `UPDATE ${qualifiedName(table)} SET ${sets.join(", ")} WHERE ${matchOneRow(table, columnIndexes.length + 1)}`;
   return prepared(text, [...values, ...old], { rows: 1, table: table.id, op: "update" });
 }

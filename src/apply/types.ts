@@ -10,6 +10,8 @@ export interface TargetColumn {
   name: string;
   /** The target column's type as `format_type()` prints it, used for casts: `vector(1536)`, `numeric(30,10)`. */
   type: string;
+  /** The same type without its modifier, as written values are cast (`character varying`, `vector`); `type` when absent. */
+  castType?: string;
 }
 
 export interface TargetTable {

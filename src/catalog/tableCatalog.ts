@@ -11,6 +11,8 @@ export interface CatalogColumn {
   name: string;
   /** `format_type()` text: `vector(1536)`, `numeric(30,10)`, `character varying(40)`. */
   type: string;
+  /** The type without its modifier: `vector`, `numeric`, `character varying`, `bpchar` (`format_type(oid, -1)`: with NULL, `character` would mean char(1)). */
+  castType: string;
   typeOid: number;
   notNull: boolean;
   /**
@@ -74,7 +76,7 @@ LEFT JOIN pg_class c ON c.oid = to_regclass(input.id) AND c.relkind IN ('r', 'p'
 LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`;
 
 const COLUMNS_SQL = `
-SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, format_type(a.atttypid, -1) AS "castType",
        a.atttypid::int AS type_oid, a.attnotnull AS "notNull", a.atthasdef AS "hasDefault", a.attidentity::text AS identity,
        CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
        NOT (t.typtype = 'c' OR (t.typelem <> 0 AND t.typlen = -1 AND (t.typelem >= 16384 OR et.typtype = 'c')))

@@ -1,11 +1,14 @@
 /**
- * The `pgferry` command line: `pgferry <command> [options]`. Config problems exit 2 with every
- * problem listed; other failures exit 1 with the error kind and the operator hint.
+ * The `pgferry` command line: `pgferry <command> [options]`. Bad arguments exit 2 with the
+ * command's usage line, before anything is read; config problems exit 2 with every problem listed;
+ * every other failure exits 1 with one report (errorReport.ts): the database it came from, the
+ * message once, a hint, and a stack trace only for a bug.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { PgferryError } from "../errors.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command, type CommandIo } from "./command.js";
+import { closestKey } from "../config/problems.js";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, unexpectedPositionals, type Command, type CommandIo, type CommandValues } from "./command.js";
+import { describeError, formatErrorReport, translatePgWarnings } from "./errorReport.js";
 import { planCommand } from "./commands/plan.js";
 import { resyncCommand } from "./commands/resync.js";
 import { runCommand } from "./commands/run.js";
@@ -35,12 +38,31 @@ function help(): string {
     "  -h, --help           show help (also: pgferry <command> --help)",
     "  -V, --version        print the version",
     "",
-    "Exit codes: 0 ok, 1 failure, 2 bad usage or invalid config.",
+    "Exit codes: 0 ok, 1 failure (or differences found by verify), 2 bad usage or invalid config.",
     "",
   ].join("\n");
 }
 
+/** node's parseArgs errors, worded for the command line: the option as typed, and what was meant. */
+function argumentProblem(error: unknown, command: Command): string {
+  const { code, message } = error as { code?: string; message: string };
+  const names = Object.keys(command.options).concat("help").map((name) => `--${name}`);
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const option = /'([^']+)'/.exec(message)?.[1] ?? "";
+    const meant = option.startsWith("--") ? closestKey(option.split("=")[0]!, names) : undefined;
+    return `unknown option ${option}${meant ? ` (did you mean ${meant}?)` : ""}`;
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    const option = /--[\w-]+/.exec(message)?.[0] ?? "an option";
+    if (/does not take an argument/.test(message)) return `option ${option} takes no value`;
+    if (/ambiguous/.test(message)) return `option ${option} needs a value (write ${option}=<value> for a value that starts with a dash)`;
+    return `option ${option} needs a value`;
+  }
+  return message;
+}
+
 export async function main(argv: string[], io: CommandIo): Promise<number> {
+  translatePgWarnings(io.stderr);
   const [first, ...rest] = argv;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
     io.stdout.write(help());
@@ -52,29 +74,34 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === first);
   if (!command) {
-    io.stderr.write(`pgferry: unknown command '${first}'\n\n${help()}`);
+    const meant = closestKey(first, COMMANDS.map((c) => c.name));
+    io.stderr.write(`pgferry: unknown command '${first}'${meant ? ` (did you mean ${meant}?)` : ""}\n\n${help()}`);
     return EXIT_USAGE;
   }
+  const usage = (problem: string): number => {
+    io.stderr.write(`pgferry ${command.name}: ${problem}\nusage: ${command.usage}\n`);
+    return EXIT_USAGE;
+  };
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (error) {
-    io.stderr.write(`pgferry ${command.name}: ${(error as Error).message}\nusage: ${command.usage}\n`);
-    return EXIT_USAGE;
+    return usage(argumentProblem(error, command));
   }
   if (parsed.values.help) {
     io.stdout.write(`${command.summary}\nusage: ${command.usage}\n`);
     return EXIT_OK;
   }
+  const values = parsed.values as CommandValues;
+  const problem = command.validate ? command.validate(values, parsed.positionals) : unexpectedPositionals(parsed.positionals);
+  if (problem !== undefined) return usage(problem);
   try {
-    return await command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, io);
+    return await command.run(values, parsed.positionals, io);
   } catch (error) {
-    if (error instanceof PgferryError) {
-      io.stderr.write(`pgferry ${command.name}: ${error.kind} error: ${error.message}\n`);
-      if (error.hint) io.stderr.write(`hint: ${error.hint}\n`);
-      return error.kind === "config" ? EXIT_USAGE : EXIT_FAILURE;
-    }
-    io.stderr.write(`pgferry ${command.name}: ${(error as Error).stack ?? String(error)}\n`);
-    return EXIT_FAILURE;
+    if (error instanceof UsageError) return usage(error.message);
+    // Every failure, whichever command and database: one report (errorReport.ts).
+    const report = describeError(error);
+    io.stderr.write(formatErrorReport(command.name, report));
+    return report.kind === "config" ? EXIT_USAGE : EXIT_FAILURE;
   }
 }

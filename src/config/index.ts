@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
-import { interpolateTree, isMapping, type Env, type InterpolationProblem } from "./interpolate.js";
+import { interpolateTree, isMapping, type Env, type EnvReference, type InterpolationProblem } from "./interpolate.js";
 import { configErrorMap, formatIssues, formatPath } from "./problems.js";
 import { configSchema, type Config } from "./schema.js";
 
@@ -38,14 +38,22 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   }
 
   const envProblems: InterpolationProblem[] = [];
-  const interpolated = interpolateTree(withoutEmptyValues(tree), env, envProblems);
+  const references: EnvReference[] = [];
+  const interpolated = interpolateTree(withoutEmptyValues(tree), env, envProblems, [], references);
   const problems = envProblems.map((p) => `${formatPath(p.path)}: ${p.reason}`);
   // A key whose reference failed keeps its raw text; its schema complaint would only repeat that.
   const failedKeys = new Set(envProblems.map((p) => formatPath(p.path)));
 
   const result = configSchema.safeParse(interpolated, { error: configErrorMap, reportInput: true });
   if (!result.success) {
-    problems.push(...formatIssues(result.error.issues).filter((p) => !failedKeys.has(p.slice(0, p.indexOf(": ")))));
+    // A value taken from the environment is never quoted (it may be a secret): the variable is named instead.
+    const fromEnv = new Map(references.map((r) => [formatPath(r.path), r.sources]));
+    for (const problem of formatIssues(result.error.issues)) {
+      const key = problem.slice(0, problem.indexOf(": "));
+      if (failedKeys.has(key)) continue;
+      const sources = fromEnv.get(key);
+      problems.push(sources ? `${problem} (from ${sources.map((s) => (s.startsWith("the default in") ? s : `environment variable ${s}`)).join(" and ")})` : problem);
+    }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems);
   // Hook modules are named relative to the config file, wherever pgferry is started from.

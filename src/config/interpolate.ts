@@ -12,24 +12,32 @@ export interface InterpolationProblem {
   reason: string;
 }
 
+/** A value that came from the environment: the variables it references (so a problem can name them). */
+export interface EnvReference {
+  path: KeyPath;
+  /** `W`, or `the default in ${C:-…}, C being unset or empty` when the default was used. */
+  sources: string[];
+}
+
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
  * Returns a copy of `tree` with every string value interpolated. Problems are appended to
  * `problems`; the value of a key with a problem is left as written.
  */
-export function interpolateTree(tree: unknown, env: Env, problems: InterpolationProblem[], path: KeyPath = []): unknown {
+export function interpolateTree(tree: unknown, env: Env, problems: InterpolationProblem[], path: KeyPath = [], references?: EnvReference[]): unknown {
   if (typeof tree === "string") {
     const result = interpolateString(tree, env);
     for (const reason of result.problems) problems.push({ path, reason });
+    if (result.sources.length > 0) references?.push({ path, sources: result.sources });
     return result.problems.length > 0 ? tree : result.value;
   }
   if (Array.isArray(tree)) {
-    return tree.map((item: unknown, index) => interpolateTree(item, env, problems, [...path, index]));
+    return tree.map((item: unknown, index) => interpolateTree(item, env, problems, [...path, index], references));
   }
   if (isMapping(tree)) {
     const out: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(tree)) out[key] = interpolateTree(value, env, problems, [...path, key]);
+    for (const [key, value] of Object.entries(tree)) out[key] = interpolateTree(value, env, problems, [...path, key], references);
     return out;
   }
   return tree;
@@ -39,9 +47,10 @@ export function interpolateTree(tree: unknown, env: Env, problems: Interpolation
  * Interpolates one string. Reasons never quote the value: it may be a connection string whose
  * password is written inline.
  */
-export function interpolateString(text: string, env: Env): { value: string; problems: string[] } {
-  if (!text.includes("$")) return { value: text, problems: [] };
+export function interpolateString(text: string, env: Env): { value: string; problems: string[]; sources: string[] } {
+  if (!text.includes("$")) return { value: text, problems: [], sources: [] };
   const problems: string[] = [];
+  const sources: string[] = [];
   let value = "";
   let i = 0;
   while (i < text.length) {
@@ -73,13 +82,19 @@ export function interpolateString(text: string, env: Env): { value: string; prob
       problems.push('invalid environment reference: expected ${NAME} or ${NAME:-default} (write "$${" for a literal "${")');
     } else {
       const fromEnv = env[name];
-      if (separator >= 0 && (fromEnv === undefined || fromEnv === "")) value += body.slice(separator + 2);
-      else if (fromEnv === undefined) problems.push(`environment variable ${name} is not set`);
-      else value += fromEnv;
+      if (separator >= 0 && (fromEnv === undefined || fromEnv === "")) {
+        value += body.slice(separator + 2);
+        sources.push(`the default in \${${name}:-…}, ${name} being unset or empty`);
+      } else if (fromEnv === undefined) {
+        problems.push(`environment variable ${name} is not set`);
+      } else {
+        value += fromEnv;
+        sources.push(name);
+      }
     }
     i = close + 1;
   }
-  return { value, problems };
+  return { value, problems, sources };
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {

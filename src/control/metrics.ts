@@ -5,16 +5,13 @@
  * is computed at scrape time. README "Metrics" lists every metric.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { ErrorKind } from "../errors.js";
+import { ERROR_KINDS } from "../errors.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { PipelineObserver } from "../pipeline/pipeline.js";
 import { PHASES, TABLE_STATES, type PipelineMonitor } from "./pipelineMonitor.js";
 import type { ResyncController } from "./resyncController.js";
 
 export const METRIC_PREFIX = "pgferry_";
-
-/** Every error kind starts at 0, so `increase()` sees the first error of a kind. */
-const ERROR_KINDS: readonly ErrorKind[] = ["config", "preflight", "connection", "protocol", "apply", "mapping", "state", "internal"];
 
 export interface MetricsOptions {
   monitor: PipelineMonitor;
@@ -139,6 +136,7 @@ export class PipelineMetrics implements PipelineObserver {
       registers,
     });
     this.errors = new Counter({ name: "pgferry_errors_total", help: "Pipeline failures (each ends an attempt), by error kind", labelNames: ["kind"], registers });
+    // Every error kind starts at 0, so `increase()` sees the first error of a kind.
     for (const kind of ERROR_KINDS) this.errors.inc({ kind }, 0);
     this.pollErrors = new Counter({
       name: "pgferry_status_poll_errors_total",

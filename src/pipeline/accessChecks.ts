@@ -19,19 +19,20 @@ export type Side = "source" | "target";
  * On the source the snapshot reads leaf partitions directly, so their own policies count too.
  */
 export async function checkRowSecurity(db: pg.Pool, tables: readonly string[], side: Side, problems: string[]): Promise<void> {
-  const { rows } = await db.query<{ root: string; rel: string; forced: boolean; owner: boolean; role: string }>(
-    `SELECT r.id AS root, c.oid::regclass::text AS rel, c.relforcerowsecurity AS forced,
+  const { rows } = await db.query<{ root: string; rel: string; is_root: boolean; owner: boolean; role: string }>(
+    `SELECT r.id AS root, format('%I.%I', n.nspname, c.relname) AS rel, c.oid = to_regclass(r.id) AS is_root,
             pg_has_role(c.relowner, 'USAGE') AS owner, current_user AS role
      FROM unnest($1::text[]) AS r(id)
      CROSS JOIN LATERAL (SELECT to_regclass(r.id)
                          UNION SELECT p.relid FROM pg_partition_tree(to_regclass(r.id)) AS p WHERE $2 AND p.isleaf) AS t(relid)
      JOIN pg_class c ON c.oid = t.relid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE row_security_active(c.oid)
      ORDER BY 1, 2`,
     [[...new Set(tables)], side === "source"],
   );
   for (const row of rows) {
-    const where = row.rel === row.root ? row.rel : `${row.rel} (a partition of ${row.root})`;
+    const where = row.is_root ? row.root : `${row.rel} (a partition of ${row.root})`;
     const why = row.owner ? "FORCE ROW LEVEL SECURITY applies its policies to its owner too" : `its policies apply to role ${row.role}, which does not own it`;
     const effect = side === "source" ? "the snapshot would copy only the rows they show" : "every write would be checked against them (COPY refuses, an UPDATE or DELETE can match no row)";
     problems.push(
@@ -113,7 +114,7 @@ export async function checkPublicationRights(source: pg.Pool, name: string, tabl
               AND NOT EXISTS (SELECT rel FROM wanted EXCEPT SELECT rel FROM have)
               AND NOT EXISTS (SELECT rel FROM have EXCEPT SELECT rel FROM wanted) AS matches,
             has_database_privilege(current_database(), 'CREATE') AS can_create,
-            ARRAY(SELECT w.rel::text FROM wanted w JOIN pg_class c ON c.oid = w.rel WHERE NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1) AS not_owned`,
+            ARRAY(SELECT format('%I.%I', c.relnamespace::regnamespace::text, c.relname) FROM wanted w JOIN pg_class c ON c.oid = w.rel WHERE NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1) AS not_owned`,
     [name, [...tables]],
   );
   const r = rows[0]!;

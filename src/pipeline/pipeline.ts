@@ -15,7 +15,7 @@ import { StateStore } from "../state/stateStore.js";
 import { databasePools } from "../pooledClient.js";
 import type { TablePlan } from "../transform/plan.js";
 import type { AppliedBatch } from "./applyLoop.js";
-import { backoffMs, classify } from "./errorPolicy.js";
+import { backoffMs, classify, privilegeError, roleOf } from "./errorPolicy.js";
 import { preflight } from "./preflight.js";
 import { ensurePublication } from "./publication.js";
 import { runSnapshot } from "./snapshotPhase.js";
@@ -61,37 +61,57 @@ export class Pipeline {
     this.resyncs = options.resyncs;
   }
 
-  /** Runs until `signal` aborts (resolves) or a permanent error / exhausted retries (rejects). */
+  /**
+   * Runs until `signal` aborts (resolves) or a failure that retrying cannot fix (rejects); see
+   * errorPolicy.ts. An outage (a database down, restarting, unreachable) is retried for as long as
+   * it lasts; other transient failures and refused changes up to `apply.retry.maxAttempts` in a row.
+   */
   async run(signal: AbortSignal): Promise<void> {
     const { retry } = this.config.apply;
-    let attempt = 0;
+    const roles = { source: roleOf(this.config.source.url), target: roleOf(this.config.target.url) };
+    let failures = 0; // in a row, of any class: the backoff grows with it (capped at retry.maxDelayMs)
+    let counted = 0; // in a row, those bounded by retry.maxAttempts (an outage is not)
+    let failingSince = 0;
     for (;;) {
       const started = Date.now();
       try {
         await this.runOnce(signal);
         this.observer.phase?.("stopped");
         return;
-      } catch (error) {
+      } catch (caught) {
         if (signal.aborted) {
           this.observer.phase?.("stopped");
           return;
         }
-        const { disposition, reason } = classify(error);
-        if (error instanceof ApplyError && error.orderedThrough !== undefined) {
+        const verdict = classify(caught, { roles });
+        const error = verdict.class === "privilege" ? privilegeError(caught, verdict) : caught;
+        if (caught instanceof ApplyError && caught.orderedThrough !== undefined) {
           // Already ordered through there and still refused: a real conflict; keep the marker anyway.
-          this.orderedThrough = error.orderedThrough > (this.orderedThrough ?? 0n) ? error.orderedThrough : this.orderedThrough;
+          this.orderedThrough = caught.orderedThrough > (this.orderedThrough ?? 0n) ? caught.orderedThrough : this.orderedThrough;
         }
-        this.observer.error?.(errorKind(error, disposition), error);
-        if (Date.now() - started > HEALTHY_MS) attempt = 0;
-        attempt += 1;
-        // `apply.onError: stop` is about the target refusing a change; a lost connection is always retried.
-        const stopOnApply = this.config.apply.onError === "stop" && error instanceof PgferryError && error.kind === "apply";
-        if (disposition === "stop" || stopOnApply || attempt > retry.maxAttempts) {
+        this.observer.error?.(verdict.kind, error);
+        if (Date.now() - started > HEALTHY_MS) {
+          failures = 0;
+          counted = 0;
+        }
+        if (failures === 0) failingSince = Date.now();
+        failures += 1;
+        if (verdict.bounded) counted += 1;
+        // `apply.onError: stop` is about the target refusing a change; an outage is always retried.
+        const stopOnRejected = verdict.class === "rejected" && this.config.apply.onError === "stop";
+        if (verdict.disposition === "stop" || stopOnRejected || counted > retry.maxAttempts) {
           this.observer.phase?.("failed");
           throw error;
         }
-        const delay = backoffMs(attempt, retry.initialDelayMs, retry.maxDelayMs);
-        this.log.warn({ err: error, reason, attempt, maxAttempts: retry.maxAttempts, delayMs: delay }, "transient failure; restarting from the checkpoint");
+        const delay = backoffMs(failures, retry.initialDelayMs, retry.maxDelayMs);
+        const fields = { err: error, kind: verdict.kind, reason: verdict.reason, attempt: failures, failingForSeconds: Math.round((Date.now() - failingSince) / 1000), delayMs: delay };
+        if (verdict.class === "outage") {
+          // Not bounded: a restart, failover or maintenance window lasts as long as it lasts. One line
+          // per attempt, at most one per retry.maxDelayMs; errors and phase are exported meanwhile.
+          this.log.warn(fields, "database unavailable (transient failure); retrying until it is back, then resuming from the checkpoint");
+        } else {
+          this.log.warn({ ...fields, counted, maxAttempts: retry.maxAttempts }, "transient failure; restarting from the checkpoint");
+        }
         this.observer.phase?.("retrying");
         await sleep(delay, signal);
         if (signal.aborted) {
@@ -275,20 +295,13 @@ export class Pipeline {
   }
 }
 
-/**
- * The kind a failure is reported as (`pgferry_errors_total{kind}`). A server's error that is not
- * transient and not wrapped in a PgferryError is, in practice, the target rejecting a change.
- */
-function errorKind(error: unknown, disposition: "retry" | "stop"): string {
-  if (error instanceof PgferryError) return error.kind;
-  if (disposition === "retry") return "connection";
-  return error instanceof pg.DatabaseError ? "apply" : "internal";
-}
-
-function unreachable(side: string, url: string, error: unknown): PgferryError {
-  // A refused or dropped connection is worth retrying; a rejected password or unknown database is not.
-  const kind = classify(error).disposition === "retry" ? "connection" : "preflight";
-  return new PgferryError(kind, `cannot reach the ${side} database ${describeUrl(url)}: ${(error as Error).message}`, {
+function unreachable(side: "source" | "target", url: string, error: unknown): PgferryError {
+  // A refused or dropped connection is an outage, retried; a missing CONNECT grant is a privilege
+  // error; a rejected password, an unknown database or a certificate that does not verify stop.
+  const verdict = classify(error, { side, roles: { [side]: roleOf(url) } });
+  const message = `cannot reach the ${side} database ${describeUrl(url)}: ${(error as Error).message}`;
+  if (verdict.class === "privilege") return new PgferryError("privilege", message, { cause: error, hint: verdict.hint });
+  return new PgferryError(verdict.disposition === "retry" ? "connection" : "preflight", message, {
     cause: error,
     hint: `check ${side}.url, the network and that the server is up`,
   });

@@ -10,6 +10,9 @@ import { loadHooks } from "../transform/codeHook.js";
 import { compileMapping } from "../transform/mappingCompiler.js";
 import type { TablePlan } from "../transform/plan.js";
 import { snapshotSelect } from "../transform/snapshotSql.js";
+import { checkAccess } from "./accessChecks.js";
+import { findPoolers } from "./poolerCheck.js";
+import { checkTargetHazards } from "./targetHazards.js";
 
 export interface PreflightResult {
   plans: TablePlan[];
@@ -80,34 +83,9 @@ async function checkTarget(target: pg.Pool, problems: string[]): Promise<void> {
   }
 }
 
-async function checkPrivileges(db: pg.Pool, tables: readonly string[], privilege: string, side: string, problems: string[]): Promise<void> {
-  const { rows } = await db.query<{ id: string }>(
-    `SELECT id FROM unnest($1::text[]) AS id WHERE to_regclass(id) IS NOT NULL AND NOT has_table_privilege(to_regclass(id), $2)`,
-    [tables, privilege],
-  );
-  for (const row of rows) problems.push(`${side}: the role lacks ${privilege} on ${row.id}`);
-}
-
-/**
- * The snapshot reads a partitioned table one leaf partition at a time, and reading a partition
- * directly is checked against its own privileges, not its root's.
- */
-async function checkPartitionPrivileges(source: pg.Pool, tables: readonly string[], problems: string[]): Promise<void> {
-  const { rows } = await source.query<{ root: string; partition: string }>(
-    `SELECT r.id AS root, format('%I.%I', n.nspname, c.relname) AS partition
-     FROM unnest($1::text[]) AS r(id)
-     CROSS JOIN LATERAL pg_partition_tree(to_regclass(r.id)) AS p
-     JOIN pg_class c ON c.oid = p.relid
-     JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE p.isleaf AND p.relid <> to_regclass(r.id) AND NOT has_table_privilege(p.relid, 'SELECT')
-     ORDER BY 1, 2`,
-    [tables],
-  );
-  for (const row of rows) problems.push(`source: the role lacks SELECT on ${row.partition}, a partition of ${row.root} (the snapshot reads partitions directly)`);
-}
-
 export async function preflight(config: Config, source: pg.Pool, target: pg.Pool): Promise<PreflightResult> {
   const problems: string[] = [];
+  if (await findPoolers(config, problems)) throw new PreflightError(problems);
   const sourceIds = config.tables.map((t) => t.from);
   const targetIds = config.tables.map((t) => t.to);
   const [slotExists, , sourceTables, targetTables] = await Promise.all([
@@ -116,9 +94,6 @@ export async function preflight(config: Config, source: pg.Pool, target: pg.Pool
     describeTables(source, sourceIds),
     describeTables(target, targetIds),
   ]);
-  await checkPrivileges(source, sourceIds, "SELECT", "source", problems);
-  await checkPartitionPrivileges(source, sourceIds, problems);
-  for (const privilege of ["INSERT", "UPDATE", "DELETE"]) await checkPrivileges(target, targetIds, privilege, "target", problems);
   const { plans, problems: planProblems } = compileMapping({
     mappings: config.tables,
     sourceTables,
@@ -126,7 +101,9 @@ export async function preflight(config: Config, source: pg.Pool, target: pg.Pool
     snapshotFormat: config.snapshot.format,
   });
   problems.push(...planProblems);
+  await checkAccess(config, source, target, planProblems.length === 0 ? plans : null, problems);
   if (planProblems.length === 0) await checkExpressions(source, plans, problems);
+  if (planProblems.length === 0) await checkTargetHazards(target, source, plans, problems);
   if (problems.length > 0) throw new PreflightError(problems);
   await loadHooks(plans);
   return { plans, slotExists, warnings: [] };

@@ -18,6 +18,7 @@ import type { StateStore } from "../state/stateStore.js";
 import { loadHooks, runHook, type HookRow, type RowHook } from "../transform/codeHook.js";
 import type { EdgePlan, TablePlan } from "../transform/plan.js";
 import { openClient, prepareApplySession } from "../sql/session.js";
+import { classify } from "./errorPolicy.js";
 import { snapshotSelect } from "../transform/snapshotSql.js";
 
 export interface SnapshotOptions {
@@ -121,7 +122,14 @@ async function copyChunk(worker: Worker, chunk: Chunk, options: SnapshotOptions,
   try {
     for (const edge of chunk.plan.edges) {
       const hook = edge.hook ? hooks.get(edge.hook) : undefined;
-      rows = Math.max(rows, hook ? await copyEdgeWithHook(worker, chunk, edge, hook) : await copyEdge(worker, chunk, edge));
+      try {
+        rows = Math.max(rows, hook ? await copyEdgeWithHook(worker, chunk, edge, hook) : await copyEdge(worker, chunk, edge));
+      } catch (error) {
+        // The server's refusal of a row names neither table (COPY's context line, which quotes the
+        // row, is never logged); its code and class stay, so it is classified the same.
+        if (error instanceof pg.DatabaseError && classify(error).class !== "outage") error.message = `snapshot of ${chunk.plan.id} → ${edge.table.id}: ${error.message}`;
+        throw error;
+      }
     }
     await options.store.addCopiedRows(worker.target, chunk.plan.id, rows);
     await worker.target.query("COMMIT");

@@ -21,6 +21,8 @@ export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
   TimeZone: "UTC",
   client_encoding: "UTF8",
   row_security: "off",
+  // money's text form follows lc_monetary; in C both sides print and read the stored amount alike.
+  lc_monetary: "C",
 };
 
 /** libpq `options` escaping: a backslash before spaces and backslashes. */

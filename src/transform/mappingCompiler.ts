@@ -246,7 +246,7 @@ class Compiler {
     if (this.input.snapshotFormat === "binary" && !binary) {
       this.problems.push(`${where}: snapshot.format is binary but ${mapping.from} → ${mapping.to} transforms or converts columns (use auto or text)`);
     }
-    const tableColumns: TargetColumn[] = columns.map(({ column }) => ({ name: column.name, type: column.type }));
+    const tableColumns: TargetColumn[] = columns.map(({ column }) => ({ name: column.name, type: column.type, castType: column.castType }));
     return {
       index,
       table: { id: `${target.schema}.${target.name}`, schema: target.schema, name: target.name, columns: tableColumns, keyIndexes },

@@ -4,15 +4,20 @@
  * asked of the source itself (a temporary view over each entry's SELECT, rolled back), so derived
  * columns get the type their expression has; source enum types become text (the target has no such
  * type), domains their base type. Keys: the target key is the columns derived from the source key.
+ * An extension that owns a column's type (pgvector's `vector`) gets `CREATE EXTENSION IF NOT EXISTS`.
  */
 import type pg from "pg";
 import { quoteIdent } from "../apply/statements.js";
 import type { CatalogTable } from "../catalog/tableCatalog.js";
 import type { TableMapping } from "../config/index.js";
+import { PgferryError } from "../errors.js";
 import { referencedColumns } from "./sqlRefs.js";
 import { literal } from "./snapshotSql.js";
 
 interface ProbedColumn { name: string; type: string; notNull: boolean; key: boolean }
+
+/** An extension that owns a type the emitted columns use (pgvector's `vector`, `citext`, `hstore`). */
+interface TypeExtension { name: string; schema: string }
 
 function selectFor(mapping: TableMapping, source: CatalogTable): { list: string[]; names: string[]; notNull: boolean[]; key: boolean[] } {
   const list: string[] = [];
@@ -52,35 +57,55 @@ function selectFor(mapping: TableMapping, source: CatalogTable): { list: string[
   return { list, names, notNull, key };
 }
 
-async function probe(source: pg.ClientBase, mapping: TableMapping, table: CatalogTable): Promise<ProbedColumn[]> {
+async function probe(source: pg.ClientBase, mapping: TableMapping, table: CatalogTable, extensions: Map<string, TypeExtension>): Promise<ProbedColumn[]> {
   const { list, names, notNull, key } = selectFor(mapping, table);
   const view = "pgferry_ddl_probe";
   await source.query("BEGIN");
   try {
     const aliased = list.map((expr, i) => `${expr} AS ${quoteIdent(names[i]!)}`).join(", ");
     await source.query(`CREATE TEMPORARY VIEW ${view} AS SELECT ${aliased} FROM ONLY ${quoteIdent(table.schema)}.${quoteIdent(table.name)} AS s`);
-    const { rows } = await source.query<{ name: string; type: string }>(
+    // The type as emitted (an enum becomes text, a domain its base type), then the extension that
+    // owns it or, for an array, its element type (pg_depend records extension membership).
+    const { rows } = await source.query<{ name: string; type: string; extension: string | null; extension_schema: string | null }>(
       `SELECT a.attname AS name,
               CASE WHEN t.typtype = 'e' THEN 'text'
                    WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
                    WHEN t.typname = 'unknown' THEN 'text'
-                   ELSE format_type(a.atttypid, a.atttypmod) END AS type
+                   ELSE format_type(a.atttypid, a.atttypmod) END AS type,
+              x.extname AS extension, x.nspname AS extension_schema
        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+       JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+       LEFT JOIN LATERAL (
+         SELECT e.extname, n.nspname
+         FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid JOIN pg_namespace n ON n.oid = e.extnamespace
+         WHERE d.classid = 'pg_type'::regclass AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+           AND d.objid = CASE WHEN b.typcategory = 'A' AND b.typelem <> 0 THEN b.typelem ELSE b.oid END
+           AND t.typtype <> 'e'
+         LIMIT 1) x ON true
        WHERE a.attrelid = to_regclass('pg_temp.${view}') AND a.attnum > 0 ORDER BY a.attnum`,
     );
+    for (const row of rows) {
+      if (row.extension !== null) extensions.set(row.extension, { name: row.extension, schema: row.extension_schema ?? "public" });
+    }
     return rows.map((r, i) => ({ name: r.name, type: r.type, notNull: notNull[i] ?? false, key: key[i] ?? false }));
   } finally {
     await source.query("ROLLBACK");
   }
 }
 
+/** An identifier as written by hand: bare when it is a plain lowercase name (`vector`), quoted otherwise. */
+function identifier(name: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : quoteIdent(name);
+}
+
 export async function targetDdl(source: pg.ClientBase, mappings: readonly TableMapping[], sourceTables: ReadonlyMap<string, CatalogTable | null>): Promise<string> {
   const byTarget = new Map<string, ProbedColumn[]>();
+  const extensions = new Map<string, TypeExtension>();
   const order: string[] = [];
   for (const mapping of mappings) {
     const table = sourceTables.get(mapping.from);
-    if (!table) throw new Error(`tables: source table ${mapping.from} does not exist`);
-    const columns = await probe(source, mapping, table);
+    if (!table) throw new PgferryError("mapping", `tables: source table ${mapping.from} does not exist (or is not a table)`, { hint: "check tables[].from against the source (pgferry plan --check lists every problem)" });
+    const columns = await probe(source, mapping, table, extensions);
     const existing = byTarget.get(mapping.to);
     if (!existing) {
       byTarget.set(mapping.to, columns);
@@ -96,7 +121,17 @@ export async function targetDdl(source: pg.ClientBase, mappings: readonly TableM
     for (const known of existing) if (!columns.some((c) => c.name === known.name)) known.notNull = false;
   }
   const schemas = [...new Set(order.map((t) => t.split(".")[0]!))];
-  const lines = schemas.map((s) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)};`);
+  // Extensions first: the tables' types need them. One kept outside public goes to the same schema,
+  // so a type name format_type() qualified with it resolves on the target too.
+  const lines: string[] = [];
+  for (const extension of [...extensions.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (extension.schema === "public" || extension.schema === "pg_catalog") {
+      lines.push(`CREATE EXTENSION IF NOT EXISTS ${identifier(extension.name)};`);
+    } else {
+      lines.push(`CREATE SCHEMA IF NOT EXISTS ${identifier(extension.schema)};`, `CREATE EXTENSION IF NOT EXISTS ${identifier(extension.name)} WITH SCHEMA ${identifier(extension.schema)};`);
+    }
+  }
+  lines.push(...schemas.map((s) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)};`));
   for (const target of order) {
     const columns = byTarget.get(target)!;
     const [schema, name] = target.split(".") as [string, string];

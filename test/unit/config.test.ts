@@ -201,7 +201,10 @@ describe("parseConfig: invalid files report each problem by key path", () => {
 
   it("invalid connection URL, without echoing it", () => {
     const env = { SOURCE_URL: "host=old.db password=s3cret-source", TARGET_URL: "mysql://app:s3cret-target@new.db/new" };
-    expect(problemsOf(minimal(), env)).toEqual(["source.url: not a PostgreSQL connection URL", "target.url: not a PostgreSQL connection URL"]);
+    expect(problemsOf(minimal(), env)).toEqual([
+      "source.url: not a PostgreSQL connection URL (from environment variable SOURCE_URL)",
+      "target.url: not a PostgreSQL connection URL (from environment variable TARGET_URL)",
+    ]);
   });
 
   it("bad byte size", () => {

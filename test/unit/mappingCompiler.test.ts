@@ -5,7 +5,7 @@ import { compileMapping } from "../../src/transform/mappingCompiler.js";
 import { referencedColumns } from "../../src/transform/sqlRefs.js";
 
 function column(name: string, type: string, extra: Partial<CatalogColumn> = {}): CatalogColumn {
-  return { name, type, typeOid: 0, notNull: false, binaryPortable: true, hasDefault: false, identity: "", ...extra };
+  return { name, type, castType: type.replace(/\(.*\)/, ""), typeOid: 0, notNull: false, binaryPortable: true, hasDefault: false, identity: "", ...extra };
 }
 
 function table(id: string, columns: CatalogColumn[], key: string[] | null, extra: Partial<CatalogTable> = {}): CatalogTable {

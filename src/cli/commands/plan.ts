@@ -2,7 +2,8 @@
  * `pgferry plan`: compiles the mapping against both live catalogs and prints, per source table,
  * its targets and where each target column comes from. `--ddl` prints target DDL derived from the
  * source alone (for users without migrations); `--check` runs the whole preflight (server settings,
- * privileges, expressions) and exits 1 listing every problem.
+ * privileges, expressions) and exits 1 listing every problem. Plain `plan` checks only what the
+ * catalogs tell (tables, columns, keys, types) and says so on stderr.
  */
 import { describeTables } from "../../catalog/tableCatalog.js";
 import { loadConfig } from "../../config/index.js";
@@ -10,14 +11,22 @@ import { preflight, PreflightError } from "../../pipeline/preflight.js";
 import { compileMapping } from "../../transform/mappingCompiler.js";
 import { formatPlan } from "../../transform/planReport.js";
 import { targetDdl } from "../../transform/targetDdl.js";
-import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
+import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 import { databasePools, withPooledClient } from "../../pooledClient.js";
+
+/** Plain `plan` reads the catalogs only: what it does not check, said where an operator looks. */
+export const PLAN_ONLY_NOTE =
+  "note: plan checked tables, columns, keys and types against the catalogs only; SQL expressions (columns.sql, where), privileges and server settings are checked by `pgferry plan --check`\n";
 
 export const planCommand: Command = {
   name: "plan",
   summary: "print the compiled mapping (--ddl: target DDL; --check: full preflight)",
   usage: "pgferry plan [--config pgferry.yaml] [--ddl | --check]",
   options: { ...CONFIG_OPTION, ddl: { type: "boolean", default: false }, check: { type: "boolean", default: false } },
+  validate(values, positionals) {
+    if (values.ddl && values.check) return "--ddl and --check exclude each other: --ddl prints target DDL, --check runs the full preflight";
+    return unexpectedPositionals(positionals);
+  },
   async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
     const pools = databasePools(config, "pgferry-plan", 2);
@@ -29,6 +38,9 @@ export const planCommand: Command = {
         return EXIT_OK;
       }
       if (values.check) {
+        // Reached through the tagged pool first, so an unreachable target is reported as such (with
+        // its side and URL) rather than from inside one of the preflight's own probes.
+        await target.query("SELECT 1");
         try {
           const { plans } = await preflight(config, source, target);
           io.stdout.write(formatPlan(plans));
@@ -43,11 +55,9 @@ export const planCommand: Command = {
       const targetTables = await describeTables(target, config.tables.map((t) => t.to));
       const { plans, problems } = compileMapping({ mappings: config.tables, sourceTables, targetTables, snapshotFormat: config.snapshot.format });
       io.stdout.write(formatPlan(plans));
-      if (problems.length > 0) {
-        io.stdout.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
-        return EXIT_FAILURE;
-      }
-      return EXIT_OK;
+      if (problems.length > 0) io.stdout.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
+      io.stderr.write(PLAN_ONLY_NOTE);
+      return problems.length > 0 ? EXIT_FAILURE : EXIT_OK;
     } finally {
       await pools.end();
     }

@@ -5,7 +5,8 @@
  */
 import { loadConfig } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
-import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Command } from "../command.js";
+import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, unexpectedPositionals, type Command } from "../command.js";
+import { daemonListen } from "../daemonAddress.js";
 import { controlUrl } from "./status.js";
 
 interface ResyncView {
@@ -57,14 +58,16 @@ export const resyncCommand: Command = {
   summary: "resync one source table while streaming (through the running daemon)",
   usage: "pgferry resync <schema.table> [--config pgferry.yaml] [--wait]",
   options: { ...CONFIG_OPTION, wait: { type: "boolean", default: false } },
+  validate(_values, positionals) {
+    const [table, ...extra] = positionals;
+    if (table === undefined) return "missing the table to resync (schema.table)";
+    if (!table.includes(".")) return `expected the table as schema.table, not '${table}'`;
+    return unexpectedPositionals(extra);
+  },
   async run(values, positionals, io) {
-    const table = positionals[0];
-    if (!table || positionals.length !== 1) {
-      io.stderr.write(`usage: ${this.usage}\n`);
-      return EXIT_USAGE;
-    }
+    const table = positionals[0]!;
     const config = loadConfig(String(values.config), io.env);
-    const base = controlUrl(config.control.listen);
+    const base = controlUrl(daemonListen(config));
     const headers: Record<string, string> = config.control.adminToken ? { authorization: `Bearer ${config.control.adminToken}` } : {};
     const started = await call(`${base}/v1/tables/${encodeURIComponent(table)}/resync`, { method: "POST", headers });
     if (started.status !== 202) {

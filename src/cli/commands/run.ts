@@ -1,14 +1,22 @@
-/** `pgferry run`: the daemon. Snapshot, then stream until stopped; the control server runs alongside. */
+/**
+ * `pgferry run`: the daemon. A configuration that can never connect (a wrong password, an unknown
+ * database or role, a TLS mismatch) ends it at once, with one report; a database that is down is an
+ * outage, which the pipeline waits out however long it lasts. Then snapshot, then stream until
+ * stopped, the control server alongside. A failure is logged once, as one line (errorReport.ts).
+ */
 import { openPool } from "../../sql/session.js";
-import { loadConfig } from "../../config/index.js";
+import { loadConfig, type Config } from "../../config/index.js";
 import { ControlPlane } from "../../control/controlPlane.js";
-import { createLogger } from "../../log/logger.js";
-import { PgferryError } from "../../errors.js";
+import { createLogger, type Logger } from "../../log/logger.js";
+import { classify } from "../../pipeline/errorPolicy.js";
+import { databasePools } from "../../pooledClient.js";
 import { Pipeline } from "../../pipeline/pipeline.js";
 import { ResyncEngine } from "../../pipeline/resync/resyncEngine.js";
 import { ResyncStore } from "../../state/resyncStore.js";
 import { resyncApi } from "../resyncApi.js";
-import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
+import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
+import { recordDaemonAddress } from "../daemonAddress.js";
+import { describeError, reportLogFields, withQuietErrors } from "../errorReport.js";
 import { handleShutdownSignals } from "../signals.js";
 
 export const runCommand: Command = {
@@ -16,9 +24,10 @@ export const runCommand: Command = {
   summary: "run the pipeline: snapshot, then stream changes until stopped",
   usage: "pgferry run [--config pgferry.yaml]",
   options: { ...CONFIG_OPTION },
+  validate: (_values, positionals) => unexpectedPositionals(positionals),
   async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
-    const log = createLogger({ level: config.log.level, format: config.log.format, destination: io.stdout });
+    const log = withQuietErrors(createLogger({ level: config.log.level, format: config.log.format, destination: io.stdout }));
     const controller = new AbortController();
     const release = handleShutdownSignals(
       (signal) => {
@@ -30,6 +39,12 @@ export const runCommand: Command = {
         process.exit(EXIT_FAILURE);
       },
     );
+    const unreachable = await refusedConnection(config);
+    if (unreachable !== undefined) {
+      release();
+      logFailure(log, "cannot start", unreachable);
+      return EXIT_FAILURE;
+    }
     // The resync engine outlives retries of the pipeline; its records live in the target's state schema.
     const statePool = openPool(config.target.url, { applicationName: "pgferry-resync-state", max: 2 });
     const resyncs = new ResyncEngine({
@@ -40,8 +55,9 @@ export const runCommand: Command = {
     });
     // Listening first: status and metrics answer during preflight and the snapshot too.
     const control = new ControlPlane({ config, log, resyncs: resyncApi(resyncs) });
+    let forgetAddress: () => void;
     try {
-      await control.start();
+      forgetAddress = recordDaemonAddress(config, (await control.start()).port);
     } catch (error) {
       release();
       await statePool.end();
@@ -52,14 +68,37 @@ export const runCommand: Command = {
       log.info("stopped");
       return EXIT_OK;
     } catch (error) {
-      const kind = error instanceof PgferryError ? error.kind : "internal";
-      const hint = error instanceof PgferryError ? error.hint : undefined;
-      log.fatal({ err: error, kind, hint }, "pipeline stopped on an error");
+      logFailure(log, "pipeline stopped", error);
       return EXIT_FAILURE;
     } finally {
+      forgetAddress();
       await control.stop();
       await statePool.end();
       release();
     }
   },
 };
+
+/** The failure as one log line: the report's headline and message once, hint and side as fields. */
+function logFailure(log: Logger, what: string, error: unknown): void {
+  const report = describeError(error);
+  log.fatal(reportLogFields(report, error), `${what}: ${report.headline}: ${report.message}`);
+}
+
+/**
+ * The error of a database that refuses pgferry for good (credentials, database, role, TLS), if one
+ * does. One try each: a database that cannot be reached right now is an outage, left to the
+ * pipeline's retries (the control server then reports it, unready).
+ */
+async function refusedConnection(config: Config): Promise<unknown> {
+  const pools = databasePools(config, "pgferry", 1);
+  try {
+    for (const pool of [pools.source, pools.target]) {
+      const error = await pool.query("SELECT 1").then(() => undefined, (e: unknown) => e);
+      if (error !== undefined && classify(error).disposition !== "retry") return error;
+    }
+    return undefined;
+  } finally {
+    await pools.end();
+  }
+}

@@ -7,18 +7,20 @@ import { loadConfig } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
 import { databasePools } from "../../pooledClient.js";
 import { StateStore } from "../../state/stateStore.js";
-import { CONFIG_OPTION, EXIT_OK, EXIT_USAGE, type Command } from "../command.js";
+import { CONFIG_OPTION, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 
 export const slotCommand: Command = {
   name: "slot",
   summary: "slot drop: drop the replication slot and reset the pipeline state (next run re-copies)",
   usage: "pgferry slot drop [--config pgferry.yaml]",
   options: { ...CONFIG_OPTION },
-  async run(values, positionals, io) {
-    if (positionals[0] !== "drop" || positionals.length !== 1) {
-      io.stderr.write(`usage: ${this.usage}\n`);
-      return EXIT_USAGE;
-    }
+  validate(_values, positionals) {
+    const [subcommand, ...extra] = positionals;
+    if (subcommand === undefined) return "missing subcommand: slot drop";
+    if (subcommand !== "drop") return `unknown subcommand '${subcommand}' (slot has one: drop)`;
+    return unexpectedPositionals(extra);
+  },
+  async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
     const pools = databasePools(config, "pgferry-slot", 1);
     const { source, target } = pools;

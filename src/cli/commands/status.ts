@@ -1,16 +1,18 @@
 /**
  * `pgferry status`: asks the running daemon (`GET /v1/status` on control.listen) and prints the
- * phase, lag, checkpoint and a per-table table; `--json` prints the JSON. When no daemon answers, it
- * reads the state the daemon keeps in the target's state schema instead, and says so.
+ * phase, lag, checkpoint and a per-table table; `--json` prints the JSON. With control.listen port 0
+ * it asks the port the daemon recorded (daemonAddress.ts). When no daemon answers, it reads the state
+ * the daemon keeps in the target's state schema instead, and says so.
  */
 import { openPool } from "../../sql/session.js";
 import { loadConfig, parseListenAddress, type Config } from "../../config/index.js";
-import { PgferryError } from "../../errors.js";
+import { PgferryError, tagEndpoint } from "../../errors.js";
 import { tableReport, type PipelineStatus, type TableReport } from "../../control/pipelineMonitor.js";
 import { formatBytes, formatSeconds } from "../../control/statusPage.js";
 import { formatLsn } from "../../source/lsn.js";
 import { StateStore } from "../../state/stateStore.js";
-import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, type Command } from "../command.js";
+import { CONFIG_OPTION, EXIT_OK, type Command } from "../command.js";
+import { picksFreePort, recordedDaemonListen } from "../daemonAddress.js";
 
 const TIMEOUT_MS = 3_000;
 
@@ -56,7 +58,10 @@ async function readStoredStatus(config: Config, reason: string): Promise<StoredS
   try {
     const store = new StateStore({ pool, schema: config.target.stateSchema, pipeline: config.source.slot });
     const exists = await store.exists().catch((error: unknown) => {
-      throw new PgferryError("connection", `${reason}, and the target cannot be read: ${(error as Error).message}`, { cause: error, hint: "check target.url and that the server is up" });
+      throw new PgferryError("connection", `${reason}, and the target cannot be read: ${(error as Error).message}`, {
+        cause: tagEndpoint(error, "target", config.target.url),
+        hint: "check target.url and that the server is up",
+      });
     });
     const summary = exists ? await store.summary() : null;
     if (!summary) {
@@ -115,13 +120,17 @@ export const statusCommand: Command = {
   options: { ...CONFIG_OPTION, json: { type: "boolean", default: false } },
   async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
-    const base = controlUrl(config.control.listen);
     let live: PipelineStatus | undefined;
     let reason = "";
-    try {
-      live = await fetchStatus(base);
-    } catch (error) {
-      reason = (error as Error).message;
+    const listen = recordedDaemonListen(config);
+    if (listen === undefined && picksFreePort(config)) {
+      reason = `no running pgferry recorded its control port for this config (control.listen ${config.control.listen} picks a free port)`;
+    } else {
+      try {
+        live = await fetchStatus(controlUrl(listen ?? config.control.listen));
+      } catch (error) {
+        reason = (error as Error).message;
+      }
     }
     if (live) {
       io.stdout.write(values.json ? `${JSON.stringify(live, null, 2)}\n` : formatLive(live));
@@ -132,8 +141,7 @@ export const statusCommand: Command = {
       stored = await readStoredStatus(config, reason);
     } catch (error) {
       if (error instanceof PgferryError) throw error;
-      io.stderr.write(`pgferry status: ${reason}; reading the target failed: ${(error as Error).message}\n`);
-      return EXIT_FAILURE;
+      throw new PgferryError("state", `${reason}; reading the target's state failed: ${(error as Error).message}`, { cause: tagEndpoint(error, "target", config.target.url) });
     }
     if (values.json) {
       io.stderr.write(`pgferry status: ${reason}; state read from the target instead\n`);
