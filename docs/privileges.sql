@@ -17,6 +17,13 @@
 --   state_schema  target only: config `target.stateSchema` (default _pgferry)
 --   password      optional. Without it psql asks for the password when it creates the role
 --                 (\password sends only a SCRAM hash, so the clear text reaches no server log).
+--   bypassrls     optional, on | off (default off). Row-level security that applies to pgferry's
+--                 role would hide rows from the snapshot (source) or check every write against a
+--                 policy (target); pgferry's sessions run with row_security = off, so such a table
+--                 is an error, and preflight names each one. `-v bypassrls=on` gives the role
+--                 BYPASSRLS (only a superuser may). Managed services: Supabase's `postgres` role and
+--                 Neon's console roles (members of neon_superuser) already have BYPASSRLS; elsewhere
+--                 check with  SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user;
 --
 -- It is safe to run again, for example after adding tables to the mapping: the roles, the
 -- publication and the state schema are created when missing and brought up to date otherwise.
@@ -116,6 +123,16 @@ SELECT format('GRANT USAGE ON SCHEMA %s TO pgferry_target', :'table_schemas') \g
 -- (without TRUNCATE pgferry falls back to DELETE for the re-copy, but a replicated TRUNCATE fails).
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON TABLE :tables TO pgferry_target;
 
+-- Sequences behind the defaults of the target tables' columns (serial, bigserial, nextval(...)):
+-- a column the mapping does not write takes its default on insert, which calls nextval. Identity
+-- columns need no grant on their sequence.
+SELECT format('GRANT USAGE ON SEQUENCE %s TO pgferry_target', s.oid::regclass)
+FROM unnest(string_to_array(:'tables', ',')) AS t(name)
+JOIN pg_attrdef ad ON ad.adrelid = trim(t.name)::regclass
+JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+GROUP BY s.oid \gexec
+
 -- pgferry's own state (checkpoint, table states) lives in this schema. Owning it is all pgferry
 -- needs: it creates its tables there and needs no CREATE on the database.
 \if :{?state_schema}
@@ -132,6 +149,18 @@ GRANT SET ON PARAMETER session_replication_role TO pgferry_target;
 -- origin so a reverse pipeline can skip them. Without it pgferry works, its writes are untagged.
 -- GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text)
 --   TO pgferry_target;
+\endif
+
+\if :{?bypassrls}
+\else
+\set bypassrls off
+\endif
+\if :bypassrls
+\if :is_source
+ALTER ROLE pgferry_source BYPASSRLS;
+\else
+ALTER ROLE pgferry_target BYPASSRLS;
+\endif
 \endif
 
 \if :{?password}
