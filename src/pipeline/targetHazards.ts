@@ -26,6 +26,25 @@ type Queryable = Pick<pg.Pool, "query">;
 const sourceRel = (plan: TablePlan) => qualifiedName(plan.source);
 const targetRel = (edge: EdgePlan) => qualifiedName(edge.table);
 
+/** Each target column copied from a source column, with what both catalogs say of it. */
+function* copiedColumns(
+  plans: readonly TablePlan[],
+  sourceFacts: Map<string, Map<string, ColumnFacts>>,
+  targetFacts: Map<string, Map<string, ColumnFacts>>,
+): Generator<{ plan: TablePlan; edge: EdgePlan; origin: { column: string }; column: EdgePlan["table"]["columns"][number]; from: ColumnFacts; to: ColumnFacts }> {
+  for (const plan of plans) {
+    for (const edge of plan.edges) {
+      for (const [i, origin] of edge.origins.entries()) {
+        if (origin.kind !== "column") continue;
+        const column = edge.table.columns[i]!;
+        const from = sourceFacts.get(sourceRel(plan))?.get(origin.column);
+        const to = targetFacts.get(targetRel(edge))?.get(column.name);
+        if (from && to) yield { plan, edge, origin, column, from, to };
+      }
+    }
+  }
+}
+
 /** Writes that pgferry does under `session_replication_role = replica` fire only these. */
 const ENABLED_LABEL: Record<string, string> = { A: "ENABLE ALWAYS", R: "ENABLE REPLICA" };
 
@@ -281,23 +300,16 @@ function checkEnumLabels(
   targetFacts: Map<string, Map<string, ColumnFacts>>,
   problems: string[],
 ): void {
-  for (const plan of plans) {
-    for (const edge of plan.edges) {
-      edge.origins.forEach((origin, i) => {
-        if (origin.kind !== "column") return;
-        const from = sourceFacts.get(sourceRel(plan))?.get(origin.column);
-        const to = targetFacts.get(targetRel(edge))?.get(edge.table.columns[i]!.name);
-        if (!from?.labels || !to?.labels) return;
-        const missing = from.labels.filter((label) => !to.labels!.includes(label));
-        if (missing.length === 0) return;
-        const quoted = missing.map((l) => `'${l.replace(/'/g, "''")}'`);
-        problems.push(
-          `tables[${edge.index}]: enum ${to.enum_type ?? to.base} of ${edge.table.id}.${to.column} lacks ${missing.length === 1 ? "the label" : "labels"} ` +
-            `${quoted.join(", ")} that ${from.enum_type ?? from.base} of ${plan.id}.${origin.column} has, so a row carrying ${missing.length === 1 ? "it" : "one"} ` +
-            `would stop the pipeline; add ${missing.length === 1 ? "it" : "them"} on the target first (${quoted.map((q) => `ALTER TYPE ${to.enum_type ?? to.base} ADD VALUE ${q}`).join("; ")})`,
-        );
-      });
-    }
+  for (const { plan, edge, origin, from, to } of copiedColumns(plans, sourceFacts, targetFacts)) {
+    if (!from.labels || !to.labels) continue;
+    const missing = from.labels.filter((label) => !to.labels!.includes(label));
+    if (missing.length === 0) continue;
+    const quoted = missing.map((l) => `'${l.replace(/'/g, "''")}'`);
+    problems.push(
+      `tables[${edge.index}]: enum ${to.enum_type ?? to.base} of ${edge.table.id}.${to.column} lacks ${missing.length === 1 ? "the label" : "labels"} ` +
+        `${quoted.join(", ")} that ${from.enum_type ?? from.base} of ${plan.id}.${origin.column} has, so a row carrying ${missing.length === 1 ? "it" : "one"} ` +
+        `would stop the pipeline; add ${missing.length === 1 ? "it" : "them"} on the target first (${quoted.map((q) => `ALTER TYPE ${to.enum_type ?? to.base} ADD VALUE ${q}`).join("; ")})`,
+    );
   }
 }
 
@@ -368,24 +380,16 @@ function checkTypeModifiers(
   targetFacts: Map<string, Map<string, ColumnFacts>>,
   problems: string[],
 ): void {
-  for (const plan of plans) {
-    for (const edge of plan.edges) {
-      edge.origins.forEach((origin, i) => {
-        if (origin.kind !== "column") return;
-        const column = edge.table.columns[i]!;
-        const from = sourceFacts.get(sourceRel(plan))?.get(origin.column);
-        const to = targetFacts.get(targetRel(edge))?.get(column.name);
-        if (!from || !to || from.base !== to.base) return;
-        const change = roundingModifier(to.base, from.typmod, to.typmod);
-        if (!change) return;
-        const sourceType = plan.source.columns.find((c) => c.name === origin.column)?.type ?? from.base;
-        problems.push(
-          `tables[${edge.index}]: ${edge.table.id}.${column.name} is ${column.type} but ${plan.id}.${origin.column} is ${sourceType}: ` +
-            `values would be ${change} without an error; give the target column the source's type (ALTER TABLE ${edge.table.id} ALTER COLUMN ${column.name} TYPE ${sourceType}) ` +
-            `or convert on purpose in the mapping (columns: { ${column.name}: { sql: "${origin.column}::${column.type}" } })`,
-        );
-      });
-    }
+  for (const { plan, edge, origin, column, from, to } of copiedColumns(plans, sourceFacts, targetFacts)) {
+    if (from.base !== to.base) continue;
+    const change = roundingModifier(to.base, from.typmod, to.typmod);
+    if (!change) continue;
+    const sourceType = plan.source.columns.find((c) => c.name === origin.column)?.type ?? from.base;
+    problems.push(
+      `tables[${edge.index}]: ${edge.table.id}.${column.name} is ${column.type} but ${plan.id}.${origin.column} is ${sourceType}: ` +
+        `values would be ${change} without an error; give the target column the source's type (ALTER TABLE ${edge.table.id} ALTER COLUMN ${column.name} TYPE ${sourceType}) ` +
+        `or convert on purpose in the mapping (columns: { ${column.name}: { sql: "${origin.column}::${column.type}" } })`,
+    );
   }
 }
 
@@ -400,33 +404,25 @@ function checkTypeDefinitions(
   targetFacts: Map<string, Map<string, ColumnFacts>>,
   problems: string[],
 ): void {
-  for (const plan of plans) {
-    for (const edge of plan.edges) {
-      edge.origins.forEach((origin, i) => {
-        if (origin.kind !== "column") return;
-        const column = edge.table.columns[i]!;
-        const from = sourceFacts.get(sourceRel(plan))?.get(origin.column);
-        const to = targetFacts.get(targetRel(edge))?.get(column.name);
-        if (!from || !to || from.kind !== to.kind || from.definition === to.definition) return;
-        const where = `tables[${edge.index}]`;
-        if (to.kind === "c") {
-          problems.push(
-            `${where}: composite type ${to.type_name} of ${edge.table.id}.${column.name} is (${to.definition ?? ""}) on the target but ` +
-              `${from.type_name} of ${plan.id}.${origin.column} is (${from.definition ?? ""}) on the source; its values travel as text, field by field in order, ` +
-              `so they would land in other fields or be converted; give the target type the source's fields in the source's order`,
-          );
-        } else if (to.kind === "d") {
-          const [base, sourceTypmod, targetTypmod] = [to.domain_base ?? "", from.domain_typmod ?? -1, to.domain_typmod ?? -1];
-          const change =
-            from.domain_base === to.domain_base ? (roundingModifier(base, sourceTypmod, targetTypmod) ?? shorterLength(base, sourceTypmod, targetTypmod)) : "converted";
-          if (from.domain_base === to.domain_base && change === null) return;
-          problems.push(
-            `${where}: domain ${to.type_name} of ${edge.table.id}.${column.name} is over ${to.definition ?? "?"} on the target but ` +
-              `${from.type_name} of ${plan.id}.${origin.column} is over ${from.definition ?? "?"} on the source: values would be ${change ?? "converted"} without an error; ` +
-              `give the target domain the source's base type`,
-          );
-        }
-      });
+  for (const { plan, edge, origin, column, from, to } of copiedColumns(plans, sourceFacts, targetFacts)) {
+    if (from.kind !== to.kind || from.definition === to.definition) continue;
+    const where = `tables[${edge.index}]`;
+    if (to.kind === "c") {
+      problems.push(
+        `${where}: composite type ${to.type_name} of ${edge.table.id}.${column.name} is (${to.definition ?? ""}) on the target but ` +
+          `${from.type_name} of ${plan.id}.${origin.column} is (${from.definition ?? ""}) on the source; its values travel as text, field by field in order, ` +
+          `so they would land in other fields or be converted; give the target type the source's fields in the source's order`,
+      );
+    } else if (to.kind === "d") {
+      const [base, sourceTypmod, targetTypmod] = [to.domain_base ?? "", from.domain_typmod ?? -1, to.domain_typmod ?? -1];
+      const change =
+        from.domain_base === to.domain_base ? (roundingModifier(base, sourceTypmod, targetTypmod) ?? shorterLength(base, sourceTypmod, targetTypmod)) : "converted";
+      if (from.domain_base === to.domain_base && change === null) continue;
+      problems.push(
+        `${where}: domain ${to.type_name} of ${edge.table.id}.${column.name} is over ${to.definition ?? "?"} on the target but ` +
+          `${from.type_name} of ${plan.id}.${origin.column} is over ${from.definition ?? "?"} on the source: values would be ${change ?? "converted"} without an error; ` +
+          `give the target domain the source's base type`,
+      );
     }
   }
 }
