@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "bench/results/", "coverage/"] },
+  { ignores: ["dist/", "dist-tools/", "node_modules/", "bench/results/", "coverage/"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -24,7 +24,7 @@ export default tseslint.config(
   },
   {
     // The process entry point hands the environment to src/config; nothing else reads it.
-    files: ["src/config/**", "src/cli/bin.ts", "test/**", "src/embedded/**", "vitest.config.ts", "vitest.soak.config.ts"],
+    files: ["src/config/**", "src/cli/bin.ts", "test/**", "tools/embedded/**", "vitest.config.ts", "vitest.soak.config.ts"],
     rules: { "no-restricted-syntax": "off" },
   },
   {

@@ -15,6 +15,8 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
           globalSetup: ["test/harness/globalSetup.ts"],
+          // Marks a file whose test failed, so PGFERRY_KEEP_FAILED=1 keeps its databases.
+          setupFiles: ["test/harness/keepFailed.ts"],
           // Integration tests wait on real servers; conditions are awaited with deadlines (waitFor).
           testTimeout: 180_000,
           hookTimeout: 120_000,

@@ -73,36 +73,23 @@ function applyError(statement: Statement, error: unknown): unknown {
 
 export class Applier {
   private open = false;
-  /** Whether the session carries a replication origin (the role may lack the right to set one). */
-  readonly originActive: boolean;
-
   private onMissingRows: ApplierOptions["onMissingRows"];
 
-  private constructor(private readonly client: pg.Client, originActive: boolean) {
-    this.originActive = originActive;
-  }
+  private constructor(private readonly client: pg.Client) {}
 
   static async connect(options: ApplierOptions): Promise<Applier> {
     const client = await openClient(options.url, { applicationName: options.applicationName });
     try {
       await prepareApplySession(client);
-      let originActive = false;
-      if (options.origin) originActive = await setupOrigin(client, options.origin);
-      const applier = new Applier(client, originActive);
+      // Tagged where the role may (see setupOrigin); untagged writes work the same.
+      if (options.origin) await setupOrigin(client, options.origin);
+      const applier = new Applier(client);
       applier.onMissingRows = options.onMissingRows;
       return applier;
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
     }
-  }
-
-  get inTransaction(): boolean {
-    return this.open;
-  }
-
-  get connection(): pg.Client {
-    return this.client;
   }
 
   async begin(): Promise<void> {

@@ -18,7 +18,8 @@ import {
   upsertStatement,
   type Cell,
 } from "./statements.js";
-import { UNCHANGED, type Statement, type TargetChange, type TargetTable, type Value } from "./types.js";
+import { UNCHANGED, type TargetChange, type TargetTable, type Value } from "../plan/changes.js";
+import type { ApplyChange, Statement } from "./types.js";
 
 interface KeyedEntry {
   /** The key column values, in `keyIndexes` order. */
@@ -84,12 +85,12 @@ export class ChangeBuffer {
    */
   ordered = false;
 
-  add(change: TargetChange): void {
+  add(change: ApplyChange): void {
     this.collect(change);
     if (this.ordered) this.flushTables();
   }
 
-  private collect(change: TargetChange): void {
+  private collect(change: ApplyChange): void {
     switch (change.kind) {
       case "upsert":
         this.upsert(change.table, change.values);

@@ -1,20 +1,14 @@
 /**
  * Set-based SQL for the apply side. Every statement carries its rows as one text parameter per
  * column (`unnest(string_to_array($1, ...), ...)`, see unnestRows), cast to the target column's type inside PostgreSQL, so
- * values never pass through a lossy JavaScript type (DESIGN rule 3) and one statement applies a
+ * values never pass through a lossy JavaScript type (docs/design.md, rule 3) and one statement applies a
  * whole group of rows. Statement texts depend only on (table, column set), so they are prepared once
  * per connection and reused.
  */
 import { createHash } from "node:crypto";
-import type { Statement, TargetColumn, TargetTable } from "./types.js";
-
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-export function qualifiedName(table: { schema: string; name: string }): string {
-  return `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
-}
+import { qualifiedName, quoteIdent } from "../sql/quote.js";
+import type { TargetColumn, TargetTable } from "../plan/changes.js";
+import type { Statement } from "./types.js";
 
 export type Cell = string | null;
 

@@ -7,7 +7,7 @@
 import type pg from "pg";
 import type { Config } from "../config/index.js";
 import { unpinnedSettings } from "../sql/session.js";
-import type { TablePlan } from "../transform/plan.js";
+import type { TablePlan } from "../plan/plan.js";
 
 export type Side = "source" | "target";
 

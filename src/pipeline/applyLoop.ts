@@ -12,7 +12,9 @@ import { ChangeBuffer } from "../apply/changeBuffer.js";
 import type { Checkpoint } from "../state/stateStore.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import type { ChangeTransformer } from "../transform/changeTransformer.js";
-import { changeBytes, type OrderedStatements, type CountedOp, type SourceChange, type SourceTruncate, type StreamEvent } from "./streamEvents.js";
+import type { OrderedStatements } from "../apply/types.js";
+import type { SourceChange, SourceTruncate } from "../plan/changes.js";
+import { changeBytes, type CountedOp, type StreamEvent } from "./streamEvents.js";
 
 export interface BatchLimits {
   maxRows: number;
@@ -185,7 +187,7 @@ export class ApplyLoop {
       await applier.execute(statements);
       await applier.commit((client) => this.options.writeCheckpoint(client, checkpoint));
       this.committedLsn = checkpoint.commitLsn;
-      // Acknowledged to the source only now, after the target COMMIT (DESIGN rule 2).
+      // Acknowledged to the source only now, after the target COMMIT (docs/design.md, rule 2).
       this.options.onCommitted({ ...batch, seconds: (performance.now() - startedAt) / 1000 });
       for (const callback of callbacks) callback();
     });

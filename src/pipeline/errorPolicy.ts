@@ -19,6 +19,7 @@
 import pg from "pg";
 import { endpointOf, PgferryError, type ErrorKind } from "../errors.js";
 import { poolerRefusal } from "../sql/poolerRefusal.js";
+import { quoteIdent } from "../sql/quote.js";
 
 export type FailureClass = "outage" | "transient" | "rejected" | "privilege" | "fatal";
 export type Disposition = "retry" | "stop";
@@ -223,7 +224,7 @@ function describeRoles(roles: ClassifyContext["roles"]): string {
 /** A name as PostgreSQL printed it, quoted for SQL when it is not a plain lowercase identifier. */
 function identifier(name: string): string {
   const trimmed = name.trim();
-  return /^[a-z_][a-z0-9_$]*$/.test(trimmed) ? trimmed : `"${trimmed.replaceAll('"', '""')}"`;
+  return /^[a-z_][a-z0-9_$]*$/.test(trimmed) ? trimmed : quoteIdent(trimmed);
 }
 
 // ---- matching ----

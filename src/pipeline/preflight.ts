@@ -3,13 +3,12 @@
  * compiles the plan against their live catalogs. Every problem is collected and reported at once.
  */
 import type pg from "pg";
-import { describeTables } from "../catalog/tableCatalog.js";
 import type { Config } from "../config/index.js";
 import { PgferryError } from "../errors.js";
 import { loadHooks } from "../transform/codeHook.js";
-import { compileMapping } from "../transform/mappingCompiler.js";
-import type { TablePlan } from "../transform/plan.js";
-import { snapshotSelect } from "../transform/snapshotSql.js";
+import { loadPlan } from "../plan/loadPlan.js";
+import type { TablePlan } from "../plan/plan.js";
+import { snapshotSelect } from "../plan/snapshotSql.js";
 import { checkAccess } from "./accessChecks.js";
 import { findPoolers } from "./poolerCheck.js";
 import { checkTargetHazards } from "./targetHazards.js";
@@ -17,7 +16,6 @@ import { checkTargetHazards } from "./targetHazards.js";
 export interface PreflightResult {
   plans: TablePlan[];
   slotExists: boolean;
-  warnings: string[];
 }
 
 export class PreflightError extends PgferryError {
@@ -86,27 +84,18 @@ async function checkTarget(target: pg.Pool, problems: string[]): Promise<void> {
 export async function preflight(config: Config, source: pg.Pool, target: pg.Pool): Promise<PreflightResult> {
   const problems: string[] = [];
   if (await findPoolers(config, problems)) throw new PreflightError(problems);
-  const sourceIds = config.tables.map((t) => t.from);
-  const targetIds = config.tables.map((t) => t.to);
-  const [slotExists, , sourceTables, targetTables] = await Promise.all([
+  const [slotExists, , { plans, problems: planProblems }] = await Promise.all([
     checkSource(source, config, problems),
     checkTarget(target, problems),
-    describeTables(source, sourceIds),
-    describeTables(target, targetIds),
+    loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, source, target),
   ]);
-  const { plans, problems: planProblems } = compileMapping({
-    mappings: config.tables,
-    sourceTables,
-    targetTables,
-    snapshotFormat: config.snapshot.format,
-  });
   problems.push(...planProblems);
   await checkAccess(config, source, target, planProblems.length === 0 ? plans : null, problems);
   if (planProblems.length === 0) await checkExpressions(source, plans, problems);
   if (planProblems.length === 0) await checkTargetHazards(target, source, plans, problems);
   if (problems.length > 0) throw new PreflightError(problems);
   await loadHooks(plans);
-  return { plans, slotExists, warnings: [] };
+  return { plans, slotExists };
 }
 
 /** Each derived column and filter is planned by the source (without reading a row), so a typo stops the start. */

@@ -1,10 +1,10 @@
 /**
  * The source publication: exactly the mapped tables, partitioned ones published as their root
- * (so every partition streams as one table). Created before the slot (DESIGN rule 1).
+ * (so every partition streams as one table). Created before the slot (docs/design.md, rule 1).
  */
 import type pg from "pg";
-import { quoteIdent } from "../apply/statements.js";
-import type { TablePlan } from "../transform/plan.js";
+import { quoteIdent } from "../sql/quote.js";
+import type { TablePlan } from "../plan/plan.js";
 
 export async function ensurePublication(source: pg.Pool, name: string, plans: readonly TablePlan[]): Promise<"created" | "updated" | "unchanged"> {
   const tables = plans.map((p) => `${quoteIdent(p.source.schema)}.${quoteIdent(p.source.name)}`).join(", ");

@@ -11,15 +11,16 @@ import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { Logger } from "pino";
 import { PgferryError } from "../errors.js";
-import { deleteOwnedStatement, insertRowsStatement, qualifiedName, quoteIdent, upsertStatement } from "../apply/statements.js";
-import type { Value } from "../apply/types.js";
+import { deleteOwnedStatement, insertRowsStatement, upsertStatement } from "../apply/statements.js";
+import { qualifiedName, quoteIdent, quoteLiteral } from "../sql/quote.js";
+import type { Value } from "../plan/changes.js";
 import type { CatalogPartition } from "../catalog/tableCatalog.js";
 import type { StateStore } from "../state/stateStore.js";
 import { loadHooks, runHook, type HookRow, type RowHook } from "../transform/codeHook.js";
-import type { EdgePlan, TablePlan } from "../transform/plan.js";
+import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import { openClient, prepareApplySession } from "../sql/session.js";
 import { classify } from "./errorPolicy.js";
-import { snapshotSelect } from "../transform/snapshotSql.js";
+import { snapshotSelect } from "../plan/snapshotSql.js";
 
 export interface SnapshotOptions {
   sourceUrl: string;
@@ -127,7 +128,11 @@ async function copyChunk(worker: Worker, chunk: Chunk, options: SnapshotOptions,
       } catch (error) {
         // The server's refusal of a row names neither table (COPY's context line, which quotes the
         // row, is never logged); its code and class stay, so it is classified the same.
-        if (error instanceof pg.DatabaseError && classify(error).class !== "outage") error.message = `snapshot of ${chunk.plan.id} → ${edge.table.id}: ${error.message}`;
+        if (error instanceof pg.DatabaseError && classify(error).class !== "outage") {
+          error.message = `snapshot of ${chunk.plan.id} → ${edge.table.id}: ${error.message}`;
+          // The status shows which table stopped the snapshot and why; it is copied again on the next start.
+          await options.store.failTable(chunk.plan.id, error.message).catch(() => undefined);
+        }
         throw error;
       }
     }
@@ -177,7 +182,7 @@ async function openWorker(options: SnapshotOptions): Promise<Worker> {
   const [source, target] = opened.map((o) => (o as PromiseFulfilledResult<pg.Client>).value) as [pg.Client, pg.Client];
   await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   try {
-    await source.query(`SET TRANSACTION SNAPSHOT '${options.snapshotName.replace(/'/g, "''")}'`);
+    await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshotName)}`);
   } catch (error) {
     await Promise.all([source.end(), target.end()]).catch(() => undefined);
     // 22023: the snapshot no longer exists because the connection that exported it is gone.

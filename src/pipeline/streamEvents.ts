@@ -1,38 +1,10 @@
 /** What flows from the replication reader to the applier through the change queue. */
-import type { Statement, Value } from "../apply/types.js";
-import type { TablePlan } from "../transform/plan.js";
+import type { OrderedStatements } from "../apply/types.js";
+import type { SourceChange, SourceTruncate } from "../plan/changes.js";
 
 export type SourceOp = "insert" | "update" | "delete" | "truncate";
 /** What an applied change is counted as (`pgferry_applied_changes_total{op}`): a resync's rows apart. */
 export type CountedOp = SourceOp | "resync";
-
-/** A source tuple projected onto its plan's `sourceColumns`; UNCHANGED marks unchanged TOAST. */
-export type SourceRow = Value[];
-
-/** One source row change, before the mapping turns it into target changes. */
-export interface SourceChange {
-  type: "change";
-  plan: TablePlan;
-  op: "insert" | "update" | "delete";
-  /** The old key ('K', other columns null) or the whole old row ('O', REPLICA IDENTITY FULL), when sent. */
-  old: SourceRow | null;
-  oldIsFullRow: boolean;
-  new: SourceRow | null;
-  /** A row re-read by a resync (applied as an update, counted as `resync`). */
-  resync?: true;
-}
-
-export interface SourceTruncate {
-  type: "truncate";
-  plans: TablePlan[];
-}
-
-/** Statements that run in stream order (a resync chunk's range delete and progress); `onApplied` after their commit. */
-export interface OrderedStatements {
-  type: "statements";
-  statements: Statement[];
-  onApplied?: () => void;
-}
 
 export type StreamEvent =
   | SourceChange

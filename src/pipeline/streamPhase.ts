@@ -11,7 +11,7 @@ import { formatLsn } from "../source/lsn.js";
 import type { Checkpoint, StateStore } from "../state/stateStore.js";
 import { ChangeTransformer } from "../transform/changeTransformer.js";
 import { loadHooks } from "../transform/codeHook.js";
-import type { TablePlan } from "../transform/plan.js";
+import type { TablePlan } from "../plan/plan.js";
 import { SourceEvaluator } from "../transform/sourceEvaluator.js";
 import { ApplyLoop, type AppliedBatch } from "./applyLoop.js";
 import { ChangeQueue } from "./changeQueue.js";

@@ -8,13 +8,14 @@ import type { Logger } from "pino";
 import { PgoutputDecoder } from "../source/pgoutput/decoder.js";
 import { pgMicrosToDate, UNCHANGED_TOAST, type Relation } from "../source/pgoutput/messages.js";
 import type { StreamHandler } from "../source/replicationConnection.js";
-import type { TablePlan } from "../transform/plan.js";
+import type { SourceChange } from "../plan/changes.js";
+import type { TablePlan } from "../plan/plan.js";
 import { RelationLayout } from "../transform/relationLayout.js";
 import { PgferryError } from "../errors.js";
 import type { ResyncWindows } from "./resync/resyncWindows.js";
 import { decodeWatermark, WATERMARK_PREFIX } from "./resync/watermarks.js";
 import type { ChangeQueue } from "./changeQueue.js";
-import { changeBytes, type SourceChange, type StreamEvent } from "./streamEvents.js";
+import { changeBytes, type StreamEvent } from "./streamEvents.js";
 
 export interface StreamReaderOptions {
   plans: readonly TablePlan[];

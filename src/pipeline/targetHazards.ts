@@ -17,8 +17,8 @@
  *   amount means something else on each side, and its text form is read wrongly.
  */
 import type pg from "pg";
-import { qualifiedName } from "../apply/statements.js";
-import type { EdgePlan, TablePlan } from "../transform/plan.js";
+import { qualifiedName, quoteLiteral } from "../sql/quote.js";
+import type { EdgePlan, TablePlan } from "../plan/plan.js";
 
 type Queryable = Pick<pg.Pool, "query">;
 
@@ -304,7 +304,7 @@ function checkEnumLabels(
     if (!from.labels || !to.labels) continue;
     const missing = from.labels.filter((label) => !to.labels!.includes(label));
     if (missing.length === 0) continue;
-    const quoted = missing.map((l) => `'${l.replace(/'/g, "''")}'`);
+    const quoted = missing.map(quoteLiteral);
     problems.push(
       `tables[${edge.index}]: enum ${to.enum_type ?? to.base} of ${edge.table.id}.${to.column} lacks ${missing.length === 1 ? "the label" : "labels"} ` +
         `${quoted.join(", ")} that ${from.enum_type ?? from.base} of ${plan.id}.${origin.column} has, so a row carrying ${missing.length === 1 ? "it" : "one"} ` +
@@ -489,7 +489,7 @@ async function checkMoney(target: pg.Pool, source: pg.Pool, plans: readonly Tabl
   problems.push(
     `target: lc_monetary is '${to.locale}' in the target database but '${from.locale}' in the source (the target prints money as ${to.sample}, ` +
       `the source as ${from.sample}), so the money columns ${columns.join(", ")} would not keep their amounts; set the same lc_monetary on both ` +
-      `(ALTER DATABASE <target database> SET lc_monetary = '${from.locale.replace(/'/g, "''")}') or map them into numeric columns ({ sql: "<column>::numeric" })`,
+      `(ALTER DATABASE <target database> SET lc_monetary = ${quoteLiteral(from.locale)}) or map them into numeric columns ({ sql: "<column>::numeric" })`,
   );
 }
 

@@ -1,11 +1,12 @@
 /**
  * A walsender connection (`replication: 'database'`) on top of `pg`: slot creation with an exported
  * snapshot, START_REPLICATION for pgoutput, and standby status updates that we send ourselves, so a
- * position is acknowledged only when the pipeline says it is durable (DESIGN rule 2). Incoming
+ * position is acknowledged only when the pipeline says it is durable (docs/design.md, rule 2). Incoming
  * CopyData frames are split into XLogData and keepalives; everything else is the caller's.
  * `pause()`/`resume()` stop reading the socket: TCP backpressure reaches the walsender.
  */
 import pg from "pg";
+import { quoteIdent, quoteLiteral } from "../sql/quote.js";
 import { openClient } from "../sql/session.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn, PG_EPOCH_MS } from "./lsn.js";
@@ -38,11 +39,6 @@ interface RawConnection {
   once(event: "replicationStart", listener: () => void): void;
   removeAllListeners(event?: string): void;
   sendCopyFromChunk(chunk: Buffer): void;
-  endCopyFrom(): void;
-}
-
-function quoteLiteral(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
 }
 
 export class ReplicationConnection {
@@ -70,7 +66,7 @@ export class ReplicationConnection {
     const temporary = options.temporary ? " TEMPORARY" : "";
     const snapshot = options.exportSnapshot ? "'export'" : "'nothing'";
     const result = await this.client.query<{ slot_name: string; consistent_point: string; snapshot_name: string | null }>(
-      `CREATE_REPLICATION_SLOT "${slot}"${temporary} LOGICAL pgoutput (SNAPSHOT ${snapshot})`,
+      `CREATE_REPLICATION_SLOT ${quoteIdent(slot)}${temporary} LOGICAL pgoutput (SNAPSHOT ${snapshot})`,
     );
     const row = result.rows[0];
     if (!row) throw new PgferryError("protocol", `CREATE_REPLICATION_SLOT ${slot} returned no row`);
@@ -104,12 +100,12 @@ export class ReplicationConnection {
     if (onStarted) raw.once("replicationStart", onStarted);
     const pluginOptions = [
       `proto_version '${options.protoVersion}'`,
-      `publication_names ${quoteLiteral(`"${options.publication}"`)}`,
+      `publication_names ${quoteLiteral(quoteIdent(options.publication))}`,
       ...(options.messages ? ["messages 'true'"] : []),
     ];
     try {
       await this.client.query(
-        `START_REPLICATION SLOT "${options.slot}" LOGICAL ${formatLsn(options.startLsn)} (${pluginOptions.join(", ")})`,
+        `START_REPLICATION SLOT ${quoteIdent(options.slot)} LOGICAL ${formatLsn(options.startLsn)} (${pluginOptions.join(", ")})`,
       );
       if (failure !== undefined) throw failure;
     } catch (error) {
@@ -139,11 +135,6 @@ export class ReplicationConnection {
 
   resume(): void {
     this.raw.stream.resume();
-  }
-
-  /** Ends the copy politely; the server then finishes START_REPLICATION. */
-  endStream(): void {
-    if (this.streaming) this.raw.endCopyFrom();
   }
 
   /**

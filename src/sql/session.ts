@@ -23,6 +23,8 @@ export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
   row_security: "off",
   // money's text form follows lc_monetary; in C both sides print and read the stored amount alike.
   lc_monetary: "C",
+  // Literals pgferry writes (sql/quote.ts) double quotes and leave backslashes alone.
+  standard_conforming_strings: "on",
 };
 
 /** libpq `options` escaping: a backslash before spaces and backslashes. */

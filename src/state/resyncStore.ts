@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import type { Statement } from "../apply/types.js";
-import { quoteIdent } from "../apply/statements.js";
+import { quoteIdent } from "../sql/quote.js";
 
 export type ResyncState = "running" | "done" | "failed";
 

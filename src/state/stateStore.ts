@@ -4,10 +4,10 @@
  * `pending → copying → ready | errored`. One row in `pipelines` per replication slot.
  */
 import pg from "pg";
-import { withPooledClient } from "../pooledClient.js";
+import { withPooledClient } from "../sql/pools.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn } from "../source/lsn.js";
-import { quoteIdent } from "../apply/statements.js";
+import { quoteIdent } from "../sql/quote.js";
 
 export type TableState = "pending" | "copying" | "ready" | "errored";
 
@@ -206,7 +206,7 @@ export class StateStore {
     await this.updateTable(table, "state = 'errored', error = $3", [error]);
   }
 
-  /** Inside the apply transaction: the data and the checkpoint commit together (DESIGN rule 2). */
+  /** Inside the apply transaction: the data and the checkpoint commit together (docs/design.md, rule 2). */
   async writeCheckpoint(client: pg.ClientBase, checkpoint: Checkpoint): Promise<void> {
     const result = await client.query({
       name: "pgferry_checkpoint",

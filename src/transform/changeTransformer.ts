@@ -7,11 +7,11 @@
  * upserted, one that does not is deleted by key (a no-op when it was never there), so an UPDATE
  * that moves a row into or out of the filter becomes an insert or a delete without knowing the old row.
  */
-import { UNCHANGED, type TargetChange, type TargetTable, type Value } from "../apply/types.js";
+import type { ApplyChange, OrderedStatements } from "../apply/types.js";
 import { PgferryError } from "../errors.js";
-import type { OrderedStatements, SourceChange, SourceRow, SourceTruncate } from "../pipeline/streamEvents.js";
+import { UNCHANGED, type SourceChange, type SourceRow, type SourceTruncate, type TargetTable, type Value } from "../plan/changes.js";
+import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import { runHook, type HookRow, type RowHook } from "./codeHook.js";
-import type { EdgePlan, TablePlan } from "./plan.js";
 import { evaluatedInputs, type Evaluation, type SourceEvaluator } from "./sourceEvaluator.js";
 
 type Key = (string | null)[];
@@ -46,11 +46,11 @@ function completeFromOld(change: SourceChange): SourceRow | null {
 export class ChangeTransformer {
   constructor(private readonly options: TransformerOptions) {}
 
-  async transform(events: readonly (SourceChange | SourceTruncate | OrderedStatements)[]): Promise<TargetChange[]> {
+  async transform(events: readonly (SourceChange | SourceTruncate | OrderedStatements)[]): Promise<ApplyChange[]> {
     const rows = events.map((e) => (e.type === "change" ? completeFromOld(e) : null));
     const gone = await this.reselectUnchanged(events, rows);
     const evaluations = await this.evaluate(events, rows);
-    const out: TargetChange[] = [];
+    const out: ApplyChange[] = [];
     events.forEach((event, i) => {
       if (event.type === "truncate") {
         this.truncate(event, out);
@@ -176,7 +176,7 @@ export class ChangeTransformer {
     });
   }
 
-  private keyed(event: SourceChange, edge: EdgePlan, next: ReturnType<ChangeTransformer["map"]> | null, previous: ReturnType<ChangeTransformer["map"]> | null, out: TargetChange[]): void {
+  private keyed(event: SourceChange, edge: EdgePlan, next: ReturnType<ChangeTransformer["map"]> | null, previous: ReturnType<ChangeTransformer["map"]> | null, out: ApplyChange[]): void {
     const table = edge.table;
     const plan = event.plan;
     if (event.op === "delete") {
@@ -208,7 +208,7 @@ export class ChangeTransformer {
     }
   }
 
-  private keyless(event: SourceChange, edge: EdgePlan, next: ReturnType<ChangeTransformer["map"]> | null, previous: ReturnType<ChangeTransformer["map"]> | null, out: TargetChange[]): void {
+  private keyless(event: SourceChange, edge: EdgePlan, next: ReturnType<ChangeTransformer["map"]> | null, previous: ReturnType<ChangeTransformer["map"]> | null, out: ApplyChange[]): void {
     const table = edge.table;
     if (event.op !== "insert" && !previous) throw new PgferryError("protocol", `${event.op.toUpperCase()} on keyless table ${event.plan.id} arrived without its old row`);
     const first = (mapped: ReturnType<ChangeTransformer["map"]> | null, op: "insert" | "update" | "delete") =>
@@ -221,7 +221,7 @@ export class ChangeTransformer {
     else if (after) out.push({ kind: "insertRow", table, values: after });
   }
 
-  private truncate(event: SourceTruncate, out: TargetChange[]): void {
+  private truncate(event: SourceTruncate, out: ApplyChange[]): void {
     const whole: TargetTable[] = [];
     for (const plan of event.plans) {
       for (const edge of plan.edges) {

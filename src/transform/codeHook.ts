@@ -8,7 +8,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { PgferryError } from "../errors.js";
-import type { TablePlan } from "./plan.js";
+import type { TablePlan } from "../plan/plan.js";
 
 export type HookRow = Record<string, string | null | undefined>;
 

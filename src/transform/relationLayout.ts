@@ -3,10 +3,9 @@
  * column list may change mid-stream: a column added is ignored, a mapped column dropped is an error
  * that names it). Projects each decoded tuple onto the plan's `sourceColumns`; values stay text.
  */
-import { UNCHANGED } from "../apply/types.js";
 import { PgferryError } from "../errors.js";
-import type { SourceRow } from "../pipeline/streamEvents.js";
-import type { TablePlan } from "./plan.js";
+import { UNCHANGED, type SourceRow } from "../plan/changes.js";
+import type { TablePlan } from "../plan/plan.js";
 
 export interface RelationShape {
   columns: readonly { name: string }[];

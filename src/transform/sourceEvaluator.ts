@@ -7,9 +7,9 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { openPool } from "../sql/session.js";
-import { quoteIdent } from "../apply/statements.js";
+import { quoteIdent } from "../sql/quote.js";
 import { PgferryError } from "../errors.js";
-import type { EdgePlan, TablePlan } from "./plan.js";
+import type { EdgePlan, TablePlan } from "../plan/plan.js";
 
 export interface Evaluation {
   /** Per row, the value of each `sql` origin, in origin order. */

@@ -7,12 +7,11 @@
  * An extension that owns a column's type (pgvector's `vector`) gets `CREATE EXTENSION IF NOT EXISTS`.
  */
 import type pg from "pg";
-import { quoteIdent } from "../apply/statements.js";
+import { quoteIdent, quoteLiteral } from "../sql/quote.js";
 import type { CatalogTable } from "../catalog/tableCatalog.js";
 import type { TableMapping } from "../config/index.js";
 import { PgferryError } from "../errors.js";
-import { referencedColumns } from "./sqlRefs.js";
-import { literal } from "./snapshotSql.js";
+import { referencedColumns } from "../plan/sqlRefs.js";
 
 interface ProbedColumn { name: string; type: string; notNull: boolean; key: boolean }
 
@@ -35,7 +34,7 @@ function selectFor(mapping: TableMapping, source: CatalogTable): { list: string[
       notNull.push(source.columns.find((c) => c.name === from)?.notNull ?? false);
       key.push(sourceKey.includes(from));
     } else if ("value" in spec) {
-      list.push(literal(spec.value));
+      list.push(quoteLiteral(spec.value));
       notNull.push(true);
       key.push(false);
     } else {

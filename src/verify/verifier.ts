@@ -7,9 +7,8 @@
  * different, so changes in flight are not mistaken for drift.
  */
 import type pg from "pg";
-import { qualifiedName, quoteIdent } from "../apply/statements.js";
-import type { EdgePlan, TablePlan } from "../transform/plan.js";
-import { literal } from "../transform/snapshotSql.js";
+import { qualifiedName, quoteIdent, quoteLiteral } from "../sql/quote.js";
+import type { EdgePlan, TablePlan } from "../plan/plan.js";
 
 export interface EdgeReport {
   source: string;
@@ -69,7 +68,7 @@ async function castableTypes(source: pg.Pool, types: readonly string[]): Promise
 function sides(plan: TablePlan, edge: EdgePlan, options: VerifyOptions, castable: Set<string>): [Side, Side] {
   const columns = edge.table.columns;
   const expr = edge.origins.map((o, i) => {
-    const value = o.kind === "column" ? `s.${quoteIdent(o.column)}` : o.kind === "const" ? literal(o.value) : `(${o.expr})`;
+    const value = o.kind === "column" ? `s.${quoteIdent(o.column)}` : o.kind === "const" ? quoteLiteral(o.value) : `(${o.expr})`;
     const type = columns[i]!.type;
     return castable.has(type) ? `(${value})::${type}` : `(${value})::text`;
   });
@@ -77,7 +76,7 @@ function sides(plan: TablePlan, edge: EdgePlan, options: VerifyOptions, castable
   const keyed = edge.table.keyIndexes.length > 0;
   const keyOf = (list: string[]) => (keyed ? `ROW(${edge.table.keyIndexes.map((k) => list[k]).join(", ")})::text` : `ROW(${list.join(", ")})::text`);
   const filter = edge.filter ? ` WHERE (${edge.filter.expr})` : "";
-  const owned = edge.ownership ? ` WHERE ${edge.ownership.map((o) => `t.${quoteIdent(o.column)} = ${literal(o.value)}::${o.type}`).join(" AND ")}` : "";
+  const owned = edge.ownership ? ` WHERE ${edge.ownership.map((o) => `t.${quoteIdent(o.column)} = ${quoteLiteral(o.value)}::${o.type}`).join(" AND ")}` : "";
   // A partitioned source is read through its root (all partitions), like the stream publishes it.
   const source: Side = {
     pool: options.source,

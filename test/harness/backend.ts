@@ -5,7 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { request } from "node:http";
-import { LocalCluster } from "../../src/embedded/localCluster.js";
+import { LocalCluster } from "../../tools/embedded/localCluster.js";
 
 export interface TestServer {
   /** Superuser URL of the server's `postgres` database. */

@@ -16,6 +16,12 @@ export interface TestDatabases {
   drop(): Promise<void>;
 }
 
+/** Set by keepFailed.ts (a setup file of every integration test file) when a test of this file fails. */
+let fileFailed = false;
+export function markFileFailed(): void {
+  fileFailed = true;
+}
+
 function withDatabase(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
@@ -69,6 +75,10 @@ export async function createTestDatabases(label: string): Promise<TestDatabases>
       if (dropped) return;
       dropped = true;
       await Promise.all([source.end(), target.end()]);
+      if (fileFailed && process.env.PGFERRY_KEEP_FAILED === "1") {
+        console.log(`PGFERRY_KEEP_FAILED: kept database ${name} on the source (${withDatabase(servers.sourceUrl, name)}) and the target (${withDatabase(servers.targetUrl, name)}); the test servers are left running for it`);
+        return;
+      }
       await Promise.all([dropDatabase(servers.sourceUrl, name), dropDatabase(servers.targetUrl, name)]);
     },
   };

@@ -3,12 +3,10 @@
  * template database that has pgvector installed. Test files clone fresh databases from the template
  * (see databases.ts), so files stay isolated and the suite stays fast.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { startTestServers, type TestServers } from "./backend.js";
+import { ensureBuilt } from "./build.js";
 
 export const TEMPLATE_DB = "pgferry_template";
 
@@ -37,25 +35,8 @@ async function prepareTemplate(adminUrl: string): Promise<void> {
 
 let servers: TestServers | undefined;
 
-const ROOT = resolve(import.meta.dirname, "../..");
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
-/** Tests that run the CLI as a child process need dist/ to match src/: rebuild when it is stale. */
-function ensureBuilt(): void {
-  const bin = join(ROOT, "dist/cli/bin.js");
-  if (existsSync(bin) && statSync(bin).mtimeMs >= newestMtime(join(ROOT, "src"))) return;
-  execFileSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.build.json")], { stdio: "inherit" });
-}
-
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Tests that run the CLI as a child process need dist/ to match src/ (the demo test builds dist-tools/ itself).
   ensureBuilt();
   servers = await startTestServers();
   const sourceUrl = servers.source.url("postgres");
@@ -63,6 +44,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await Promise.all([prepareTemplate(sourceUrl), prepareTemplate(targetUrl)]);
   project.provide("pgServers", { backend: servers.backend, sourceUrl, targetUrl, template: TEMPLATE_DB });
   return async () => {
+    if (process.env.PGFERRY_KEEP_FAILED === "1") {
+      // A failed file's databases were kept (databases.ts); the servers must outlive the run to show them.
+      console.log(`PGFERRY_KEEP_FAILED=1: the test servers keep running (source ${sourceUrl}, target ${targetUrl}); stop their postgres processes when done`);
+      return;
+    }
     await Promise.all([servers?.source.destroy(), servers?.target.destroy()]);
   };
 }

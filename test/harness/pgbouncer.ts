@@ -11,7 +11,7 @@ import { chown, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { freePort } from "../../src/embedded/localCluster.js";
+import { freePort } from "../../tools/embedded/localCluster.js";
 import { waitFor } from "./waitFor.js";
 
 export interface PgbouncerOptions {

@@ -4,7 +4,7 @@
  * transactions. Bounded by a count of transactions; stops early when `signal` aborts.
  */
 import type pg from "pg";
-import { runTransactions } from "../../src/demo/transactionRunner.js";
+import { runTransactions } from "../../tools/demo/transactionRunner.js";
 
 const STATEMENTS: readonly ((n: number) => [string, unknown[]])[] = [
   (n) => [`INSERT INTO accounts (id, email, balance, meta) VALUES ($1, $2, $3, $4)`, [8_000_000 + n, `load${n}@example.com`, `${n}.0000000001`, JSON.stringify({ n })]],

@@ -14,7 +14,7 @@ import {
   checkStateSchemaRights,
 } from "../../src/pipeline/accessChecks.js";
 import { openPool } from "../../src/sql/session.js";
-import type { TablePlan } from "../../src/transform/plan.js";
+import type { TablePlan } from "../../src/plan/plan.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 
 let db: TestDatabases;

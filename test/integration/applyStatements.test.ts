@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Applier } from "../../src/apply/applier.js";
 import { deleteStatement, insertRowsStatement, updateRowsStatement, upsertStatement, type Cell } from "../../src/apply/statements.js";
-import type { Statement, TargetTable } from "../../src/apply/types.js";
+import type { Statement } from "../../src/apply/types.js";
+import type { TargetTable } from "../../src/plan/changes.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 
 let db: TestDatabases;

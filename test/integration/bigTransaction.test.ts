@@ -1,5 +1,5 @@
 /**
- * Bounded memory (DESIGN rule 5): a 1,000,000-row source transaction streams through the real CLI
+ * Bounded memory (docs/design.md, rule 5): a 1,000,000-row source transaction streams through the real CLI
  * process, applied progressively inside one target transaction, with the process's peak RSS under
  * 300 MB. The target must then hold exactly the source's rows.
  */

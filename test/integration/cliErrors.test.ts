@@ -18,7 +18,7 @@ import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PipelineStatus } from "../../src/control/pipelineMonitor.js";
-import { freePort, LocalCluster } from "../../src/embedded/localCluster.js";
+import { freePort, LocalCluster } from "../../tools/embedded/localCluster.js";
 import { CLI, runCli, writeConfigFile, type ChildRun } from "../harness/processRunner.js";
 import { postgresOwner } from "../harness/tls.js";
 import { waitFor } from "../harness/waitFor.js";

@@ -1,20 +1,20 @@
 /**
- * `npm run demo` as a user runs it: the built demo (dist/demo/main.js) started from another
- * directory reaches live streaming, serves /v1/status, /metrics and the status page with applied
- * changes growing, and on SIGINT exits 0 leaving no cluster directory and no server behind.
+ * `npm run demo` as a user runs it: the built demo (dist-tools/tools/demo/main.js) started from
+ * another directory reaches live streaming, serves /v1/status, /metrics and the status page with
+ * applied changes growing, and on SIGINT exits 0 leaving no cluster directory and no server behind.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PipelineStatus } from "../../src/control/pipelineMonitor.js";
-import { STREAMING_LINE } from "../../src/demo/liveView.js";
-import { freePort } from "../../src/embedded/localCluster.js";
+import { STREAMING_LINE } from "../../tools/demo/liveView.js";
+import { freePort } from "../../tools/embedded/localCluster.js";
+import { ensureToolsBuilt } from "../harness/build.js";
 import { waitFor } from "../harness/waitFor.js";
 
-const DEMO = resolve(import.meta.dirname, "../../dist/demo/main.js");
-
+let demo: string;
 let base: string;
 let child: ChildProcess | undefined;
 let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
@@ -42,6 +42,7 @@ async function get(url: string): Promise<{ status: number; type: string; body: s
 const tail = () => output.join("").slice(-4000);
 
 beforeAll(() => {
+  demo = ensureToolsBuilt(); // the tools are not part of dist/: compile them (and the src/ they import) when stale
   base = mkdtempSync(join(tmpdir(), "pgferry-demo-test-"));
   chmodSync(base, 0o755); // the demo runs its servers as the postgres OS user when we are root
 });
@@ -61,7 +62,7 @@ describe("npm run demo", () => {
   it("reaches streaming, serves status and growing metrics, and stops cleanly on SIGINT", async () => {
     const port = await freePort();
     // From another directory: the demo finds config/reorg.example.yaml (and its hook) by itself.
-    child = spawn(process.execPath, [DEMO, "--port", String(port), "--dir", base, "--scale", "1"], {
+    child = spawn(process.execPath, [demo, "--port", String(port), "--dir", base, "--scale", "1"], {
       cwd: tmpdir(),
       stdio: ["ignore", "pipe", "pipe"],
     });

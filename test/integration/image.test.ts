@@ -174,7 +174,7 @@ describe("the image's runtime stage, replayed outside Docker", () => {
     expect(readdirSync(app).sort()).toEqual(["config", "dist", "node_modules", "package-lock.json", "package.json"]);
     expect(image.skipped.join(" ")).toMatch(/apt-get install .*tini/);
     const modules = join(app, "node_modules");
-    for (const dependency of ["pg", "pg-logical-replication", "yaml", "zod", "prom-client", "pino"]) {
+    for (const dependency of ["pg", "pg-copy-streams", "p-queue", "yaml", "zod", "prom-client", "pino", "pino-pretty"]) {
       expect(existsSync(join(modules, dependency, "package.json")), dependency).toBe(true);
     }
     for (const dev of ["vitest", "typescript", "eslint", "@types/node", "testcontainers"]) {

@@ -8,7 +8,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { poolerError } from "../../src/pipeline/poolerCheck.js";
+import { poolerError } from "../../src/sql/poolerRefusal.js";
 import { ReplicationConnection } from "../../src/source/replicationConnection.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { startPgbouncer, type Pgbouncer } from "../harness/pgbouncer.js";

@@ -1,6 +1,6 @@
 /**
  * The reorganisation example end to end: config/reorg.example.yaml, loaded as a user would load it,
- * maps the old flat schema of src/demo/oldProject.ts (27 tables) into eight domain schemas. The
+ * maps the old flat schema of tools/demo/oldProject.ts (27 tables) into eight domain schemas. The
  * snapshot runs while the source takes writes, streaming continues under a mixed write load, the
  * pipeline is stopped mid-load and started again (resuming from its checkpoint, no second snapshot),
  * and every target table ends equal, row by row, to hand-written SQL over the source.
@@ -8,11 +8,10 @@
 import { resolve } from "node:path";
 import type pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { describeTables } from "../../src/catalog/tableCatalog.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
-import { compileMapping } from "../../src/transform/mappingCompiler.js";
-import { describeOrigin, type EdgePlan, type TablePlan } from "../../src/transform/plan.js";
-import { expectedQueries, oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../src/demo/oldProject.js";
+import { loadPlan } from "../../src/plan/loadPlan.js";
+import { describeOrigin, type EdgePlan, type TablePlan } from "../../src/plan/plan.js";
+import { expectedQueries, oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../tools/demo/oldProject.js";
 import { firstDifference } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
@@ -88,8 +87,7 @@ describe("config/reorg.example.yaml", () => {
     expect(targets).toEqual(await tableNames(db.target, `n.nspname = ANY ('{${DOMAIN_SCHEMAS.join(",")}}')`));
     expect(expectedQueries().map((e) => e.table).sort()).toEqual(targets);
 
-    const [sourceTables, targetTables] = await Promise.all([describeTables(db.source, sources), describeTables(db.target, targets)]);
-    const { plans, problems } = compileMapping({ mappings: cfg.tables, sourceTables, targetTables, snapshotFormat: cfg.snapshot.format });
+    const { plans, problems } = await loadPlan({ mappings: cfg.tables, snapshotFormat: cfg.snapshot.format }, db.source, db.target);
     expect(problems).toEqual([]);
     expect(plans).toHaveLength(27);
     const plan = (id: string): TablePlan => plans.find((p) => p.id === id)!;

@@ -14,7 +14,7 @@ import { createTestDatabases, type TestDatabases } from "../harness/databases.js
 import { startPipeline, streaming, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
-import { freePort } from "../../src/embedded/localCluster.js";
+import { freePort } from "../../tools/embedded/localCluster.js";
 import { configYaml, runCli, writeConfigFile } from "../harness/processRunner.js";
 
 let db: TestDatabases;

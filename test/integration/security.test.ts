@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defaultPgBin, freePort, LocalCluster } from "../../src/embedded/localCluster.js";
+import { defaultPgBin, freePort, LocalCluster } from "../../tools/embedded/localCluster.js";
 import { PgferryError } from "../../src/errors.js";
 import { PreflightError } from "../../src/pipeline/preflight.js";
 import { ReplicationConnection } from "../../src/source/replicationConnection.js";

@@ -12,7 +12,7 @@ import { compareTables } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
-import { withPooledClient } from "../../src/pooledClient.js";
+import { withPooledClient } from "../../src/sql/pools.js";
 
 let db: TestDatabases;
 let running: RunningPipeline | undefined;

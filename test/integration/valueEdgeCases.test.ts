@@ -8,9 +8,8 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig, type Config } from "../../src/config/index.js";
-import { describeTables } from "../../src/catalog/tableCatalog.js";
 import { PreflightError } from "../../src/pipeline/preflight.js";
-import { compileMapping } from "../../src/transform/mappingCompiler.js";
+import { loadPlan } from "../../src/plan/loadPlan.js";
 import { compareTables, rowsAsText } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
@@ -160,12 +159,7 @@ describe("awkward values", () => {
     await db.source.query(`INSERT INTO exact_txt ${rowsSql(textColumns, 1, 40)}`);
 
     const cfg = config("exact", ["exact_bin", "exact_txt"]);
-    const { plans } = compileMapping({
-      mappings: cfg.tables,
-      sourceTables: await describeTables(db.source, cfg.tables.map((t) => t.from)),
-      targetTables: await describeTables(db.target, cfg.tables.map((t) => t.to)),
-      snapshotFormat: cfg.snapshot.format,
-    });
+    const { plans } = await loadPlan({ mappings: cfg.tables, snapshotFormat: cfg.snapshot.format }, db.source, db.target);
     expect(plans.map((p) => [p.id, p.edges[0]!.copyFormat])).toEqual([["public.exact_bin", "binary"], ["public.exact_txt", "text"]]);
     running = startPipeline(cfg);
     await streaming(running);
@@ -383,6 +377,9 @@ describe("errors at apply time (nothing silent, nothing lost)", () => {
       const error = await endedWith(running);
       expect(error.message).toMatch(expected);
       expect(error.message.startsWith(`snapshot of public.${table} → app.${table}: `)).toBe(true);
+      // The table's state says which table stopped the snapshot, and why (the status shows it).
+      const state = await db.target.query("SELECT state, error FROM _pgferry.tables WHERE pipeline = $1 AND source_table = $2", [slot(`snap_${table}`), `public.${table}`]);
+      expect(state.rows).toEqual([{ state: "errored", error: error.message }]);
       console.log(`snapshot error for ${table}: ${error.message}`);
       expect((await db.target.query(`SELECT 1 FROM app.${table}`)).rowCount).toBe(0);
       running = undefined;

@@ -6,7 +6,7 @@
  */
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/embedded/localCluster.js";
+import { freePort } from "../../tools/embedded/localCluster.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { startOwnServers, type OwnServers, type TestServers } from "../harness/backend.js";
 import { compareTables } from "../harness/compare.js";

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ChangeBuffer } from "../../src/apply/changeBuffer.js";
-import { UNCHANGED, type Statement, type TargetTable } from "../../src/apply/types.js";
+import type { Statement } from "../../src/apply/types.js";
+import { UNCHANGED, type TargetTable } from "../../src/plan/changes.js";
 
 const items: TargetTable = {
   id: "app.items",

@@ -415,7 +415,9 @@ describe("Dockerfile", () => {
       .flatMap((i) => i.args.split(/\s+/).filter((w) => !w.startsWith("--")).slice(0, -1));
     expect(copied).toEqual(expect.arrayContaining(["package.json", "package-lock.json", "src", "config"]));
     for (const file of copied.flatMap(filesUnder)) expect(dockerignored(file, patterns), file).toBe(false);
-    for (const path of ["node_modules/pg/package.json", "dist/cli/bin.js", ".git/HEAD", "test/unit/config.test.ts", "bench/results/x.json"]) {
+    // The developer tools (demo, bench, throwaway clusters) and their build stay out of the image too.
+    const local = ["node_modules/pg/package.json", "dist/cli/bin.js", ".git/HEAD", "test/unit/config.test.ts", "bench/results/x.json"];
+    for (const path of [...local, "tools/demo/main.ts", "tools/embedded/localCluster.ts", "dist-tools/tools/demo/main.js"]) {
       expect(dockerignored(path, patterns), path).toBe(true);
     }
   });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { CatalogColumn, CatalogTable } from "../../src/catalog/tableCatalog.js";
 import type { TableMapping } from "../../src/config/index.js";
-import { compileMapping } from "../../src/transform/mappingCompiler.js";
-import { referencedColumns } from "../../src/transform/sqlRefs.js";
+import { compileMapping } from "../../src/plan/mappingCompiler.js";
+import { referencedColumns } from "../../src/plan/sqlRefs.js";
 
 function column(name: string, type: string, extra: Partial<CatalogColumn> = {}): CatalogColumn {
   return { name, type, castType: type.replace(/\(.*\)/, ""), typeOid: 0, notNull: false, binaryPortable: true, hasDefault: false, identity: "", ...extra };

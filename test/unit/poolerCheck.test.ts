@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { PgferryError } from "../../src/errors.js";
 import { classify } from "../../src/pipeline/errorPolicy.js";
-import { hostHint, poolerError, poolerProblem, poolerRefusal, poolerSignature } from "../../src/pipeline/poolerCheck.js";
+import { hostHint, poolerError, poolerProblem, poolerRefusal, poolerSignature } from "../../src/sql/poolerRefusal.js";
 
 /** What node-pg rejects with when the server (or a pooler) ends the startup with an ErrorResponse. */
 function serverError(message: string, code = "08P01"): Error {

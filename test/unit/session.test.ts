@@ -4,9 +4,9 @@ import { PINNED_SETTINGS, sessionConfig, startupOptions } from "../../src/sql/se
 describe("pinned session settings", () => {
   it("pins every setting that makes text exact, and row_security off", () => {
     expect(startupOptions()).toBe(
-      "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c TimeZone=UTC -c client_encoding=UTF8 -c row_security=off -c lc_monetary=C",
+      "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c TimeZone=UTC -c client_encoding=UTF8 -c row_security=off -c lc_monetary=C -c standard_conforming_strings=on",
     );
-    expect(Object.keys(PINNED_SETTINGS)).toEqual(["DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "TimeZone", "client_encoding", "row_security", "lc_monetary"]);
+    expect(Object.keys(PINNED_SETTINGS)).toEqual(["DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "TimeZone", "client_encoding", "row_security", "lc_monetary", "standard_conforming_strings"]);
   });
 
   it("keeps the URL's own options in front, so the pins win, and removes them from the URL (node-pg would let the URL win)", () => {

@@ -8,11 +8,11 @@
 import { describeTables } from "../../catalog/tableCatalog.js";
 import { loadConfig } from "../../config/index.js";
 import { preflight, PreflightError } from "../../pipeline/preflight.js";
-import { compileMapping } from "../../transform/mappingCompiler.js";
-import { formatPlan } from "../../transform/planReport.js";
+import { loadPlan } from "../../plan/loadPlan.js";
+import { formatPlan } from "../../plan/planReport.js";
 import { targetDdl } from "../../transform/targetDdl.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
-import { databasePools, withPooledClient } from "../../pooledClient.js";
+import { databasePools, withPooledClient } from "../../sql/pools.js";
 
 /** Plain `plan` reads the catalogs only: what it does not check, said where an operator looks. */
 export const PLAN_ONLY_NOTE =
@@ -32,14 +32,17 @@ export const planCommand: Command = {
     const pools = databasePools(config, "pgferry-plan", 2);
     const { source, target } = pools;
     try {
-      const sourceTables = await describeTables(source, config.tables.map((t) => t.from));
       if (values.ddl) {
+        // The source alone: the target need not exist yet.
+        const sourceTables = await describeTables(source, config.tables.map((t) => t.from));
         io.stdout.write(await withPooledClient(source, (client) => targetDdl(client, config.tables, sourceTables)));
         return EXIT_OK;
       }
       if (values.check) {
-        // Reached through the tagged pool first, so an unreachable target is reported as such (with
-        // its side and URL) rather than from inside one of the preflight's own probes.
+        // Reached through the tagged pools first (the source, then the target), so an unreachable
+        // database is reported as such (with its side and URL) rather than from inside one of the
+        // preflight's own probes.
+        await source.query("SELECT 1");
         await target.query("SELECT 1");
         try {
           const { plans } = await preflight(config, source, target);
@@ -52,8 +55,7 @@ export const planCommand: Command = {
           return EXIT_FAILURE;
         }
       }
-      const targetTables = await describeTables(target, config.tables.map((t) => t.to));
-      const { plans, problems } = compileMapping({ mappings: config.tables, sourceTables, targetTables, snapshotFormat: config.snapshot.format });
+      const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, source, target);
       io.stdout.write(formatPlan(plans));
       if (problems.length > 0) io.stdout.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
       io.stderr.write(PLAN_ONLY_NOTE);

@@ -9,7 +9,7 @@ import { loadConfig, type Config } from "../../config/index.js";
 import { ControlPlane } from "../../control/controlPlane.js";
 import { createLogger, type Logger } from "../../log/logger.js";
 import { classify } from "../../pipeline/errorPolicy.js";
-import { databasePools } from "../../pooledClient.js";
+import { databasePools } from "../../sql/pools.js";
 import { Pipeline } from "../../pipeline/pipeline.js";
 import { ResyncEngine } from "../../pipeline/resync/resyncEngine.js";
 import { ResyncStore } from "../../state/resyncStore.js";

@@ -5,7 +5,7 @@
  */
 import { loadConfig } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
-import { databasePools } from "../../pooledClient.js";
+import { databasePools } from "../../sql/pools.js";
 import { StateStore } from "../../state/stateStore.js";
 import { CONFIG_OPTION, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 

@@ -3,12 +3,11 @@
  * the source, by bucketed counts and row hashes, narrowing down to the differing keys. Exit 0 when
  * equal, 1 when not. Safe while the pipeline streams (differences are re-checked before they count).
  */
-import { describeTables } from "../../catalog/tableCatalog.js";
 import { loadConfig } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
 import { checkRowSecurity } from "../../pipeline/accessChecks.js";
-import { databasePools } from "../../pooledClient.js";
-import { compileMapping } from "../../transform/mappingCompiler.js";
+import { databasePools } from "../../sql/pools.js";
+import { loadPlan } from "../../plan/loadPlan.js";
 import { formatReports, verify } from "../../verify/verifier.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 
@@ -27,11 +26,7 @@ export const verifyCommand: Command = {
     const pools = databasePools(config, "pgferry-verify", 2);
     const { source, target } = pools;
     try {
-      const [sourceTables, targetTables] = await Promise.all([
-        describeTables(source, config.tables.map((t) => t.from)),
-        describeTables(target, config.tables.map((t) => t.to)),
-      ]);
-      const { plans, problems } = compileMapping({ mappings: config.tables, sourceTables, targetTables, snapshotFormat: config.snapshot.format });
+      const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, source, target);
       if (problems.length > 0) throw new PgferryError("mapping", `the mapping does not compile:\n${problems.map((p) => `  - ${p}`).join("\n")}`, { hint: "run pgferry plan --check" });
       // Row-level security would make either side show other rows than it holds: refuse, as preflight does.
       const hidden: string[] = [];

@@ -13,10 +13,10 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "pino";
-import { quoteIdent } from "../../apply/statements.js";
+import { quoteIdent } from "../../sql/quote.js";
 import { PgferryError } from "../../errors.js";
 import type { ResyncRecord, ResyncStore } from "../../state/resyncStore.js";
-import type { TablePlan } from "../../transform/plan.js";
+import type { TablePlan } from "../../plan/plan.js";
 import { openPool } from "../../sql/session.js";
 import { classify } from "../errorPolicy.js";
 import { ResyncWindows } from "./resyncWindows.js";

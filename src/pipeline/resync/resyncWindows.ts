@@ -5,9 +5,9 @@
  * progress statement. Stream changes win over chunk rows, so nothing older overwrites anything newer.
  */
 import { rangeDeleteStatement } from "../../apply/statements.js";
-import type { Statement } from "../../apply/types.js";
-import type { EdgePlan, TablePlan } from "../../transform/plan.js";
-import type { OrderedStatements, SourceChange, SourceRow } from "../streamEvents.js";
+import type { OrderedStatements, Statement } from "../../apply/types.js";
+import type { SourceChange, SourceRow } from "../../plan/changes.js";
+import type { EdgePlan, TablePlan } from "../../plan/plan.js";
 import { windowId, type Watermark } from "./watermarks.js";
 
 export interface RegisteredChunk {

@@ -1,11 +1,11 @@
 /**
  * Decoded pgoutput messages (protocol versions 1 and 2), a discriminated union on `tag`. Field
  * layouts follow PostgreSQL's "Logical Replication Message Formats". Values stay as the server sent
- * them: text as strings, binary as Buffers, never parsed into JS numbers or dates (DESIGN rule 3).
+ * them: text as strings, binary as Buffers, never parsed into JS numbers or dates (docs/design.md, rule 3).
  */
 import { PG_EPOCH_MS } from "../lsn.js";
 
-/** A column the server left out because its TOASTed value did not change ('u'); never write it (DESIGN rule 4). */
+/** A column the server left out because its TOASTed value did not change ('u'); never write it (docs/design.md, rule 4). */
 export const UNCHANGED_TOAST: unique symbol = Symbol("pgoutput.unchanged-toast");
 
 /** One column of a tuple: text ('t'), binary ('b', with `binary 'true'`), null ('n') or unchanged TOAST ('u'). */

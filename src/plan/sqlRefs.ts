@@ -4,6 +4,8 @@
  * exact). That can over-report (a function named like a column) but never misses a plain reference,
  * which is the safe side for what it is used for: knowing which inputs an expression needs.
  */
+import { quoteIdent } from "../sql/quote.js";
+
 function withoutStringLiterals(expr: string): string {
   return expr.replace(/'(?:[^']|'')*'/g, "''").replace(/\$([A-Za-z_]*)\$[\s\S]*?\$\1\$/g, "''");
 }
@@ -12,7 +14,7 @@ export function referencedColumns(expr: string, columns: readonly string[]): str
   const text = withoutStringLiterals(expr);
   const lower = text.toLowerCase();
   return columns.filter((column) => {
-    if (text.includes(`"${column.replace(/"/g, '""')}"`)) return true;
+    if (text.includes(quoteIdent(column))) return true;
     if (column !== column.toLowerCase()) return false; // only reachable quoted
     const pattern = new RegExp(`(^|[^A-Za-z0-9_$"])${column.replace(/\$/g, "\\$")}($|[^A-Za-z0-9_$"])`);
     return pattern.test(lower);

@@ -1,12 +1,21 @@
 /**
+ * src/plan/ is the bottom layer, below transform/, apply/ and pipeline/: the plan (this file), the
+ * mapping compiler that builds it from the config and both catalogs (mappingCompiler.ts, loadPlan.ts),
+ * the SQL-reference finder (sqlRefs.ts), the plan's pushdown SELECT (snapshotSql.ts), its report for
+ * `pgferry plan` (planReport.ts), and the row and change types on either side of it (changes.ts).
+ * The plan is directional data: it maps a source to a target, never an old database to a new one,
+ * so a plan the other way round is the same kind of data. It imports only catalog/, config/ types,
+ * sql/ quoting and errors.ts.
+ *
  * The compiled plan: for each mapped source table, the target tables it feeds (one edge per
  * `tables` entry: a split is several edges from one source, a merge several edges into one target)
  * and, per target column, where its value comes from. Built once at start-up by the mapping
  * compiler from the config and both live catalogs; the snapshot, the stream and `pgferry plan` all
  * read the same plan, so a derived value is computed by the same SQL on both paths.
  */
-import type { TargetTable } from "../apply/types.js";
 import type { CatalogTable } from "../catalog/tableCatalog.js";
+import type { TargetTable } from "./changes.js";
+import { quoteLiteral } from "../sql/quote.js";
 
 /** Where one target column's value comes from. `input` indexes the plan's `sourceColumns`. */
 export type ColumnOrigin =
@@ -60,7 +69,7 @@ export function describeOrigin(origin: ColumnOrigin): string {
     case "column":
       return origin.column;
     case "const":
-      return `'${origin.value.replace(/'/g, "''")}' (constant)`;
+      return `${quoteLiteral(origin.value)} (constant)`;
     case "sql":
       return `${origin.expr} (sql)`;
   }

@@ -1,15 +1,16 @@
 /**
  * pgferry's snapshot with the reorganising mapping of `config/reorg.example.yaml` (27 old tables into
- * eight domain schemas), on the old project that mapping is written for (src/demo/oldProject.ts),
+ * eight domain schemas), on the old project that mapping is written for (tools/demo/oldProject.ts),
  * beside an identity mapping of the same data: the ratio is what the transforms cost.
  */
 import { readFileSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import pg from "pg";
 import { parse } from "yaml";
 import { seedOldProject, SOURCE_DDL, TARGET_DDL } from "../demo/oldProject.js";
+import { REPO_ROOT } from "../repoRoot.js";
 
-export const REORG_CONFIG = resolve(import.meta.dirname, "../../config/reorg.example.yaml");
+export const REORG_CONFIG = join(REPO_ROOT, "config/reorg.example.yaml");
 
 /** The example's table entries, hook paths made absolute (the bench writes its config elsewhere). */
 export function reorgTables(): Record<string, unknown>[] {

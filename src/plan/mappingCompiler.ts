@@ -4,9 +4,9 @@
  * unknown tables and columns, incompatible types, target keys that cannot be derived from the source
  * key, merged sources whose keys could collide or that cannot be told apart.
  */
-import type { TargetColumn } from "../apply/types.js";
 import type { CatalogColumn, CatalogGeneratedColumn, CatalogTable } from "../catalog/tableCatalog.js";
 import type { TableMapping } from "../config/index.js";
+import type { TargetColumn } from "./changes.js";
 import type { ColumnOrigin, EdgePlan, TablePlan } from "./plan.js";
 import { referencedColumns } from "./sqlRefs.js";
 

@@ -7,7 +7,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type pg from "pg";
 import { defaultPgBin, type LocalCluster } from "../embedded/localCluster.js";
-import { PgferryError } from "../errors.js";
+import { PgferryError } from "../../src/errors.js";
 import { DATABASE } from "./demoDatabases.js";
 import type { DemoOptions } from "./demoOptions.js";
 import type { InProcessDaemon } from "./inProcessDaemon.js";

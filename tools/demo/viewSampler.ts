@@ -3,8 +3,8 @@
  * per-table snapshot progress, lag) and the applied-changes counters of the metrics registry — the
  * numbers /v1/status and /metrics serve — turned into rates over a short window.
  */
-import type { ControlPlane } from "../control/controlPlane.js";
-import type { PipelineStatus } from "../control/pipelineMonitor.js";
+import type { ControlPlane } from "../../src/control/controlPlane.js";
+import type { PipelineStatus } from "../../src/control/pipelineMonitor.js";
 
 /** Rates are averaged over this long, so one large batch does not make the figure jump. */
 const RATE_WINDOW_MS = 5_000;

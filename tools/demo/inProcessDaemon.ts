@@ -9,11 +9,11 @@
  */
 import { createWriteStream, type WriteStream } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { loadConfig, type Config, type Env } from "../config/index.js";
-import { ControlPlane } from "../control/controlPlane.js";
-import { PgferryError } from "../errors.js";
-import { createLogger, type Logger } from "../log/logger.js";
-import { Pipeline } from "../pipeline/pipeline.js";
+import { loadConfig, type Config, type Env } from "../../src/config/index.js";
+import { ControlPlane } from "../../src/control/controlPlane.js";
+import { PgferryError } from "../../src/errors.js";
+import { createLogger, type Logger } from "../../src/log/logger.js";
+import { Pipeline } from "../../src/pipeline/pipeline.js";
 
 /** Status and lag polls every second (the daemon's default is 5 s): the view refreshes about that often. */
 const POLL_INTERVAL_MS = 1_000;

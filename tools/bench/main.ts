@@ -6,7 +6,8 @@
  */
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { join, relative } from "node:path";
+import { REPO_ROOT } from "../repoRoot.js";
 import { Cleanup } from "./cleanup.js";
 import { summarizeProfile, type ProfileSummary } from "./cpuProfile.js";
 import { CLUSTER_SETTINGS, createTemplate, startPair, TEMPLATE_DB } from "./clusters.js";
@@ -18,13 +19,13 @@ import { evaluateGoals, markdownReport, type BenchResult } from "./report.js";
 import { prepareNative, preparePgferry, runCopyPipe, runReorg, type BenchContext } from "./scenarios.js";
 import type { SystemResult } from "./systemRun.js";
 
-const RESULTS_DIR = resolve(import.meta.dirname, "../../bench/results");
+const RESULTS_DIR = join(REPO_ROOT, "bench/results");
 
 /** Workload transactions per second in the lag scenario (8 changes each). */
 const LAG_RATE = 100;
 
 async function pgferryVersion(): Promise<string> {
-  const pkg = JSON.parse(await readFile(resolve(import.meta.dirname, "../../package.json"), "utf8")) as { version: string };
+  const pkg = JSON.parse(await readFile(join(REPO_ROOT, "package.json"), "utf8")) as { version: string };
   return pkg.version;
 }
 

@@ -2,8 +2,8 @@
  * The live view's text, as pure functions of a sample: the full frame a terminal redraws, and the
  * one-line summary printed every few seconds when stdout is not a terminal (CI, a pipe, a test).
  */
-import type { TableReport } from "../control/pipelineMonitor.js";
-import { formatBytes } from "../control/statusPage.js";
+import type { TableReport } from "../../src/control/pipelineMonitor.js";
+import { formatBytes } from "../../src/control/statusPage.js";
 import type { ViewSample } from "./viewSampler.js";
 
 export interface ViewContext {

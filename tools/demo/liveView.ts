@@ -4,7 +4,7 @@
  * every few seconds. Messages (`print`) appear above the frame and stay. Phase changes are announced
  * as messages, `streaming: live changes are flowing` first of all (scripts and tests wait for it).
  */
-import type { Phase } from "../pipeline/pipeline.js";
+import type { Phase } from "../../src/pipeline/pipeline.js";
 import { renderFrame, snapshotReport, statusLine, type ViewContext } from "./viewFormat.js";
 import type { ViewSample, ViewSampler } from "./viewSampler.js";
 

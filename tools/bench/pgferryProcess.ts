@@ -5,10 +5,11 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { REPO_ROOT } from "../repoRoot.js";
 
-/** The CLI next to this file in dist/: dist/bench/ → dist/cli/bin.js. */
-export const CLI = resolve(import.meta.dirname, "../cli/bin.js");
+/** The shipped build of the CLI (`npm run build`), which expects to sit in dist/ beside package.json. */
+export const CLI = join(REPO_ROOT, "dist/cli/bin.js");
 
 const TAIL_LINES = 80;
 

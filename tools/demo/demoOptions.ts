@@ -1,4 +1,4 @@
-/** `npm run demo -- [flags]` / `node dist/demo/main.js [flags]`: what the demo runs and where. */
+/** `npm run demo -- [flags]` / `node dist-tools/tools/demo/main.js [flags]`: what the demo runs and where. */
 import { parseArgs } from "node:util";
 
 export interface DemoOptions {
@@ -14,7 +14,7 @@ export interface DemoOptions {
   dir: string | undefined;
 }
 
-export const USAGE = `Usage: npm run demo -- [options]   (or: node dist/demo/main.js [options])
+export const USAGE = `Usage: npm run demo -- [options]   (or: node dist-tools/tools/demo/main.js [options])
 
 Starts two throwaway PostgreSQL clusters, seeds an old flat project (27 tables, pgvector
 embeddings) in the source, runs pgferry with config/reorg.example.yaml into the target's domain

@@ -1,12 +1,13 @@
 /**
- * pg.Pool use shared by the pipeline and the CLI commands: the pair of pools a command opens on the
- * source and the target, and a client checked out of a pool, used and given back.
+ * The SQL layer's pools (pg.Pool use shared by the pipeline, the state store and the CLI commands):
+ * the pair of pools a command opens on the source and the target, a client checked out of a pool,
+ * used and given back, and errors out of either tagged with the database they came from.
  */
 import pg from "pg";
-import type { Config } from "./config/index.js";
-import { tagEndpoint, type DatabaseSide } from "./errors.js";
-import { poolerError } from "./pipeline/poolerCheck.js";
-import { openPool } from "./sql/session.js";
+import type { Config } from "../config/index.js";
+import { tagEndpoint, type DatabaseSide } from "../errors.js";
+import { poolerError } from "./poolerRefusal.js";
+import { openPool } from "./session.js";
 
 export interface DatabasePools {
   source: pg.Pool;
@@ -14,7 +15,7 @@ export interface DatabasePools {
   end(): Promise<void>;
 }
 
-/** A pool of pinned sessions (sql/session.ts) on the source and one on the target. */
+/** A pool of pinned sessions (session.ts) on the source and one on the target. */
 export function databasePools(config: Config, applicationName: string, max: number): DatabasePools {
   const source = openPool(config.source.url, { applicationName, max });
   const target = openPool(config.target.url, { applicationName, max });
@@ -63,7 +64,7 @@ const poolEndpoints = new WeakMap<pg.Pool, { side: DatabaseSide; url: string }>(
 function tagErrors(pool: pg.Pool, side: DatabaseSide, url: string): void {
   poolEndpoints.set(pool, { side, url });
   const tag = (result: unknown): unknown =>
-    // A pooler's refusal becomes the message that says to use a direct connection (poolerCheck.ts).
+    // A pooler's refusal becomes the message that says to use a direct connection (poolerRefusal.ts).
     result instanceof Promise ? result.catch((error: unknown) => { throw tagEndpoint(poolerError(side, url, error) ?? error, side, url); }) : result;
   const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
   const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;

@@ -3,16 +3,12 @@
  * leaf partition or a block range of one), so rows flow source → target as a COPY pipe with no
  * per-row JavaScript. Derived columns and the filter are the same SQL the stream evaluates.
  */
-import { qualifiedName, quoteIdent } from "../apply/statements.js";
+import { qualifiedName, quoteIdent, quoteLiteral } from "../sql/quote.js";
 import type { EdgePlan } from "./plan.js";
-
-export function literal(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
-}
 
 export function selectList(edge: EdgePlan): string {
   return edge.origins
-    .map((o) => (o.kind === "column" ? `s.${quoteIdent(o.column)}` : o.kind === "const" ? literal(o.value) : `(${o.expr})`))
+    .map((o) => (o.kind === "column" ? `s.${quoteIdent(o.column)}` : o.kind === "const" ? quoteLiteral(o.value) : `(${o.expr})`))
     .join(", ");
 }
 

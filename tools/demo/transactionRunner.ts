@@ -5,7 +5,7 @@
  * the tests' write loads.
  */
 import type pg from "pg";
-import { withPooledClient } from "../pooledClient.js";
+import { withPooledClient } from "../../src/sql/pools.js";
 
 export interface TransactionRunOptions {
   transactions: number;

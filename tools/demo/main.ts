@@ -8,7 +8,8 @@ import { chmod, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import pg from "pg";
-import { handleShutdownSignals } from "../cli/signals.js";
+import { handleShutdownSignals } from "../../src/cli/signals.js";
+import { REPO_ROOT } from "../repoRoot.js";
 import { DATABASE, prepareDatabases, sourceRowCount, startClusters } from "./demoDatabases.js";
 import { parseDemoOptions, USAGE, UsageError, type DemoOptions } from "./demoOptions.js";
 import { DemoRun, describeError, StopRequested, waitForAbort } from "./demoRun.js";
@@ -17,9 +18,8 @@ import { LiveView } from "./liveView.js";
 import { startPacedLoad } from "./pacedLoad.js";
 import { ViewSampler } from "./viewSampler.js";
 
-/** The package root: the demo finds the example config from wherever it is started. */
-const PACKAGE_ROOT = resolve(import.meta.dirname, "../..");
-const CONFIG_FILE = join(PACKAGE_ROOT, "config", "reorg.example.yaml");
+/** The demo finds the example config from wherever it is started. */
+const CONFIG_FILE = join(REPO_ROOT, "config", "reorg.example.yaml");
 /** The load stops by itself after an hour, so a forgotten demo does not write forever. */
 const LOAD_SECONDS = 3_600;
 
