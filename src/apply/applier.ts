@@ -1,13 +1,15 @@
 /**
  * The apply session on the target: one connection, one open transaction at a time. Statements of
  * a batch run inside it; `commit` writes the checkpoint in the same transaction and commits, so data
- * and position become durable together. Triggers and FK checks of the target do not fire for
- * replicated rows (session_replication_role = replica, as native logical replication does).
+ * and position become durable together (docs/design.md, rule 2): the ApplyLoop's ApplyTarget on
+ * PostgreSQL. Triggers and FK checks of the target do not fire for replicated rows
+ * (session_replication_role = replica, as native logical replication does).
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { openClient, prepareApplySession } from "../sql/session.js";
 import { PgferryError } from "../errors.js";
+import type { Checkpoint } from "../state/checkpointStore.js";
 import type { Statement } from "./types.js";
 
 export interface ApplyErrorContext {
@@ -60,6 +62,8 @@ export interface ApplierOptions {
   origin?: string;
   /** Rows an UPDATE expected on the target but did not find (drift: `pgferry verify`, then resync). */
   onMissingRows?: (table: string, missing: number) => void;
+  /** Writes the checkpoint on the apply session, inside the transaction `commit` is about to commit. */
+  writeCheckpoint: (client: pg.ClientBase, checkpoint: Checkpoint) => Promise<void>;
 }
 
 /** A server's refusal of a statement, with what identifies it (no row values); connection errors pass through. */
@@ -73,9 +77,11 @@ function applyError(statement: Statement, error: unknown): unknown {
 
 export class Applier {
   private open = false;
-  private onMissingRows: ApplierOptions["onMissingRows"];
 
-  private constructor(private readonly client: pg.Client) {}
+  private constructor(
+    private readonly client: pg.Client,
+    private readonly options: Pick<ApplierOptions, "onMissingRows" | "writeCheckpoint">,
+  ) {}
 
   static async connect(options: ApplierOptions): Promise<Applier> {
     const client = await openClient(options.url, { applicationName: options.applicationName });
@@ -83,9 +89,7 @@ export class Applier {
       await prepareApplySession(client);
       // Tagged where the role may (see setupOrigin); untagged writes work the same.
       if (options.origin) await setupOrigin(client, options.origin);
-      const applier = new Applier(client);
-      applier.onMissingRows = options.onMissingRows;
-      return applier;
+      return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint });
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -108,14 +112,14 @@ export class Applier {
       } catch (error) {
         throw applyError(statement, error);
       }
-      if (statement.expectRows && (result.rowCount ?? 0) < statement.rows) this.onMissingRows?.(statement.table, statement.rows - (result.rowCount ?? 0));
+      if (statement.expectRows && (result.rowCount ?? 0) < statement.rows) this.options.onMissingRows?.(statement.table, statement.rows - (result.rowCount ?? 0));
     }
   }
 
-  /** Writes the checkpoint with `writeCheckpoint` inside the transaction, then commits. */
-  async commit(writeCheckpoint: (client: pg.ClientBase) => Promise<void>): Promise<void> {
+  /** Writes the checkpoint (`writeCheckpoint`) inside the open transaction, then commits: both become durable together. */
+  async commit(checkpoint: Checkpoint): Promise<void> {
     await this.begin();
-    await writeCheckpoint(this.client);
+    await this.options.writeCheckpoint(this.client, checkpoint);
     await this.client.query("COMMIT");
     this.open = false;
   }

@@ -8,7 +8,7 @@ import { redactSecrets } from "../config/redact.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { Phase, PipelineObserver } from "../pipeline/pipeline.js";
 import { formatLsn } from "../source/lsn.js";
-import type { Checkpoint, PipelineState, TableState, TableStatus } from "../state/stateStore.js";
+import type { Checkpoint, PipelineState, TableState, TableStatus } from "../state/checkpointStore.js";
 import { LagTracker } from "./lagTracker.js";
 
 export const PHASES: readonly Phase[] = ["starting", "standby", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];

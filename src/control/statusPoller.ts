@@ -8,7 +8,8 @@ import pg from "pg";
 import { openPool } from "../sql/session.js";
 import type { Logger } from "pino";
 import { parseLsn } from "../source/lsn.js";
-import { StateStore } from "../state/stateStore.js";
+import type { CheckpointStore } from "../state/checkpointStore.js";
+import { postgresStores } from "../state/postgresStores.js";
 import type { SourceReading, TargetReading } from "./pipelineMonitor.js";
 
 export interface StatusPollerOptions {
@@ -49,7 +50,7 @@ function pool(url: string): pg.Pool {
 export class StatusPoller {
   private readonly source: pg.Pool;
   private readonly target: pg.Pool;
-  private readonly store: StateStore;
+  private readonly store: CheckpointStore;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -59,7 +60,7 @@ export class StatusPoller {
   constructor(private readonly options: StatusPollerOptions) {
     this.source = pool(options.sourceUrl);
     this.target = pool(options.targetUrl);
-    this.store = new StateStore({ pool: this.target, schema: options.stateSchema, pipeline: options.slot });
+    this.store = postgresStores({ pool: this.target, schema: options.stateSchema, pipeline: options.slot }).checkpoints;
   }
 
   /** Polls now, then every interval until stop(). Safe to call twice. */

@@ -5,16 +5,33 @@
  * set-based. A source transaction larger than the buffer is flushed progressively into the still-open
  * target transaction: memory stays bounded, atomicity is kept. The checkpoint is written in the same
  * target transaction, and only after COMMIT is the source told the position is flushed.
+ *
+ * The target is an ApplyTarget: the PostgreSQL Applier in the daemon, an in-memory one in unit tests.
  */
-import type pg from "pg";
-import type { Applier } from "../apply/applier.js";
 import { ChangeBuffer } from "../apply/changeBuffer.js";
-import type { Checkpoint } from "../state/stateStore.js";
+import type { Checkpoint } from "../state/checkpointStore.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import type { ChangeTransformer } from "../transform/changeTransformer.js";
-import type { OrderedStatements } from "../apply/types.js";
+import type { OrderedStatements, Statement } from "../apply/types.js";
 import type { SourceChange, SourceTruncate } from "../plan/changes.js";
 import { changeBytes, type CountedOp, type StreamEvent } from "./streamEvents.js";
+
+/**
+ * Where the loop's target transactions go: one open transaction at a time, opened by the first
+ * `execute` after a `commit` or `rollback`. Implemented by the Applier (apply/applier.ts).
+ */
+export interface ApplyTarget {
+  /** Runs statements, in order, inside the open target transaction (opening one if none is open). */
+  execute(statements: readonly Statement[]): Promise<void>;
+  /**
+   * Writes `checkpoint` inside the open transaction (opening one if none is open) and commits it:
+   * data and checkpoint become durable together. Resolves only once COMMIT has returned; the loop
+   * acknowledges nothing before (docs/design.md, rule 2).
+   */
+  commit(checkpoint: Checkpoint): Promise<void>;
+  /** Abandons the open transaction, if any: nothing of it is durable. */
+  rollback(): Promise<void>;
+}
 
 export interface BatchLimits {
   maxRows: number;
@@ -32,11 +49,10 @@ export interface AppliedBatch {
 
 export interface ApplyLoopOptions {
   queue: ChangeQueue<StreamEvent>;
-  applier: Applier;
+  target: ApplyTarget;
   transformer: ChangeTransformer;
   limits: BatchLimits;
-  writeCheckpoint(client: pg.ClientBase, checkpoint: Checkpoint): Promise<void>;
-  /** Called after each target COMMIT. */
+  /** Called after each target COMMIT, with the checkpoint it committed: the position to acknowledge. */
   onCommitted(batch: AppliedBatch): void;
   /**
    * Up to this source commit LSN, apply one source transaction per target transaction, each change
@@ -134,14 +150,14 @@ export class ApplyLoop {
         // A source transaction larger than the batch goes out progressively, inside the open target transaction.
         if (this.buffer.rows >= limits.maxRows || this.buffer.bytes >= limits.maxBytes) {
           const statements = this.buffer.drain();
-          await this.behind(() => this.options.applier.execute(statements));
+          await this.behind(() => this.options.target.execute(statements));
         }
       }
       this.working = false;
     }
     if (this.failure !== undefined) return;
     if (this.openChanges === 0 && this.lastCommit) await this.commit();
-    else await this.behind(() => this.options.applier.rollback());
+    else await this.behind(() => this.options.target.rollback());
     this.afterCommit = [];
   }
 
@@ -182,10 +198,10 @@ export class ApplyLoop {
     this.lastCommit = undefined;
     const callbacks = this.afterCommit;
     this.afterCommit = [];
-    const { applier } = this.options;
+    const { target } = this.options;
     await this.behind(async () => {
-      await applier.execute(statements);
-      await applier.commit((client) => this.options.writeCheckpoint(client, checkpoint));
+      await target.execute(statements);
+      await target.commit(checkpoint);
       this.committedLsn = checkpoint.commitLsn;
       // Acknowledged to the source only now, after the target COMMIT (docs/design.md, rule 2).
       this.options.onCommitted({ ...batch, seconds: (performance.now() - startedAt) / 1000 });

@@ -11,7 +11,8 @@ import { PgferryError } from "../errors.js";
 import { describeUrl } from "../config/redact.js";
 import { formatLsn } from "../source/lsn.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
-import { StateStore } from "../state/stateStore.js";
+import type { CheckpointStore } from "../state/checkpointStore.js";
+import { postgresStores } from "../state/postgresStores.js";
 import { databasePools } from "../sql/pools.js";
 import type { TablePlan } from "../plan/plan.js";
 import type { AppliedBatch } from "./applyLoop.js";
@@ -153,7 +154,7 @@ export class Pipeline {
     const { config, log } = this;
     const pools = databasePools(config, "pgferry", 4);
     const { source, target } = pools;
-    const store = new StateStore({ pool: target, schema: config.target.stateSchema, pipeline: config.source.slot });
+    const store = postgresStores({ pool: target, schema: config.target.stateSchema, pipeline: config.source.slot }).checkpoints;
     const lock = await target.connect().catch((error: unknown) => {
       throw unreachable("target", config.target.url, error);
     });
@@ -239,7 +240,7 @@ export class Pipeline {
   }
 
   /** First start: publication, then the slot with an exported snapshot, then every table copied under it. */
-  private async initialSnapshot(source: pg.Pool, store: StateStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
+  private async initialSnapshot(source: pg.Pool, store: CheckpointStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
     const { config, log } = this;
     const publication = await ensurePublication(source, config.source.publication, plans);
     log.info({ publication: config.source.publication, result: publication }, "publication ready");
@@ -255,7 +256,7 @@ export class Pipeline {
   }
 
   /** Restart: tables not ready (interrupted, or new in the config) are copied under a fresh snapshot. */
-  private async resumeSnapshot(source: pg.Pool, store: StateStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
+  private async resumeSnapshot(source: pg.Pool, store: CheckpointStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
     const { config, log } = this;
     await store.addTables(plans.map((p) => p.id));
     const ready = new Set((await store.tables()).filter((t) => t.state === "ready").map((t) => t.table));
@@ -274,7 +275,7 @@ export class Pipeline {
     }
   }
 
-  private async copy(store: StateStore, plans: TablePlan[], snapshotName: string, syncLsn: bigint, replication: ReplicationConnection, signal: AbortSignal): Promise<void> {
+  private async copy(store: CheckpointStore, plans: TablePlan[], snapshotName: string, syncLsn: bigint, replication: ReplicationConnection, signal: AbortSignal): Promise<void> {
     this.observer.phase?.("snapshot");
     await runSnapshot(
       {

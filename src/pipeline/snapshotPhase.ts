@@ -15,7 +15,7 @@ import { deleteOwnedStatement, insertRowsStatement, upsertStatement } from "../a
 import { qualifiedName, quoteIdent, quoteLiteral } from "../sql/quote.js";
 import type { Value } from "../plan/changes.js";
 import type { CatalogPartition } from "../catalog/tableCatalog.js";
-import type { StateStore } from "../state/stateStore.js";
+import type { CheckpointStore } from "../state/checkpointStore.js";
 import { loadHooks, runHook, type HookRow, type RowHook } from "../transform/codeHook.js";
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import { openClient, prepareApplySession } from "../sql/session.js";
@@ -28,7 +28,7 @@ export interface SnapshotOptions {
   workers: number;
   chunkRows: number;
   log: Logger;
-  store: StateStore;
+  store: CheckpointStore;
   plans: readonly TablePlan[];
   snapshotName: string;
   /** The LSN the snapshot corresponds to: each copied table's sync LSN. */

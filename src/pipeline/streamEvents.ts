@@ -1,6 +1,6 @@
-/** What flows from the replication reader to the applier through the change queue. */
+/** What flows from the replication reader (through its ChangeSink, pipeline/streamSink.ts) to the applier through the change queue. */
 import type { OrderedStatements } from "../apply/types.js";
-import type { SourceChange, SourceTruncate } from "../plan/changes.js";
+import type { SourceChange, SourceCommit, SourceTruncate } from "../plan/changes.js";
 
 export type SourceOp = "insert" | "update" | "delete" | "truncate";
 /** What an applied change is counted as (`pgferry_applied_changes_total{op}`): a resync's rows apart. */
@@ -11,7 +11,7 @@ export type StreamEvent =
   | SourceTruncate
   | OrderedStatements
   /** The end of a source transaction: everything before it (since the previous commit) belongs to it. */
-  | { type: "commit"; commitLsn: bigint; endLsn: bigint; commitTime: Date };
+  | SourceCommit;
 
 /**
  * In-memory weight of a queued change, for the queue's byte limit: V8 one-byte strings take their

@@ -8,7 +8,7 @@ import { Applier, ApplyError } from "../apply/applier.js";
 import type { Config } from "../config/index.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
 import { formatLsn } from "../source/lsn.js";
-import type { Checkpoint, StateStore } from "../state/stateStore.js";
+import type { Checkpoint, CheckpointStore } from "../state/checkpointStore.js";
 import { ChangeTransformer } from "../transform/changeTransformer.js";
 import { loadHooks } from "../transform/codeHook.js";
 import type { TablePlan } from "../plan/plan.js";
@@ -17,7 +17,8 @@ import { ApplyLoop, type AppliedBatch } from "./applyLoop.js";
 import { ChangeQueue } from "./changeQueue.js";
 import type { StreamEvent } from "./streamEvents.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
-import { StreamReader } from "./streamReader.js";
+import { StreamReader } from "../source/streamReader.js";
+import { QueueSink } from "./streamSink.js";
 
 /** How often the standby status is sent even when nothing changes (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 10_000;
@@ -25,7 +26,7 @@ const STATUS_INTERVAL_MS = 10_000;
 export interface StreamPhaseOptions {
   config: Config;
   log: Logger;
-  store: StateStore;
+  store: CheckpointStore;
   plans: readonly TablePlan[];
   syncLsns: ReadonlyMap<string, bigint>;
   checkpoint: Checkpoint;
@@ -50,6 +51,7 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
     origin: `pgferry_${config.source.slot}`,
     onMissingRows: (table, missing) =>
       log.warn({ table, missing }, "rows updated on the source are not on the target (it lost them, or they never passed a filter); run pgferry verify and resync the table"),
+    writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
   });
   let replication: ReplicationConnection | undefined;
   let stopping = false;
@@ -70,24 +72,24 @@ export async function runStreamPhase(options: StreamPhaseOptions, signal: AbortS
     };
     const loop = new ApplyLoop({
       queue,
-      applier,
+      target: applier,
       transformer,
       orderedThrough: options.orderedThrough,
       limits: { maxRows: config.apply.batchMaxRows, maxBytes: config.apply.batchMaxBytes, maxMs: config.apply.batchMaxMs },
-      writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
       onCommitted: (batch) => {
         acked = batch.checkpoint.endLsn;
         sendStatus();
         options.onCommitted?.(batch);
       },
     });
+    const sink = new QueueSink(queue, windows);
     const reader: StreamReader = new StreamReader({
       plans: options.plans,
       syncLsns: options.syncLsns,
       skipThrough: options.checkpoint.commitLsn,
-      queue,
+      sink,
+      messages: sink,
       log,
-      resyncs: windows,
       onKeepalive: (walEnd, replyRequested) => {
         options.onServerWalEnd?.(walEnd);
         // Nothing received is waiting to be applied: the server's position can be confirmed, which

@@ -31,6 +31,14 @@ export interface SourceTruncate {
   plans: TablePlan[];
 }
 
+/** The end of a source transaction: every change before it (since the previous commit) belongs to it. */
+export interface SourceCommit {
+  type: "commit";
+  commitLsn: bigint;
+  endLsn: bigint;
+  commitTime: Date;
+}
+
 export interface TargetColumn {
   name: string;
   /** The target column's type as `format_type()` prints it, used for casts: `vector(1536)`, `numeric(30,10)`. */

@@ -5,9 +5,8 @@
  */
 import pg from "pg";
 import type { Config } from "../config/index.js";
-import { tagEndpoint, type DatabaseSide } from "../errors.js";
-import { poolerError } from "./poolerRefusal.js";
-import { openPool } from "./session.js";
+import { tagEndpoint } from "../errors.js";
+import { endpoints, poolEndpoint } from "./endpoint.js";
 
 export interface DatabasePools {
   source: pg.Pool;
@@ -17,10 +16,9 @@ export interface DatabasePools {
 
 /** A pool of pinned sessions (session.ts) on the source and one on the target. */
 export function databasePools(config: Config, applicationName: string, max: number): DatabasePools {
-  const source = openPool(config.source.url, { applicationName, max });
-  const target = openPool(config.target.url, { applicationName, max });
-  tagErrors(source, "source", config.source.url);
-  tagErrors(target, "target", config.target.url);
+  const both = endpoints(config);
+  const source = both.source.pool(applicationName, max);
+  const target = both.target.pool(applicationName, max);
   return {
     source,
     target,
@@ -46,28 +44,10 @@ export async function withPooledClient<T>(pool: pg.Pool, work: (client: pg.PoolC
   try {
     return await work(client);
   } catch (error) {
-    const endpoint = poolEndpoints.get(pool);
+    const endpoint = poolEndpoint(pool);
     throw endpoint ? tagEndpoint(error, endpoint.side, endpoint.url) : error;
   } finally {
     client.off("error", onError);
     client.release(broken);
   }
-}
-
-const poolEndpoints = new WeakMap<pg.Pool, { side: DatabaseSide; url: string }>();
-
-/**
- * Errors out of `pool` (connecting, pool.query, and work on a client checked out through
- * withPooledClient) are marked with the database they came from (errors.ts tagEndpoint), so the
- * CLI's error report names the side and its URL without secrets. Nothing else about them changes.
- */
-function tagErrors(pool: pg.Pool, side: DatabaseSide, url: string): void {
-  poolEndpoints.set(pool, { side, url });
-  const tag = (result: unknown): unknown =>
-    // A pooler's refusal becomes the message that says to use a direct connection (poolerRefusal.ts).
-    result instanceof Promise ? result.catch((error: unknown) => { throw tagEndpoint(poolerError(side, url, error) ?? error, side, url); }) : result;
-  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-  const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
-  pool.query = ((...args: unknown[]) => tag(query(...args))) as typeof pool.query;
-  pool.connect = ((...args: unknown[]) => tag(connect(...args))) as typeof pool.connect;
 }

@@ -1,7 +1,8 @@
 /**
  * Turns a run of source changes into the target changes the mapping implies, in order. Plain
  * columns and constants are mapped here; derived columns and filters are evaluated by the source
- * database, one query per edge for the whole run (see SourceEvaluator); hooks run last.
+ * database, one query per edge for the whole run (through an Evaluator: SourceEvaluator on the
+ * source database, an in-memory one in unit tests); hooks run last.
  *
  * A filter holds on the target as "exactly the source rows that pass": a row that passes is
  * upserted, one that does not is deleted by key (a no-op when it was never there), so an UPDATE
@@ -12,7 +13,7 @@ import { PgferryError } from "../errors.js";
 import { UNCHANGED, type SourceChange, type SourceRow, type SourceTruncate, type TargetTable, type Value } from "../plan/changes.js";
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import { runHook, type HookRow, type RowHook } from "./codeHook.js";
-import { evaluatedInputs, type Evaluation, type SourceEvaluator } from "./sourceEvaluator.js";
+import { evaluatedInputs, type Evaluation, type Evaluator } from "./evaluator.js";
 
 type Key = (string | null)[];
 
@@ -28,7 +29,8 @@ interface EdgeRows {
 }
 
 export interface TransformerOptions {
-  evaluator?: SourceEvaluator;
+  /** Needed when an edge is `evaluated` (derived columns, filters) or re-reads unchanged TOAST. */
+  evaluator?: Evaluator;
   hooks: ReadonlyMap<string, RowHook>;
 }
 

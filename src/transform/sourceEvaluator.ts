@@ -10,19 +10,7 @@ import { openPool } from "../sql/session.js";
 import { quoteIdent } from "../sql/quote.js";
 import { PgferryError } from "../errors.js";
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
-
-export interface Evaluation {
-  /** Per row, the value of each `sql` origin, in origin order. */
-  values: (string | null)[][];
-  pass: boolean[];
-}
-
-/** The columns (by index into `plan.sourceColumns`) an edge's expressions and filter read. */
-export function evaluatedInputs(plan: TablePlan, edge: EdgePlan): number[] {
-  const refs = new Set<string>(edge.filter?.refs ?? []);
-  for (const origin of edge.origins) if (origin.kind === "sql") origin.refs.forEach((r) => refs.add(r));
-  return plan.sourceColumns.flatMap((name, i) => (refs.has(name) ? [i] : []));
-}
+import { evaluatedInputs, type Evaluation, type Evaluator } from "./evaluator.js";
 
 export function evaluationSql(plan: TablePlan, edge: EdgePlan): string {
   const inputs = evaluatedInputs(plan, edge);
@@ -46,8 +34,8 @@ export function evaluationSql(plan: TablePlan, edge: EdgePlan): string {
   );
 }
 
-
-export class SourceEvaluator {
+/** The Evaluator on the source database (one pooled session, prepared statements per edge). */
+export class SourceEvaluator implements Evaluator {
   private readonly pool: pg.Pool;
   private readonly sqlByEdge = new Map<EdgePlan, { name: string; text: string; inputs: number[] }>();
 

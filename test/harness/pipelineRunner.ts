@@ -9,6 +9,7 @@ import { createLogger } from "../../src/log/logger.js";
 import { Pipeline, type Phase } from "../../src/pipeline/pipeline.js";
 import { configText } from "./processRunner.js";
 import type { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
+import { waitFor } from "./waitFor.js";
 
 export interface RunningPipeline {
   config: Config;
@@ -91,12 +92,16 @@ export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } 
   return running;
 }
 
+/** For waitFor's `failIf`: the pipeline's error, once it stopped on one (nothing a test waits for will come then). */
+export function pipelineFailed(running: RunningPipeline): () => string | undefined {
+  return () => (running.failure === undefined ? undefined : `pipeline failed: ${(running.failure as Error).message}`);
+}
+
 /** Waits until the pipeline streams; fails at once, with its error, if the pipeline stops instead. */
 export async function streaming(running: RunningPipeline, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!running.phases.includes("streaming")) {
-    if (running.failure !== undefined) throw new Error(`pipeline failed instead of streaming: ${(running.failure as Error).message}`);
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the pipeline to stream (phases: ${running.phases.join(", ")})`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitFor(() => running.phases.includes("streaming"), {
+    description: `the pipeline to stream (phases so far: ${running.phases.join(", ") || "none"})`,
+    timeoutMs,
+    failIf: () => (running.failure === undefined ? undefined : `pipeline failed instead of streaming: ${(running.failure as Error).message}`),
+  });
 }

@@ -7,14 +7,18 @@ export interface WaitOptions<T> {
   until?: (value: T) => boolean;
   timeoutMs?: number;
   intervalMs?: number;
+  /** Checked before each probe: a message ends the wait at once (a pipeline that failed will not get there). */
+  failIf?: () => string | undefined;
 }
 
 export async function waitFor<T>(probe: () => Promise<T> | T, options: WaitOptions<T>): Promise<T> {
-  const { description, until = (v: T) => Boolean(v), timeoutMs = 30_000, intervalMs = 50 } = options;
+  const { description, until = (v: T) => Boolean(v), timeoutMs = 30_000, intervalMs = 50, failIf } = options;
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   let lastError: unknown;
   for (;;) {
+    const failed = failIf?.();
+    if (failed !== undefined) throw new Error(`${failed} while waiting for ${description}`);
     try {
       last = await probe();
       lastError = undefined;

@@ -5,7 +5,7 @@
  * endpoints' token checks and answers (501 without an engine, a stub engine's 202/404/409).
  */
 import type pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { ControlServer } from "../../src/control/controlServer.js";
 import { PipelineMetrics } from "../../src/control/metrics.js";
@@ -13,7 +13,8 @@ import { PipelineMonitor, type PipelineStatus, type Readiness } from "../../src/
 import { ResyncRunningError, UnknownTableError, type ResyncController, type ResyncInfo } from "../../src/control/resyncController.js";
 import { createLogger } from "../../src/log/logger.js";
 import { createFixture, mappings, seed } from "../fixtures/appSchema.js";
-import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
+import type { TestDatabases } from "../harness/databases.js";
+import { useTestPair } from "../harness/testPair.js";
 import { testConfig } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { ADMIN_TOKEN, request, startControlled, type ControlledPipeline } from "./controlSupport.js";
@@ -45,8 +46,8 @@ async function lockTargetTable(table: string): Promise<{ release(): Promise<void
 
 const status = async (base: string) => (await request(`${base}/v1/status`)).body as PipelineStatus;
 
-beforeAll(async () => {
-  db = await createTestDatabases("control");
+useTestPair("control", async (created) => {
+  db = created;
   await createFixture(db.source, db.target);
   await seed(db.source, SEEDED);
   await db.source.query("ANALYZE");
@@ -55,7 +56,6 @@ afterEach(async () => {
   await running?.stop();
   running = undefined;
 });
-afterAll(async () => db?.drop());
 
 describe("health and readiness", () => {
   it("is alive at once, not ready before streaming or during the snapshot, ready when streaming and caught up", async () => {

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { PreflightError } from "../../src/pipeline/preflight.js";
 import { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
-import { ResyncStore } from "../../src/state/resyncStore.js";
+import { postgresStores } from "../../src/state/postgresStores.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { startOwnServers, type OwnServers, type TestServers } from "../harness/backend.js";
 import { compareTables } from "../harness/compare.js";
@@ -64,7 +64,7 @@ describe("network faults", () => {
     proxies = [sourceProxy, targetProxy];
     const env = { SOURCE_URL: viaPort(servers.source.url(), sourceProxy.port), TARGET_URL: viaPort(servers.target.url(), targetProxy.port) };
     const config = parseConfig(yaml("pgferry_faults"), "faults.yaml", env);
-    const resyncs = new ResyncEngine({ store: new ResyncStore({ pool: target, schema: "_pgferry", pipeline: "pgferry_faults" }), log: pino({ level: "silent" }), chunkRows: 300 });
+    const resyncs = new ResyncEngine({ store: postgresStores({ pool: target, schema: "_pgferry", pipeline: "pgferry_faults" }).resyncs, log: pino({ level: "silent" }), chunkRows: 300 });
 
     const controller = new AbortController();
     const load = runWriteLoad(source, { transactions: 1_000_000, concurrency: 2, signal: controller.signal, seedOffset: 600_000 });

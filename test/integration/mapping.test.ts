@@ -9,12 +9,13 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { firstDifference } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
+import { useTestPair } from "../harness/testPair.js";
 import { runCli } from "../harness/processRunner.js";
-import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
+import { streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 
 const SOURCE_DDL = `
@@ -141,8 +142,8 @@ tables:${MAPPING}
   return parseConfig(yaml, join(configDir, "pgferry.yaml"), { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl });
 }
 
-beforeAll(async () => {
-  db = await createTestDatabases("mapping");
+const pair = useTestPair("mapping", async (created) => {
+  db = created;
   configDir = await mkdtemp(join(tmpdir(), "pgferry-mapping-"));
   await writeFile(join(configDir, "profileHook.mjs"), HOOK);
   await db.source.query(SOURCE_DDL);
@@ -162,15 +163,10 @@ beforeAll(async () => {
     INSERT INTO docs SELECT g, repeat(md5(g::text), 100), 0 FROM generate_series(1, 20) g;
     INSERT INTO error_logs SELECT g, CASE WHEN g % 2 = 0 THEN 'error' ELSE 'warning' END, repeat(md5(g::text), 100) FROM generate_series(1, 20) g;`);
 });
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-});
-afterAll(async () => db?.drop());
 
 describe("mapping language", () => {
   it("snapshot: every mapped table equals its SQL-computed expectation", async () => {
-    running = startPipeline(config());
+    running = pair.start(config());
     await streaming(running);
     expect(await difference()).toBeNull();
     const { rows } = await db.target.query<{ n: string }>("SELECT count(*)::text AS n FROM auth_gateway.user_accounts");
@@ -178,7 +174,7 @@ describe("mapping language", () => {
   });
 
   it("stream: inserts, updates in and out of the filter, key changes, unchanged TOAST, deletes and a merged TRUNCATE", async () => {
-    running = startPipeline(config());
+    running = pair.start(config());
     await streaming(running);
     const before = await db.target.query<{ content: string; embedding: string }>("SELECT content, embedding::text FROM security_service.memory_entries WHERE id = 4");
     await db.source.query(`
@@ -218,7 +214,7 @@ describe("mapping language", () => {
 
   it("resumes after a stop with streamed and snapshotted rows still equal to the expectation", async () => {
     await db.source.query("UPDATE users SET bio = 'while stopped' WHERE id BETWEEN 100 AND 120; UPDATE memory_entries SET is_active = true");
-    running = startPipeline(config());
+    running = pair.start(config());
     expect(await converged()).toBeNull();
   });
 });
@@ -245,7 +241,7 @@ describe("invalid mappings", () => {
 target: { url: "\${TARGET_URL}" }
 tables:${bad}
 `;
-    running = startPipeline(parseConfig(yaml, join(configDir, "bad.yaml"), { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl }));
+    running = pair.start(parseConfig(yaml, join(configDir, "bad.yaml"), { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl }));
     const error = (await running.done.then(() => null, (e: unknown) => e)) as { problems?: string[] } | null;
     expect(error?.problems).toEqual([
       "tables[0].columns.nope: target table auth_gateway.user_accounts has no column nope",
@@ -268,7 +264,7 @@ tables:
     passthrough: false
     columns: { id: id, email: { sql: "lower(email" } }
 `;
-    running = startPipeline(parseConfig(yaml, join(configDir, "bad2.yaml"), { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl }));
+    running = pair.start(parseConfig(yaml, join(configDir, "bad2.yaml"), { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl }));
     const error = (await running.done.then(() => null, (e: unknown) => e)) as { problems?: string[] } | null;
     expect(error?.problems).toEqual([
       "tables[0]: the source rejects the mapping's SQL for public.users → auth_gateway.user_accounts: syntax error at or near \"FROM\"",

@@ -7,14 +7,16 @@
  */
 import { resolve } from "node:path";
 import type pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig, type Config } from "../../src/config/index.js";
 import { loadPlan } from "../../src/plan/loadPlan.js";
 import { describeOrigin, type EdgePlan, type TablePlan } from "../../src/plan/plan.js";
 import { expectedQueries, oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../tools/demo/oldProject.js";
 import { firstDifference } from "../harness/compare.js";
-import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
-import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
+import type { TestDatabases } from "../harness/databases.js";
+import { useTestPair } from "../harness/testPair.js";
+import { pipelineFailed, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
+import { waitFor } from "../harness/waitFor.js";
 
 const CONFIG_FILE = resolve(import.meta.dirname, "../../config/reorg.example.yaml");
 const DOMAIN_SCHEMAS = ["shared_services", "auth_gateway", "security_service", "vendors", "ai_chat", "billing", "marketplace", "analytics"];
@@ -29,17 +31,6 @@ function config(): Config {
   return loadConfig(CONFIG_FILE, { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl, PGFERRY_SLOT: `pgferry_${db.name}` });
 }
 
-/** Polls `probe` until `done`; fails at once with the pipeline's own error if it stops (nothing here is expected to fail). */
-async function whileRunning<T>(run: RunningPipeline, description: string, probe: () => Promise<T> | T, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (run.failure !== undefined) throw new Error(`pipeline failed while waiting for ${description}: ${(run.failure as Error).message}`);
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description} (last value: ${String(value)})`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 async function difference(): Promise<string | null> {
   for (const expected of expectedQueries()) {
@@ -63,8 +54,8 @@ async function tableNames(pool: pg.Pool, where: string): Promise<string[]> {
   return rows.map((r) => r.id).sort();
 }
 
-beforeAll(async () => {
-  db = await createTestDatabases("reorg");
+const pair = useTestPair("reorg", async (created) => {
+  db = created;
   await db.source.query(SOURCE_DDL);
   await db.target.query(TARGET_DDL);
   await seedOldProject(db.source, 1);
@@ -76,7 +67,6 @@ afterEach(async () => {
   await running?.stop();
   running = undefined;
 });
-afterAll(async () => db?.drop());
 
 describe("config/reorg.example.yaml", () => {
   it("maps every table of the old project into the domain schemas, and compiles against both catalogs", async () => {
@@ -123,7 +113,7 @@ describe("config/reorg.example.yaml", () => {
     // The snapshot is taken while the source takes writes.
     const duringSnapshot = oldProjectLoad(db.source, { transactions: 300, seedOffset: 0 });
     duringSnapshot.catch(() => undefined); // awaited below; a failure must not surface as unhandled first
-    running = startPipeline(cfg);
+    running = pair.start(cfg);
     await streaming(running);
     expect(running.phases).toContain("snapshot");
 
@@ -131,24 +121,26 @@ describe("config/reorg.example.yaml", () => {
     load = { controller, done: oldProjectLoad(db.source, { transactions: 1_000_000, signal: controller.signal, seedOffset: 10_000_000 }) };
     load.done.catch(() => undefined);
     const first = running;
-    await whileRunning(first, "50 batches streamed before the stop", () => first.batches, (n) => n >= 50);
+    await waitFor(() => first.batches, { description: "50 batches streamed before the stop", until: (n) => n >= 50, intervalMs: 100, failIf: pipelineFailed(first) });
     await first.stop(); // mid-load: whatever was received but not applied stays in the slot
     running = undefined;
     const whileStopped = await oldProjectLoad(db.source, { transactions: 200, seedOffset: 20_000_000 });
 
-    const second = startPipeline(cfg);
+    const second = pair.start(cfg);
     running = second;
     await streaming(second);
     // A TRUNCATE of one merged source clears only its rows in security_service.api_keys.
     await db.source.query("TRUNCATE service_tokens");
     await db.source.query(`INSERT INTO service_tokens (service_name, token_hash, description) VALUES ('after-truncate', md5('t'), 'fresh')`);
     const resumedAt = second.batches;
-    await whileRunning(second, "50 batches streamed after the restart", () => second.batches, (n) => n >= resumedAt + 50);
+    await waitFor(() => second.batches, { description: "50 batches streamed after the restart", until: (n) => n >= resumedAt + 50, intervalMs: 100, failIf: pipelineFailed(second) });
     controller.abort();
     const committed = (await duringSnapshot) + (await load.done) + whileStopped;
     expect(committed).toBeGreaterThan(500);
 
-    expect(await whileRunning(second, "every target table == its expected rows", difference, (d) => d === null, 60_000)).toBeNull();
+    expect(
+      await waitFor(difference, { description: "every target table == its expected rows", until: (d) => d === null, timeoutMs: 60_000, intervalMs: 100, failIf: pipelineFailed(second) }),
+    ).toBeNull();
     expect(second.phases).not.toContain("snapshot"); // resumed from the checkpoint
 
     // The load moved rows across filters and sources both ways; the counts show the mapping did its part.

@@ -5,13 +5,14 @@
  * applied chunk. Every test ends with target == source, row by row.
  */
 import pino from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
-import { ResyncStore } from "../../src/state/resyncStore.js";
+import { postgresStores } from "../../src/state/postgresStores.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { compareTables } from "../harness/compare.js";
-import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
-import { startPipeline, streaming, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
+import type { TestDatabases } from "../harness/databases.js";
+import { useTestPair } from "../harness/testPair.js";
+import { streaming, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { runWriteLoad } from "../harness/writeLoad.js";
 import { freePort } from "../../tools/embedded/localCluster.js";
@@ -21,7 +22,7 @@ let db: TestDatabases;
 let running: RunningPipeline | undefined;
 
 const config = () => testConfig({ sourceUrl: db.sourceUrl, targetUrl: db.targetUrl, tables: mappings() });
-const store = () => new ResyncStore({ pool: db.target, schema: "_pgferry", pipeline: config().source.slot });
+const store = () => postgresStores({ pool: db.target, schema: "_pgferry", pipeline: config().source.slot }).resyncs;
 const engine = (chunkRows: number) => new ResyncEngine({ store: store(), log: pino({ level: "silent" }), chunkRows });
 const converged = () =>
   waitFor(() => compareTables(db.source, db.target, pairs()), { description: "target == source", until: (d) => d === null, timeoutMs: 90_000, intervalMs: 250 });
@@ -34,21 +35,16 @@ async function corruptAccounts(): Promise<void> {
     INSERT INTO app.accounts (id, email) VALUES (0, 'below every key');`);
 }
 
-beforeAll(async () => {
-  db = await createTestDatabases("resync");
+const pair = useTestPair("resync", async (created) => {
+  db = created;
   await createFixture(db.source, db.target);
   await seed(db.source, 4000);
 });
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-});
-afterAll(async () => db?.drop());
 
 describe("per-table resync while streaming", () => {
   it("repairs changed, deleted and extra target rows under concurrent writes, while the other tables keep streaming", async () => {
     const resyncs = engine(200);
-    running = startPipeline(config(), { resyncs });
+    running = pair.start(config(), { resyncs });
     await streaming(running);
     expect(await converged()).toBeNull();
     await corruptAccounts();
@@ -77,7 +73,7 @@ describe("per-table resync while streaming", () => {
 
   it("counts the rows it rewrites as op resync, apart from streamed updates", async () => {
     const resyncs = engine(500);
-    running = startPipeline(config(), { resyncs });
+    running = pair.start(config(), { resyncs });
     await streaming(running);
     expect(await converged()).toBeNull();
     const { rows } = await db.source.query<{ n: string }>("SELECT count(*)::text AS n FROM accounts");
@@ -91,7 +87,7 @@ describe("per-table resync while streaming", () => {
 
   it("resumes after a stop in the middle, from the last applied chunk", async () => {
     const first = engine(100);
-    running = startPipeline(config(), { resyncs: first });
+    running = pair.start(config(), { resyncs: first });
     await streaming(running);
     await corruptAccounts();
     const { id } = await first.start("public.accounts");
@@ -103,7 +99,7 @@ describe("per-table resync while streaming", () => {
 
     await runWriteLoad(db.source, { transactions: 100, seedOffset: 400_000 });
     const second = engine(100);
-    running = startPipeline(config(), { resyncs: second });
+    running = pair.start(config(), { resyncs: second });
     const done = await waitFor(() => second.get(id), { description: "resumed resync done", until: (r) => r?.state === "done", timeoutMs: 90_000, intervalMs: 100 });
     expect(done!.chunksDone).toBeGreaterThan(stoppedAt!.chunksDone);
     expect(await converged()).toBeNull();
@@ -144,7 +140,7 @@ describe("pgferry resync (CLI, through the daemon's control API)", () => {
     const env = { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl };
     const ready = () =>
       waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status, { description: "the daemon ready", until: (s) => s === 200, timeoutMs: 60_000, intervalMs: 100 });
-    const resyncStore = new ResyncStore({ pool: db.target, schema: "_pgferry", pipeline: slot });
+    const resyncStore = postgresStores({ pool: db.target, schema: "_pgferry", pipeline: slot }).resyncs;
     let daemon = runCli(["run", "--config", file], env);
     try {
       await ready();

@@ -5,12 +5,13 @@
  * while only unpublished tables are written.
  */
 import { createHash } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/index.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { compareTables } from "../harness/compare.js";
-import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
-import { startPipeline, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
+import type { TestDatabases } from "../harness/databases.js";
+import { useTestPair } from "../harness/testPair.js";
+import { streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { waitFor } from "../harness/waitFor.js";
 import { withPooledClient } from "../../src/sql/pools.js";
 
@@ -33,23 +34,20 @@ function config(onError: "retry" | "stop", tables = mappings(), columns = "") {
   );
 }
 
-beforeAll(async () => {
-  db = await createTestDatabases("edge_cases");
+const pair = useTestPair("edge_cases", async (created) => {
+  db = created;
   await createFixture(db.source, db.target);
   await seed(db.source, 500);
 });
 afterEach(async () => {
-  await running?.stop();
-  running = undefined;
   // What a test left behind when it failed halfway must not fail the next ones.
   await db.target.query("DROP INDEX IF EXISTS app.accounts_email_unique");
   await db.source.query("ALTER TABLE accounts DROP COLUMN IF EXISTS nickname");
 });
-afterAll(async () => db?.drop());
 
 describe("a target constraint the source does not have", () => {
   it("holds the change (retrying, or stopped) with table and SQLSTATE, keeps the WAL, and loses nothing once fixed", async () => {
-    running = startPipeline(config("retry"));
+    running = pair.start(config("retry"));
     await streaming(running);
     expect(await converged()).toBeNull();
     await db.target.query("CREATE UNIQUE INDEX accounts_email_unique ON app.accounts (email)");
@@ -78,7 +76,7 @@ describe("a target constraint the source does not have", () => {
 
     // With onError: stop the pipeline ends instead, and a restart after the fix resumes from the checkpoint.
     await db.target.query("CREATE UNIQUE INDEX accounts_email_unique ON app.accounts (email) WHERE id > 900003");
-    running = startPipeline(config("stop"));
+    running = pair.start(config("stop"));
     await streaming(running);
     await db.source.query("INSERT INTO accounts (id, email) VALUES (900004, 'again@example.com'), (900005, 'again@example.com')");
     const error = await running.done.then(() => null, (e: unknown) => e as Error);
@@ -89,7 +87,7 @@ describe("a target constraint the source does not have", () => {
     expect(error?.message).not.toContain("again@example.com");
     expect(running.phases).toContain("failed");
     await db.target.query("DROP INDEX app.accounts_email_unique");
-    running = startPipeline(config("stop"));
+    running = pair.start(config("stop"));
     expect(await converged()).toBeNull();
   });
 });
@@ -101,7 +99,7 @@ describe("a unique value moved between rows", () => {
     }
     await db.source.query("INSERT INTO slots VALUES (1, 1, 0), (2, NULL, 0)");
     const tables = [...mappings(), { from: "public.slots", to: "app.slots" }];
-    running = startPipeline(config("retry", tables));
+    running = pair.start(config("retry", tables));
     await streaming(running);
     // Several source transactions in one target batch: collapsed per key, id 2 would be written before id 1.
     await db.source.query(`
@@ -122,7 +120,7 @@ describe("a unique value moved between rows", () => {
 
 describe("source DDL while streaming", () => {
   it("ignores an added column, and stops naming a renamed mapped column until the mapping follows", async () => {
-    running = startPipeline(config("stop"));
+    running = pair.start(config("stop"));
     await streaming(running);
     await db.source.query("ALTER TABLE accounts ADD COLUMN nickname text");
     await db.source.query("INSERT INTO accounts (id, email, nickname) VALUES (910001, 'added@example.com', 'nick')");
@@ -140,18 +138,18 @@ describe("source DDL while streaming", () => {
     running = undefined;
 
     // The operator maps the renamed column and starts again; the held change arrives.
-    running = startPipeline(config("stop", mappings(), "    columns: { title: headline }\n"));
+    running = pair.start(config("stop", mappings(), "    columns: { title: headline }\n"));
     await waitFor(async () => (await db.target.query("SELECT 1 FROM app.items WHERE title = 'renamed'")).rowCount, { description: "the held update applied", until: (n) => n === 1 });
     await running.stop();
     await db.source.query("ALTER TABLE items RENAME COLUMN headline TO title");
-    running = startPipeline(config("stop"));
+    running = pair.start(config("stop"));
     expect(await converged()).toBeNull();
   });
 });
 
 describe("writes only to unpublished tables", () => {
   it("still advance the slot, so the source does not keep WAL for nothing", async () => {
-    running = startPipeline(config("retry"));
+    running = pair.start(config("retry"));
     await streaming(running);
     await db.source.query("CREATE TABLE unpublished_log (id bigserial PRIMARY KEY, payload text)");
     const start = await confirmedFlush();

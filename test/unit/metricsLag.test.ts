@@ -12,7 +12,7 @@ import { PipelineMonitor } from "../../src/control/pipelineMonitor.js";
 import { renderStatusPage } from "../../src/control/statusPage.js";
 import { createLogger } from "../../src/log/logger.js";
 import type { AppliedBatch } from "../../src/pipeline/applyLoop.js";
-import type { TableStatus } from "../../src/state/stateStore.js";
+import type { TableStatus } from "../../src/state/checkpointStore.js";
 
 const T0 = Date.parse("2026-11-20T10:00:00Z");
 

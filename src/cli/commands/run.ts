@@ -12,7 +12,7 @@ import { classify } from "../../pipeline/errorPolicy.js";
 import { databasePools } from "../../sql/pools.js";
 import { Pipeline } from "../../pipeline/pipeline.js";
 import { ResyncEngine } from "../../pipeline/resync/resyncEngine.js";
-import { ResyncStore } from "../../state/resyncStore.js";
+import { postgresStores } from "../../state/postgresStores.js";
 import { resyncApi } from "../resyncApi.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 import { recordDaemonAddress } from "../daemonAddress.js";
@@ -48,7 +48,7 @@ export const runCommand: Command = {
     // The resync engine outlives retries of the pipeline; its records live in the target's state schema.
     const statePool = openPool(config.target.url, { applicationName: "pgferry-resync-state", max: 2 });
     const resyncs = new ResyncEngine({
-      store: new ResyncStore({ pool: statePool, schema: config.target.stateSchema, pipeline: config.source.slot }),
+      store: postgresStores({ pool: statePool, schema: config.target.stateSchema, pipeline: config.source.slot }).resyncs,
       log: log.child({ module: "resync" }),
       chunkRows: config.resync.chunkRows,
       chunkBytes: config.apply.queueMaxBytes,

@@ -6,7 +6,7 @@
 import { loadConfig } from "../../config/index.js";
 import { PgferryError } from "../../errors.js";
 import { databasePools } from "../../sql/pools.js";
-import { StateStore } from "../../state/stateStore.js";
+import { postgresStores } from "../../state/postgresStores.js";
 import { CONFIG_OPTION, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 
 export const slotCommand: Command = {
@@ -36,7 +36,7 @@ export const slotCommand: Command = {
       } else {
         io.stdout.write(`no replication slot ${config.source.slot}\n`);
       }
-      const store = new StateStore({ pool: target, schema: config.target.stateSchema, pipeline: config.source.slot });
+      const store = postgresStores({ pool: target, schema: config.target.stateSchema, pipeline: config.source.slot }).checkpoints;
       const { rows: schema } = await target.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [config.target.stateSchema]);
       if (schema.length > 0) {
         await store.reset();

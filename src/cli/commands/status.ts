@@ -10,7 +10,7 @@ import { PgferryError, tagEndpoint } from "../../errors.js";
 import { tableReport, type PipelineStatus, type TableReport } from "../../control/pipelineMonitor.js";
 import { formatBytes, formatSeconds } from "../../control/statusPage.js";
 import { formatLsn } from "../../source/lsn.js";
-import { StateStore } from "../../state/stateStore.js";
+import { postgresStores } from "../../state/postgresStores.js";
 import { CONFIG_OPTION, EXIT_OK, type Command } from "../command.js";
 import { picksFreePort, recordedDaemonListen } from "../daemonAddress.js";
 
@@ -56,7 +56,7 @@ async function fetchStatus(base: string): Promise<PipelineStatus> {
 async function readStoredStatus(config: Config, reason: string): Promise<StoredStatus> {
   const pool = openPool(config.target.url, { applicationName: "pgferry-status", max: 1 });
   try {
-    const store = new StateStore({ pool, schema: config.target.stateSchema, pipeline: config.source.slot });
+    const store = postgresStores({ pool, schema: config.target.stateSchema, pipeline: config.source.slot }).checkpoints;
     const exists = await store.exists().catch((error: unknown) => {
       throw new PgferryError("connection", `${reason}, and the target cannot be read: ${(error as Error).message}`, {
         cause: tagEndpoint(error, "target", config.target.url),

@@ -1,11 +1,13 @@
 /**
  * Where a plan's source columns sit in the stream's tuples. Built per Relation message (the source's
  * column list may change mid-stream: a column added is ignored, a mapped column dropped is an error
- * that names it). Projects each decoded tuple onto the plan's `sourceColumns`; values stay text.
+ * that names it). Projects each decoded tuple onto the plan's `sourceColumns`; values stay text, and
+ * pgoutput's unchanged TOAST marker becomes the plan's `UNCHANGED` (docs/design.md, rules 3 and 4).
  */
 import { PgferryError } from "../errors.js";
 import { UNCHANGED, type SourceRow } from "../plan/changes.js";
 import type { TablePlan } from "../plan/plan.js";
+import { UNCHANGED_TOAST, type TupleValue } from "./pgoutput/messages.js";
 
 export interface RelationShape {
   columns: readonly { name: string }[];
@@ -16,7 +18,7 @@ export class RelationLayout {
   readonly ignoredColumns: string[];
   private readonly positions: number[];
 
-  constructor(readonly plan: TablePlan, relation: RelationShape, private readonly unchangedMarker: symbol) {
+  constructor(readonly plan: TablePlan, relation: RelationShape) {
     const names = relation.columns.map((c) => c.name);
     this.positions = plan.sourceColumns.map((column) => {
       const position = names.indexOf(column);
@@ -30,10 +32,10 @@ export class RelationLayout {
     this.ignoredColumns = names.filter((n) => !plan.sourceColumns.includes(n));
   }
 
-  project(tuple: readonly unknown[]): SourceRow {
+  project(tuple: readonly TupleValue[]): SourceRow {
     return this.positions.map((p) => {
       const v = tuple[p];
-      if (v === this.unchangedMarker) return UNCHANGED;
+      if (v === UNCHANGED_TOAST) return UNCHANGED;
       if (v === null || v === undefined) return null;
       if (typeof v === "string") return v;
       throw new PgferryError("protocol", `unexpected ${typeof v} value in a text-mode tuple of ${this.plan.id}`);

@@ -1,43 +1,27 @@
 /**
- * pgferry's own state, kept in the target (schema `_pgferry` by default) so it commits atomically
- * with the data: the checkpoint (last source commit applied) and the per-table state machine
- * `pending → copying → ready | errored`. One row in `pipelines` per replication slot.
+ * The CheckpointStore in the target (schema `_pgferry` by default), so the checkpoint commits
+ * atomically with the data. One row in `pipelines` per replication slot, one in `tables` per source
+ * table. It owns the state schema's migrations: its own tables', then the resync store's (whose
+ * records reference the pipeline row, and go with it on `reset`).
  */
 import pg from "pg";
 import { withPooledClient } from "../sql/pools.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn } from "../source/lsn.js";
 import { quoteIdent } from "../sql/quote.js";
+import type { Checkpoint, CheckpointStore, PipelineState, PipelineSummary, TableState, TableStatus } from "./checkpointStore.js";
+import { RESYNC_MIGRATIONS } from "./postgresResyncStore.js";
 
-export type TableState = "pending" | "copying" | "ready" | "errored";
-
-export interface Checkpoint {
-  /** LSN of the last applied source transaction's commit record: transactions at or before it are skipped. */
-  commitLsn: bigint;
-  /** Its end: what the source is told is flushed. */
-  endLsn: bigint;
-  commitTime: Date | null;
+/** One step of the state schema; `$S` stands for the schema. Versions count from 1 across all stores, never reused. */
+export interface Migration {
+  version: number;
+  sql: string;
 }
 
-export interface TableStatus {
-  table: string;
-  state: TableState;
-  /** Source changes to this table committed before this LSN are already in its copy. */
-  syncLsn: bigint | null;
-  rowsCopied: number;
-  rowsEstimated: number | null;
-  startedAt: Date | null;
-  finishedAt: Date | null;
-  error: string | null;
-}
-
-export interface PipelineState {
-  consistentPoint: bigint;
-  checkpoint: Checkpoint;
-}
-
-const MIGRATIONS: readonly string[] = [
-  `CREATE TABLE IF NOT EXISTS $S.pipelines (
+const CHECKPOINT_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `CREATE TABLE IF NOT EXISTS $S.pipelines (
      pipeline text PRIMARY KEY,
      consistent_point pg_lsn NOT NULL,
      commit_lsn pg_lsn NOT NULL DEFAULT '0/0',
@@ -45,7 +29,10 @@ const MIGRATIONS: readonly string[] = [
      commit_time timestamptz,
      created_at timestamptz NOT NULL DEFAULT now(),
      updated_at timestamptz NOT NULL DEFAULT now())`,
-  `CREATE TABLE IF NOT EXISTS $S.tables (
+  },
+  {
+    version: 2,
+    sql: `CREATE TABLE IF NOT EXISTS $S.tables (
      pipeline text NOT NULL REFERENCES $S.pipelines ON DELETE CASCADE,
      source_table text NOT NULL,
      state text NOT NULL CHECK (state IN ('pending', 'copying', 'ready', 'errored')),
@@ -57,27 +44,24 @@ const MIGRATIONS: readonly string[] = [
      error text,
      updated_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (pipeline, source_table))`,
-  // Per-table resyncs (see pipeline/resync): progress commits with each chunk's rows.
-  `CREATE TABLE IF NOT EXISTS $S.resyncs (
-     id text PRIMARY KEY,
-     pipeline text NOT NULL REFERENCES $S.pipelines ON DELETE CASCADE,
-     source_table text NOT NULL,
-     state text NOT NULL CHECK (state IN ('running', 'done', 'failed')),
-     last_key text[],
-     rows_done bigint NOT NULL DEFAULT 0,
-     chunks_done int NOT NULL DEFAULT 0,
-     rows_estimated bigint,
-     started_at timestamptz NOT NULL DEFAULT now(),
-     finished_at timestamptz,
-     error text)`,
+  },
 ];
+
+/** The state schema's steps in version order, checked to run 1, 2, … without a gap or a repeat. */
+function stateSchemaMigrations(): string[] {
+  const steps = [...CHECKPOINT_MIGRATIONS, ...RESYNC_MIGRATIONS].sort((a, b) => a.version - b.version);
+  steps.forEach((step, i) => {
+    if (step.version !== i + 1) throw new Error(`state schema migrations: version ${i + 1} expected, found ${step.version}`);
+  });
+  return steps.map((step) => step.sql);
+}
 
 interface TableRow {
   source_table: string; state: TableState; sync_lsn: string | null; rows_copied: string; rows_estimated: string | null;
   started_at: Date | null; finished_at: Date | null; error: string | null;
 }
 
-export class StateStore {
+export class PostgresCheckpointStore implements CheckpointStore {
   private readonly schema: string;
   private readonly pool: pg.Pool;
   readonly pipeline: string;
@@ -94,6 +78,7 @@ export class StateStore {
 
   /** Creates or upgrades the state schema; concurrent callers serialise on an advisory lock. */
   async migrate(): Promise<void> {
+    const migrations = stateSchemaMigrations();
     await this.transaction(async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('pgferry:migrate'))");
       // CREATE SCHEMA checks CREATE on the database even when the schema exists: a schema created for
@@ -103,10 +88,10 @@ export class StateStore {
       await client.query(this.sql("CREATE TABLE IF NOT EXISTS $S.schema_version (version int NOT NULL)"));
       const { rows } = await client.query<{ version: number }>(this.sql("SELECT coalesce(max(version), 0) AS version FROM $S.schema_version"));
       const current = rows[0]?.version ?? 0;
-      for (let v = current; v < MIGRATIONS.length; v += 1) await client.query(this.sql(MIGRATIONS[v] ?? ""));
-      if (current < MIGRATIONS.length) {
+      for (let v = current; v < migrations.length; v += 1) await client.query(this.sql(migrations[v] ?? ""));
+      if (current < migrations.length) {
         await client.query(this.sql("DELETE FROM $S.schema_version"));
-        await client.query(this.sql("INSERT INTO $S.schema_version VALUES ($1)"), [MIGRATIONS.length]);
+        await client.query(this.sql("INSERT INTO $S.schema_version VALUES ($1)"), [migrations.length]);
       }
     });
   }
@@ -136,7 +121,7 @@ export class StateStore {
   }
 
   /** The pipeline's state with when it was created and last checkpointed, for status and lag reports. */
-  async summary(): Promise<(PipelineState & { createdAt: Date; updatedAt: Date }) | null> {
+  async summary(): Promise<PipelineSummary | null> {
     const { rows } = await this.pool.query<{ consistent_point: string; commit_lsn: string; end_lsn: string; commit_time: Date | null; created_at: Date; updated_at: Date }>(
       this.sql("SELECT consistent_point::text, commit_lsn::text, end_lsn::text, commit_time, created_at, updated_at FROM $S.pipelines WHERE pipeline = $1"),
       [this.pipeline],
@@ -158,12 +143,16 @@ export class StateStore {
         this.sql("INSERT INTO $S.pipelines (pipeline, consistent_point, end_lsn) VALUES ($1, $2, $2)"),
         [this.pipeline, formatLsn(consistentPoint)],
       );
-      await this.addTables(tables, client);
+      await this.insertTables(client, tables);
     });
   }
 
   /** Adds tables that are new in the config as pending (existing rows are kept). */
-  async addTables(tables: readonly string[], db: pg.ClientBase | pg.Pool = this.pool): Promise<void> {
+  async addTables(tables: readonly string[]): Promise<void> {
+    await this.insertTables(this.pool, tables);
+  }
+
+  private async insertTables(db: pg.ClientBase | pg.Pool, tables: readonly string[]): Promise<void> {
     await db.query(
       this.sql(`INSERT INTO $S.tables (pipeline, source_table, state) SELECT $1, t, 'pending' FROM unnest($2::text[]) AS t
                 ON CONFLICT DO NOTHING`),
@@ -193,7 +182,7 @@ export class StateStore {
     await this.updateTable(table, "state = 'copying', rows_copied = 0, rows_estimated = $3, started_at = now(), finished_at = NULL, error = NULL", [rowsEstimated]);
   }
 
-  /** Inside a chunk's copy transaction, so the count commits with the rows. */
+  /** Inside a chunk's copy transaction (`client` holds it), so the count commits with the rows. */
   async addCopiedRows(client: pg.ClientBase, table: string, rows: number): Promise<void> {
     await client.query(this.sql("UPDATE $S.tables SET rows_copied = rows_copied + $3, updated_at = now() WHERE pipeline = $1 AND source_table = $2"), [this.pipeline, table, rows]);
   }
@@ -206,7 +195,7 @@ export class StateStore {
     await this.updateTable(table, "state = 'errored', error = $3", [error]);
   }
 
-  /** Inside the apply transaction: the data and the checkpoint commit together (docs/design.md, rule 2). */
+  /** Inside the apply transaction (`client` holds it): the data and the checkpoint commit together (docs/design.md, rule 2). */
   async writeCheckpoint(client: pg.ClientBase, checkpoint: Checkpoint): Promise<void> {
     const result = await client.query({
       name: "pgferry_checkpoint",

@@ -1,33 +1,48 @@
 /**
- * Reads the pgoutput stream: decodes each message, maps row changes through the plan, and queues
- * them for the applier with a commit marker after each source transaction. Transactions already
- * applied (commit LSN at or before the checkpoint) are skipped, and so are a table's changes that its
- * snapshot copy already contains (commit LSN before the table's sync LSN).
+ * Reads the pgoutput stream forward, in one direction: decodes each message, projects the row
+ * changes of mapped tables onto their plan's source columns, and pushes them, with a commit after
+ * each source transaction, into a ChangeSink. Transactions already applied (commit LSN at or before
+ * the checkpoint) are skipped, and so are a table's changes that its snapshot copy already contains
+ * (commit LSN before the table's sync LSN). Logical decoding messages of the transactions it delivers
+ * go to a LogicalMessageListener (the pipeline's resync watermarks). The reader knows nothing of
+ * what is done with either: the pipeline implements both interfaces and wires them.
  */
 import type { Logger } from "pino";
-import { PgoutputDecoder } from "../source/pgoutput/decoder.js";
-import { pgMicrosToDate, UNCHANGED_TOAST, type Relation } from "../source/pgoutput/messages.js";
-import type { StreamHandler } from "../source/replicationConnection.js";
-import type { SourceChange } from "../plan/changes.js";
+import type { SourceChange, SourceCommit, SourceTruncate } from "../plan/changes.js";
 import type { TablePlan } from "../plan/plan.js";
-import { RelationLayout } from "../transform/relationLayout.js";
 import { PgferryError } from "../errors.js";
-import type { ResyncWindows } from "./resync/resyncWindows.js";
-import { decodeWatermark, WATERMARK_PREFIX } from "./resync/watermarks.js";
-import type { ChangeQueue } from "./changeQueue.js";
-import { changeBytes, type StreamEvent } from "./streamEvents.js";
+import { PgoutputDecoder } from "./pgoutput/decoder.js";
+import { pgMicrosToDate, type Relation } from "./pgoutput/messages.js";
+import type { StreamHandler } from "./replicationConnection.js";
+import { RelationLayout } from "./relationLayout.js";
+
+/** Where the reader delivers source changes, in stream order. Calls must not throw for ordinary input. */
+export interface ChangeSink {
+  /** A row change of a mapped table, projected onto its plan's `sourceColumns`. */
+  change(change: SourceChange): void;
+  /** A TRUNCATE of one or more mapped tables (only the mapped ones are listed). */
+  truncate(truncate: SourceTruncate): void;
+  /** The end of a source transaction that was not skipped (even when none of its changes were mapped). */
+  commit(commit: SourceCommit): void;
+}
+
+/** Logical decoding messages (`pg_logical_emit_message`) inside a transaction that is not skipped. */
+export interface LogicalMessageListener {
+  message(prefix: string, content: Buffer): void;
+}
 
 export interface StreamReaderOptions {
+  /** The mapped source tables: which relations are read, and which of their columns (`sourceColumns`). */
   plans: readonly TablePlan[];
-  /** Per source table id: changes committed before this LSN are in its copy already. */
+  /** Per plan id: changes committed before this LSN are in its copy already. */
   syncLsns: ReadonlyMap<string, bigint>;
   /** Commit LSN of the checkpoint: transactions at or before it were applied. */
   skipThrough: bigint;
-  queue: ChangeQueue<StreamEvent>;
+  sink: ChangeSink;
+  /** Receives logical decoding messages (resync watermarks); without it they are ignored. */
+  messages?: LogicalMessageListener;
   log: Logger;
   onKeepalive(walEnd: bigint, replyRequested: boolean): void;
-  /** Open resync windows: their watermarks arrive as logical messages in the stream. */
-  resyncs?: ResyncWindows;
 }
 
 interface OpenTransaction {
@@ -61,6 +76,7 @@ export class StreamReader implements StreamHandler {
   onXLogData(_walStart: bigint, walEnd: bigint, payload: Buffer): void {
     if (walEnd > this.lastReceived) this.lastReceived = walEnd;
     const message = this.decoder.decode(payload);
+    const sink = this.options.sink;
     switch (message.tag) {
       case "begin":
         this.transaction = { commitLsn: message.finalLsn, skip: message.finalLsn <= this.options.skipThrough };
@@ -69,10 +85,7 @@ export class StreamReader implements StreamHandler {
         const transaction = this.transaction;
         this.transaction = undefined;
         if (transaction && !transaction.skip) {
-          this.options.queue.push(
-            { type: "commit", commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: pgMicrosToDate(message.commitTimeMicros) },
-            64,
-          );
+          sink.commit({ type: "commit", commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: pgMicrosToDate(message.commitTimeMicros) });
         }
         return;
       }
@@ -81,19 +94,19 @@ export class StreamReader implements StreamHandler {
         return;
       case "insert": {
         const layout = this.layoutFor(message.relation.oid);
-        if (layout) this.enqueue({ type: "change", plan: layout.plan, op: "insert", old: null, oldIsFullRow: false, new: layout.project(message.new) });
+        if (layout) sink.change({ type: "change", plan: layout.plan, op: "insert", old: null, oldIsFullRow: false, new: layout.project(message.new) });
         return;
       }
       case "update": {
         const layout = this.layoutFor(message.relation.oid);
         if (!layout) return;
         const old = message.old ? layout.project(message.old) : null;
-        this.enqueue({ type: "change", plan: layout.plan, op: "update", old, oldIsFullRow: message.oldKind === "O", new: layout.project(message.new) });
+        sink.change({ type: "change", plan: layout.plan, op: "update", old, oldIsFullRow: message.oldKind === "O", new: layout.project(message.new) });
         return;
       }
       case "delete": {
         const layout = this.layoutFor(message.relation.oid);
-        if (layout) this.enqueue({ type: "change", plan: layout.plan, op: "delete", old: layout.project(message.old), oldIsFullRow: message.oldKind === "O", new: null });
+        if (layout) sink.change({ type: "change", plan: layout.plan, op: "delete", old: layout.project(message.old), oldIsFullRow: message.oldKind === "O", new: null });
         return;
       }
       case "truncate": {
@@ -101,7 +114,7 @@ export class StreamReader implements StreamHandler {
           const layout = this.layoutFor(r.oid);
           return layout ? [layout.plan] : [];
         });
-        if (plans.length > 0) this.options.queue.push({ type: "truncate", plans }, 128);
+        if (plans.length > 0) sink.truncate({ type: "truncate", plans });
         return;
       }
       case "stream_start":
@@ -111,7 +124,7 @@ export class StreamReader implements StreamHandler {
         // Only asked for with protocol 2 and `streaming 'on'`, which pgferry does not request.
         throw new PgferryError("protocol", `unexpected ${message.tag} message: pgferry streams with protocol version 1`);
       case "message":
-        this.onMessage(message.prefix, message.content);
+        if (this.transaction && !this.transaction.skip) this.options.messages?.message(message.prefix, message.content);
         return;
       default:
         // Type and Origin carry nothing to apply here.
@@ -129,7 +142,7 @@ export class StreamReader implements StreamHandler {
       this.options.log.debug({ table: `${relation.namespace}.${relation.name}` }, "relation not in the mapping (a partition published via its root); ignored");
       return;
     }
-    const layout = new RelationLayout(plan, relation, UNCHANGED_TOAST);
+    const layout = new RelationLayout(plan, relation);
     if (layout.ignoredColumns.length > 0) {
       this.options.log.warn({ table: plan.id, columns: layout.ignoredColumns }, "source columns not in the mapping are ignored");
     }
@@ -146,25 +159,5 @@ export class StreamReader implements StreamHandler {
     const syncLsn = this.options.syncLsns.get(layout.plan.id);
     if (syncLsn !== undefined && transaction.commitLsn < syncLsn) return undefined;
     return layout;
-  }
-
-  private enqueue(change: SourceChange): void {
-    this.options.resyncs?.track(change.plan, change);
-    this.options.queue.push(change, changeBytes(change));
-  }
-
-  private onMessage(prefix: string, content: Buffer): void {
-    const windows = this.options.resyncs;
-    if (prefix !== WATERMARK_PREFIX || !windows || !this.transaction || this.transaction.skip) return;
-    const mark = decodeWatermark(content);
-    if (!mark) return;
-    if (mark.mark === "low") {
-      windows.onLow(mark);
-      return;
-    }
-    const chunk = windows.onHigh(mark);
-    if (!chunk) return; // a watermark from before a restart: its resync resumes with a new attempt
-    for (const change of chunk.changes) this.options.queue.push(change, changeBytes(change));
-    this.options.queue.push(chunk.end, 256);
   }
 }
