@@ -2,7 +2,7 @@
  * Typed errors. Every error pgferry raises on purpose carries a `kind` (what went wrong, used by the
  * error policy and the `pgferry_errors_total{kind}` metric) and an operator `hint` (what to do).
  */
-import { describeUrl } from "./config/redact.js";
+import { describeUrl } from "./redact.js";
 
 export type ErrorKind =
   | "config"            // the config file or environment is invalid

@@ -1,4 +1,6 @@
 /**
+ * apply/ — the target side of the stream: set-based SQL for target changes (statements.ts), the batch buffer that collapses them per key (changeBuffer.ts), and the apply session that runs them (this file). It never imports source/.
+ *
  * The apply session on the target: one connection, one open transaction at a time. Statements of
  * a batch run inside it; `commit` writes the checkpoint in the same transaction and commits, so data
  * and position become durable together (docs/design.md, rule 2): the ApplyLoop's ApplyTarget on
@@ -7,9 +9,9 @@
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
-import { openClient, prepareApplySession } from "../sql/session.js";
+import type { Endpoint } from "../sql/endpoint.js";
 import { PgferryError } from "../errors.js";
-import type { Checkpoint } from "../state/checkpointStore.js";
+import type { Checkpoint } from "../plan/changes.js";
 import type { Statement } from "./types.js";
 
 export interface ApplyErrorContext {
@@ -56,7 +58,7 @@ export class ApplyError extends PgferryError {
 }
 
 export interface ApplierOptions {
-  url: string;
+  target: Endpoint;
   applicationName: string;
   /** Replication origin to tag our writes with, so a reverse pipeline can recognise them (best effort). */
   origin?: string;
@@ -84,9 +86,8 @@ export class Applier {
   ) {}
 
   static async connect(options: ApplierOptions): Promise<Applier> {
-    const client = await openClient(options.url, { applicationName: options.applicationName });
+    const client = await options.target.applySession(options.applicationName);
     try {
-      await prepareApplySession(client);
       // Tagged where the role may (see setupOrigin); untagged writes work the same.
       if (options.origin) await setupOrigin(client, options.origin);
       return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint });

@@ -18,7 +18,8 @@ import {
   upsertStatement,
   type Cell,
 } from "./statements.js";
-import { UNCHANGED, type TargetChange, type TargetTable, type Value } from "../plan/changes.js";
+import { UNCHANGED, type TargetChange, type Value } from "../plan/changes.js";
+import type { TargetTable } from "../plan/targetTable.js";
 import type { ApplyChange, Statement } from "./types.js";
 
 interface KeyedEntry {

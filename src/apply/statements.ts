@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { qualifiedName, quoteIdent } from "../sql/quote.js";
-import type { TargetColumn, TargetTable } from "../plan/changes.js";
+import type { TargetColumn, TargetTable } from "../plan/targetTable.js";
 import type { Statement } from "./types.js";
 
 export type Cell = string | null;

@@ -1,4 +1,6 @@
 /**
+ * catalog/ — what a database's catalog says of the mapped tables, for either side.
+ *
  * Reads what pgferry needs to know about tables from a database's catalog: columns with their types,
  * keys, replica identity, size estimates and partitions. Used on both sides (source and target), so
  * it lives apart from both.

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/** cli/ — the `pgferry` command: argument parsing and dispatch (main.ts), one file per command (commands/), the error report every command prints, signals. */
 import { main } from "./main.js";
 
 main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(

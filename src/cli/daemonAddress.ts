@@ -11,7 +11,7 @@ import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseListenAddress, type Config } from "../config/index.js";
-import { describeUrl } from "../config/redact.js";
+import { describeUrl } from "../redact.js";
 
 interface Recorded {
   pid: number;

@@ -9,7 +9,7 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { redactSecrets } from "../config/redact.js";
+import { redactSecrets } from "../redact.js";
 import { endpointOf, PgferryError, type Endpoint } from "../errors.js";
 import { classify } from "../pipeline/errorPolicy.js";
 

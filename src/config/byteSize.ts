@@ -1,4 +1,6 @@
 /**
+ * config/ — the YAML config: `${VAR}` interpolation, the zod schema with its defaults, and problems reported by key path (index.ts loads it).
+ *
  * Byte sizes as written in the config: a number of bytes, or a string such as `512KiB`, `16MiB`,
  * `1GiB` or `10MB` (SI units are powers of 1000, IEC units powers of 1024, as their names say).
  */

@@ -1,4 +1,6 @@
 /**
+ * control/ — the HTTP control plane: health, readiness, status, metrics, the status page and the resync API; it takes callbacks and never imports the pipeline.
+ *
  * The admin token check for mutating endpoints. Both sides are hashed first so the comparison is
  * constant-time whatever the lengths (timingSafeEqual needs equal lengths and would leak them).
  */

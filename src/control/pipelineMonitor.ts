@@ -4,11 +4,12 @@
  * the status poller (the source's WAL and slot, the target's `_pgferry` state, every few seconds), so
  * the status API and the metrics answer without touching a database and work in every phase.
  */
-import { redactSecrets } from "../config/redact.js";
+import { redactSecrets } from "../redact.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { Phase, PipelineObserver } from "../pipeline/pipeline.js";
 import { formatLsn } from "../source/lsn.js";
-import type { Checkpoint, PipelineState, TableState, TableStatus } from "../state/checkpointStore.js";
+import type { PipelineState, TableState, TableStatus } from "../state/checkpointStore.js";
+import type { Checkpoint } from "../plan/changes.js";
 import { LagTracker } from "./lagTracker.js";
 
 export const PHASES: readonly Phase[] = ["starting", "standby", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];

@@ -1,11 +1,13 @@
 /**
+ * log/ — the logger.
+ *
  * pino logging: JSON lines by default (what log shippers want), pretty on a terminal. Secrets are
  * redacted twice over: known secret keys by path, and connection-string passwords inside any message
  * or error text, so a driver error that echoes a URL cannot leak it.
  */
 import { pino, type Logger, type LoggerOptions } from "pino";
 import pretty from "pino-pretty";
-import { redactSecrets } from "../config/redact.js";
+import { redactSecrets } from "../redact.js";
 
 export type { Logger } from "pino";
 

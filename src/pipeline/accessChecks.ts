@@ -1,4 +1,6 @@
 /**
+ * pipeline/ — preflight (its checks live in accessChecks.ts, targetHazards.ts, poolerCheck.ts), the snapshot, the stream session, resync and the retry loop with its error policy.
+ *
  * Preflight's access checks: every right the run will use, on both sides, and everything that
  * would make a session see or write other rows than the mapping says (row-level security, session
  * settings that did not take). Each problem names the side, the object and the fix; nothing here

@@ -9,7 +9,7 @@
  * The target is an ApplyTarget: the PostgreSQL Applier in the daemon, an in-memory one in unit tests.
  */
 import { ChangeBuffer } from "../apply/changeBuffer.js";
-import type { Checkpoint } from "../state/checkpointStore.js";
+import type { Checkpoint } from "../plan/changes.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import type { ChangeTransformer } from "../transform/changeTransformer.js";
 import type { OrderedStatements, Statement } from "../apply/types.js";

@@ -1,19 +1,20 @@
 /**
- * The pipeline's composition root: preflight → setup (state, publication, slot) → snapshot of the
- * tables not yet copied → streaming, retried with backoff on transient failures. Every (re)start
- * takes the same path from the state in the target, so a crash at any moment resumes correctly.
+ * The pipeline between two endpoints with a compiled plan: preflight → setup (state, publication,
+ * slot) → snapshot of the tables not yet copied → a stream session, retried with backoff on
+ * transient failures. Every (re)start takes the same path from the state in the target, so a crash
+ * at any moment resumes correctly. It is handed its endpoints, pools, store and narrowed settings
+ * (src/daemon.ts wires them); it opens no connection from a URL.
  */
 import pg from "pg";
 import type { Logger } from "pino";
 import { ApplyError } from "../apply/applier.js";
 import type { Config } from "../config/index.js";
 import { PgferryError } from "../errors.js";
-import { describeUrl } from "../config/redact.js";
+import { describeUrl } from "../redact.js";
 import { formatLsn } from "../source/lsn.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
 import type { CheckpointStore } from "../state/checkpointStore.js";
-import { postgresStores } from "../state/postgresStores.js";
-import { databasePools } from "../sql/pools.js";
+import type { Endpoint } from "../sql/endpoint.js";
 import type { TablePlan } from "../plan/plan.js";
 import type { AppliedBatch } from "./applyLoop.js";
 import { backoffMs, classify, privilegeError, roleOf } from "./errorPolicy.js";
@@ -21,7 +22,7 @@ import { preflight } from "./preflight.js";
 import { ensurePublication } from "./publication.js";
 import { runSnapshot } from "./snapshotPhase.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
-import { runStreamPhase } from "./streamPhase.js";
+import { StreamSession, type StreamSettings } from "./streamSession.js";
 
 export type Phase = "starting" | "standby" | "preflight" | "snapshot" | "streaming" | "retrying" | "stopped" | "failed";
 
@@ -34,8 +35,25 @@ export interface PipelineObserver {
   error?(kind: string, error: unknown): void;
 }
 
+/** What the pipeline needs of the config besides the mapping, narrowed by the composition root. */
+export interface PipelineSettings {
+  slot: string;
+  publication: string;
+  snapshot: { workers: number; chunkRows: number };
+  stream: StreamSettings;
+  retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
+  onError: "retry" | "stop";
+}
+
 export interface PipelineOptions {
+  /** The whole config, for preflight alone (it checks the mapping and every setting it names). */
   config: Config;
+  settings: PipelineSettings;
+  source: Endpoint;
+  target: Endpoint;
+  /** Pools on both endpoints, owned by the caller (they outlive attempts). */
+  pools: { source: pg.Pool; target: pg.Pool };
+  store: CheckpointStore;
   log: Logger;
   observer?: PipelineObserver;
   /** Per-table resync while streaming (see resync/resyncEngine.ts); attached to each stream session. */
@@ -49,6 +67,11 @@ const STANDBY_POLL_MS = 2_000;
 
 export class Pipeline {
   private readonly config: Config;
+  private readonly settings: PipelineSettings;
+  private readonly source: Endpoint;
+  private readonly target: Endpoint;
+  private readonly pools: PipelineOptions["pools"];
+  private readonly store: CheckpointStore;
   private readonly log: Logger;
   private readonly observer: PipelineObserver;
   private readonly resyncs: ResyncEngine | undefined;
@@ -57,6 +80,11 @@ export class Pipeline {
 
   constructor(options: PipelineOptions) {
     this.config = options.config;
+    this.settings = options.settings;
+    this.source = options.source;
+    this.target = options.target;
+    this.pools = options.pools;
+    this.store = options.store;
     this.log = options.log;
     this.observer = options.observer ?? {};
     this.resyncs = options.resyncs;
@@ -68,8 +96,8 @@ export class Pipeline {
    * it lasts; other transient failures and refused changes up to `apply.retry.maxAttempts` in a row.
    */
   async run(signal: AbortSignal): Promise<void> {
-    const { retry } = this.config.apply;
-    const roles = { source: roleOf(this.config.source.url), target: roleOf(this.config.target.url) };
+    const { retry } = this.settings;
+    const roles = { source: roleOf(this.source.url), target: roleOf(this.target.url) };
     let failures = 0; // in a row, of any class: the backoff grows with it (capped at retry.maxDelayMs)
     let counted = 0; // in a row, those bounded by retry.maxAttempts (an outage is not)
     let failingSince = 0;
@@ -99,7 +127,7 @@ export class Pipeline {
         failures += 1;
         if (verdict.bounded) counted += 1;
         // `apply.onError: stop` is about the target refusing a change; an outage is always retried.
-        const stopOnRejected = verdict.class === "rejected" && this.config.apply.onError === "stop";
+        const stopOnRejected = verdict.class === "rejected" && this.settings.onError === "stop";
         if (verdict.disposition === "stop" || stopOnRejected || counted > retry.maxAttempts) {
           this.observer.phase?.("failed");
           throw error;
@@ -151,17 +179,15 @@ export class Pipeline {
   }
 
   private async attempt(signal: AbortSignal, watchLock: (lock: pg.PoolClient) => void): Promise<void> {
-    const { config, log } = this;
-    const pools = databasePools(config, "pgferry", 4);
-    const { source, target } = pools;
-    const store = postgresStores({ pool: target, schema: config.target.stateSchema, pipeline: config.source.slot }).checkpoints;
+    const { config, settings, log, store } = this;
+    const { source, target } = this.pools;
     const lock = await target.connect().catch((error: unknown) => {
-      throw unreachable("target", config.target.url, error);
+      throw unreachable(this.target, error);
     });
     watchLock(lock);
     try {
       await source.query("SELECT 1").catch((error: unknown) => {
-        throw unreachable("source", config.source.url, error);
+        throw unreachable(this.source, error);
       });
       if (!(await this.acquireLock(lock, signal))) return;
       this.observer.phase?.("preflight");
@@ -173,15 +199,15 @@ export class Pipeline {
         if (checked.slotExists) {
           // A slot without state: a previous start died between creating the slot and recording it.
           // Nothing depends on it, so it is replaced by a fresh one.
-          log.warn({ slot: config.source.slot }, "slot exists but the target has no state for it; dropping it and starting with a fresh snapshot");
-          await source.query("SELECT pg_drop_replication_slot($1)", [config.source.slot]);
+          log.warn({ slot: settings.slot }, "slot exists but the target has no state for it; dropping it and starting with a fresh snapshot");
+          await source.query("SELECT pg_drop_replication_slot($1)", [settings.slot]);
         }
         await this.initialSnapshot(source, store, plans, signal);
         state = await store.load();
         if (state === null) throw new PgferryError("state", "pipeline state vanished after the snapshot");
       } else {
         if (!checked.slotExists) {
-          throw new PgferryError("state", `replication slot ${config.source.slot} is gone but the target has pipeline state (checkpoint ${formatLsn(state.checkpoint.endLsn)})`, {
+          throw new PgferryError("state", `replication slot ${settings.slot} is gone but the target has pipeline state (checkpoint ${formatLsn(state.checkpoint.endLsn)})`, {
             hint: "the source WAL since the checkpoint is lost; run `pgferry slot drop` to reset the state, then start again for a fresh snapshot",
           });
         }
@@ -191,29 +217,28 @@ export class Pipeline {
       const tables = await store.tables();
       const syncLsns = new Map(tables.flatMap((t) => (t.syncLsn === null ? [] : [[t.table, t.syncLsn] as const])));
 
-      await runStreamPhase(
-        {
-          config,
-          log: log.child({ module: "stream" }),
-          store,
-          plans,
-          syncLsns,
-          checkpoint: state.checkpoint,
-          resyncs: this.resyncs,
-          orderedThrough: this.orderedThrough,
-          // Streaming once the source accepted START_REPLICATION and resyncs are attached.
-          onStreaming: () => this.observer.phase?.("streaming"),
-          onCommitted: (batch) => this.observer.batchApplied?.(batch),
-          onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
-        },
-        signal,
-      );
+      const session = new StreamSession({
+        source: this.source,
+        target: this.target,
+        settings: settings.stream,
+        log: log.child({ module: "stream" }),
+        store,
+        plans,
+        syncLsns,
+        checkpoint: state.checkpoint,
+        resyncs: this.resyncs,
+        orderedThrough: this.orderedThrough,
+        // Streaming once the source accepted START_REPLICATION and resyncs are attached.
+        onStreaming: () => this.observer.phase?.("streaming"),
+        onCommitted: (batch) => this.observer.batchApplied?.(batch),
+        onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
+      });
+      await session.run(signal);
     } finally {
       // Unlocked explicitly, so a standby can take over at once rather than when the server notices
       // the closed connection; a broken connection has lost the lock anyway.
       await lock.query("SELECT pg_advisory_unlock_all()").catch(() => undefined);
       lock.release(true);
-      await pools.end();
     }
   }
 
@@ -223,7 +248,7 @@ export class Pipeline {
    * slot, without spending its retry budget. False when stopped while waiting.
    */
   private async acquireLock(lock: pg.PoolClient, signal: AbortSignal): Promise<boolean> {
-    const { slot } = this.config.source;
+    const { slot } = this.settings;
     for (let waiting = false; !signal.aborted; waiting = true) {
       const { rows } = await lock.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('pgferry:' || $1)) AS locked", [slot]);
       if (rows[0]?.locked) {
@@ -241,12 +266,12 @@ export class Pipeline {
 
   /** First start: publication, then the slot with an exported snapshot, then every table copied under it. */
   private async initialSnapshot(source: pg.Pool, store: CheckpointStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
-    const { config, log } = this;
-    const publication = await ensurePublication(source, config.source.publication, plans);
-    log.info({ publication: config.source.publication, result: publication }, "publication ready");
-    const replication = await ReplicationConnection.connect(config.source.url, "pgferry-setup");
+    const { settings, log } = this;
+    const publication = await ensurePublication(source, settings.publication, plans);
+    log.info({ publication: settings.publication, result: publication }, "publication ready");
+    const replication = await ReplicationConnection.connect(this.source, "pgferry-setup");
     try {
-      const slot = await replication.createSlot(config.source.slot, { temporary: false, exportSnapshot: true });
+      const slot = await replication.createSlot(settings.slot, { temporary: false, exportSnapshot: true });
       log.info({ slot: slot.slotName, consistentPoint: formatLsn(slot.consistentPoint) }, "replication slot created");
       await store.create(slot.consistentPoint, plans.map((p) => p.id));
       await this.copy(store, plans, slot.snapshotName!, slot.consistentPoint, replication, signal);
@@ -257,18 +282,18 @@ export class Pipeline {
 
   /** Restart: tables not ready (interrupted, or new in the config) are copied under a fresh snapshot. */
   private async resumeSnapshot(source: pg.Pool, store: CheckpointStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
-    const { config, log } = this;
+    const { settings, log } = this;
     await store.addTables(plans.map((p) => p.id));
     const ready = new Set((await store.tables()).filter((t) => t.state === "ready").map((t) => t.table));
     const pending = plans.filter((p) => !ready.has(p.id));
-    const publication = await ensurePublication(source, config.source.publication, plans);
-    if (publication !== "unchanged") log.info({ publication: config.source.publication, result: publication }, "publication updated");
+    const publication = await ensurePublication(source, settings.publication, plans);
+    if (publication !== "unchanged") log.info({ publication: settings.publication, result: publication }, "publication updated");
     if (pending.length === 0) return;
     log.info({ tables: pending.map((p) => p.id) }, "copying tables that are not ready under a new snapshot");
-    const replication = await ReplicationConnection.connect(config.source.url, "pgferry-setup");
+    const replication = await ReplicationConnection.connect(this.source, "pgferry-setup");
     try {
       // A temporary slot only to get a snapshot and its LSN: the main stream skips these tables' changes before it.
-      const slot = await replication.createSlot(`${config.source.slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: true });
+      const slot = await replication.createSlot(`${settings.slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: true });
       await this.copy(store, pending, slot.snapshotName!, slot.consistentPoint, replication, signal);
     } finally {
       await replication.close();
@@ -279,10 +304,10 @@ export class Pipeline {
     this.observer.phase?.("snapshot");
     await runSnapshot(
       {
-        sourceUrl: this.config.source.url,
-        targetUrl: this.config.target.url,
-        workers: this.config.snapshot.workers,
-        chunkRows: this.config.snapshot.chunkRows,
+        source: this.source,
+        target: this.target,
+        workers: this.settings.snapshot.workers,
+        chunkRows: this.settings.snapshot.chunkRows,
         log: this.log.child({ module: "snapshot" }),
         store,
         plans,
@@ -296,9 +321,10 @@ export class Pipeline {
   }
 }
 
-function unreachable(side: "source" | "target", url: string, error: unknown): PgferryError {
+function unreachable(endpoint: Endpoint, error: unknown): PgferryError {
   // A refused or dropped connection is an outage, retried; a missing CONNECT grant is a privilege
   // error; a rejected password, an unknown database or a certificate that does not verify stop.
+  const { side, url } = endpoint;
   const verdict = classify(error, { side, roles: { [side]: roleOf(url) } });
   const message = `cannot reach the ${side} database ${describeUrl(url)}: ${(error as Error).message}`;
   if (verdict.class === "privilege") return new PgferryError("privilege", message, { cause: error, hint: verdict.hint });

@@ -22,7 +22,7 @@
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { describeUrl } from "../config/redact.js";
+import { describeUrl } from "../redact.js";
 import { hostHint, poolerProblem, poolerSignature } from "../sql/poolerRefusal.js";
 import { classify } from "./errorPolicy.js";
 

@@ -18,13 +18,13 @@ import type { CatalogPartition } from "../catalog/tableCatalog.js";
 import type { CheckpointStore } from "../state/checkpointStore.js";
 import { loadHooks, runHook, type HookRow, type RowHook } from "../transform/codeHook.js";
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
-import { openClient, prepareApplySession } from "../sql/session.js";
+import type { Endpoint } from "../sql/endpoint.js";
 import { classify } from "./errorPolicy.js";
 import { snapshotSelect } from "../plan/snapshotSql.js";
 
 export interface SnapshotOptions {
-  sourceUrl: string;
-  targetUrl: string;
+  source: Endpoint;
+  target: Endpoint;
   workers: number;
   chunkRows: number;
   log: Logger;
@@ -171,8 +171,9 @@ async function clearTargets(client: pg.Client, plan: TablePlan): Promise<void> {
 async function openWorker(options: SnapshotOptions): Promise<Worker> {
   // Raw text for every type: the hook path reads rows through a cursor and must not parse them in JavaScript.
   const opened = await Promise.allSettled([
-    openClient(options.sourceUrl, { applicationName: "pgferry-snapshot", rawText: true }),
-    openClient(options.targetUrl, { applicationName: "pgferry-snapshot" }),
+    options.source.client("pgferry-snapshot", { rawText: true }),
+    // A chunk marked copied must survive a crash: the apply session commits durably (docs/design.md, rule 2).
+    options.target.applySession("pgferry-snapshot"),
   ]);
   const failed = opened.find((o) => o.status === "rejected");
   if (failed) {
@@ -191,7 +192,6 @@ async function openWorker(options: SnapshotOptions): Promise<Worker> {
     }
     throw error;
   }
-  await prepareApplySession(target); // a chunk marked copied must survive a crash
   return { source, target };
 }
 

@@ -1,4 +1,6 @@
 /**
+ * plan/ — the compiled mapping (plan.ts, mappingCompiler.ts, loadPlan.ts) and the row and change types both sides of it share; below everything but catalog/, config/ and sql/.
+ *
  * The rows and changes on either side of the plan: a source row change as the stream reads it,
  * projected onto its plan's `sourceColumns`, and the target changes the mapping turns it into.
  * Values are PostgreSQL text (or null); `UNCHANGED` marks an unchanged TOAST column whose target
@@ -6,6 +8,7 @@
  * change, never a database: the plan itself only knows a source and a target.
  */
 import type { TablePlan } from "./plan.js";
+import type { TargetTable } from "./targetTable.js";
 
 export const UNCHANGED: unique symbol = Symbol("unchanged-toast");
 export type Value = string | null | typeof UNCHANGED;
@@ -39,29 +42,6 @@ export interface SourceCommit {
   commitTime: Date;
 }
 
-export interface TargetColumn {
-  name: string;
-  /** The target column's type as `format_type()` prints it, used for casts: `vector(1536)`, `numeric(30,10)`. */
-  type: string;
-  /** The same type without its modifier, as written values are cast (`character varying`, `vector`); `type` when absent. */
-  castType?: string;
-}
-
-export interface TargetTable {
-  /** Unquoted `schema.table`, for logs, metrics and state. */
-  id: string;
-  schema: string;
-  name: string;
-  /** Columns pgferry writes, in the order of every row's values. */
-  columns: readonly TargetColumn[];
-  /**
-   * Indexes (into `columns`) of the key that identifies a row: the target's primary key or unique
-   * index the mapping fills. Empty for a table replicated by full old-row match (REPLICA IDENTITY
-   * FULL without a key), whose changes are applied one by one in order.
-   */
-  keyIndexes: readonly number[];
-}
-
 /** What a source change becomes on a target table (apply/ adds ordered SQL statements to these). */
 export type TargetChange =
   /** Insert or update: the row as it must be after the change. UNCHANGED columns keep their target value. */
@@ -80,3 +60,15 @@ export type TargetChange =
   | { kind: "truncate"; tables: TargetTable[] }
   /** A TRUNCATE of one of several sources merged into `table`: only the rows carrying its discriminator go. */
   | { kind: "deleteOwned"; table: TargetTable; match: { column: string; type: string; value: string }[] };
+
+/**
+ * How far the target has applied the source: the last source transaction applied. It is written in
+ * the same target transaction as the data it covers (docs/design.md, rule 2).
+ */
+export interface Checkpoint {
+  /** LSN of the last applied source transaction's commit record: transactions at or before it are skipped. */
+  commitLsn: bigint;
+  /** Its end: what the source is told is flushed. */
+  endLsn: bigint;
+  commitTime: Date | null;
+}

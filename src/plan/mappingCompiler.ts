@@ -6,7 +6,7 @@
  */
 import type { CatalogColumn, CatalogGeneratedColumn, CatalogTable } from "../catalog/tableCatalog.js";
 import type { TableMapping } from "../config/index.js";
-import type { TargetColumn } from "./changes.js";
+import type { TargetColumn } from "./targetTable.js";
 import type { ColumnOrigin, EdgePlan, TablePlan } from "./plan.js";
 import { referencedColumns } from "./sqlRefs.js";
 

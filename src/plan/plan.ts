@@ -14,7 +14,7 @@
  * read the same plan, so a derived value is computed by the same SQL on both paths.
  */
 import type { CatalogTable } from "../catalog/tableCatalog.js";
-import type { TargetTable } from "./changes.js";
+import type { TargetTable } from "./targetTable.js";
 import { quoteLiteral } from "../sql/quote.js";
 
 /** Where one target column's value comes from. `input` indexes the plan's `sourceColumns`. */

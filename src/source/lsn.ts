@@ -1,4 +1,8 @@
-/** LSNs are bigint inside pgferry; the `X/Y` text form exists only at the edges (SQL, logs, JSON). */
+/**
+ * source/ — the source side: the replication connection, the pgoutput decoder and the stream reader that pushes source changes into a sink. It never imports pipeline/.
+ *
+ * LSNs are bigint inside pgferry; the `X/Y` text form exists only at the edges (SQL, logs, JSON).
+ */
 import { PgferryError } from "../errors.js";
 
 const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;

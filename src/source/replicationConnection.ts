@@ -7,7 +7,7 @@
  */
 import pg from "pg";
 import { quoteIdent, quoteLiteral } from "../sql/quote.js";
-import { openClient } from "../sql/session.js";
+import type { Endpoint } from "../sql/endpoint.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn, PG_EPOCH_MS } from "./lsn.js";
 
@@ -49,9 +49,9 @@ export class ReplicationConnection {
     this.client = client;
   }
 
-  static async connect(url: string, applicationName: string): Promise<ReplicationConnection> {
+  static async connect(source: Endpoint, applicationName: string): Promise<ReplicationConnection> {
     // Pinned settings matter here most: the walsender prints pgoutput's text values with them.
-    return new ReplicationConnection(await openClient(url, { applicationName, replication: true }));
+    return new ReplicationConnection(await source.client(applicationName, { replication: true }));
   }
 
   private get raw(): RawConnection {

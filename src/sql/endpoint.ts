@@ -1,4 +1,6 @@
 /**
+ * sql/ — how pgferry opens sessions (pinned settings, endpoints, pools), quotes SQL, and tells a pooler's refusal from PostgreSQL's.
+ *
  * One database pgferry talks to, as the components see it: a factory for its sessions (pooled,
  * dedicated, walsender, and the target's apply session), each with the pinned settings of
  * session.ts, an error listener, and errors that name this endpoint (errors.ts tagEndpoint). The

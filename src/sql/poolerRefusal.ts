@@ -5,7 +5,7 @@
  * and how a pooler shows itself). Kept here, below the pools, the error policy and the preflight
  * check, which all ask: a pooler's refusal is no outage to wait out, but a URL to change.
  */
-import { describeUrl } from "../config/redact.js";
+import { describeUrl } from "../redact.js";
 import { PgferryError, type DatabaseSide } from "../errors.js";
 
 /** Error texts that only a pooler sends (PgBouncer's `disconnect_client` reasons, Supavisor's). */

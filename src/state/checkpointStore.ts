@@ -1,20 +1,15 @@
 /**
+ * state/ — the pipeline's state behind interfaces (this file, resyncStore.ts), with PostgreSQL and in-memory implementations.
+ *
  * The pipeline's own state, behind an interface: the checkpoint (the last source commit applied) and
  * the per-table state machine `pending → copying → ready | errored`, one pipeline per replication slot.
  * PostgresCheckpointStore keeps it in the target (schema `_pgferry` by default), so the checkpoint
  * commits atomically with the data (docs/design.md, rule 2); MemoryCheckpointStore keeps it in memory
  * for unit tests. Both behave alike on the same calls (test/harness/storeContract.ts).
  */
+import type { Checkpoint } from "../plan/changes.js";
 
 export type TableState = "pending" | "copying" | "ready" | "errored";
-
-export interface Checkpoint {
-  /** LSN of the last applied source transaction's commit record: transactions at or before it are skipped. */
-  commitLsn: bigint;
-  /** Its end: what the source is told is flushed. */
-  endLsn: bigint;
-  commitTime: Date | null;
-}
 
 export interface TableStatus {
   table: string;

@@ -2,8 +2,9 @@
  * The CheckpointStore in memory (see memoryStores.ts), for unit tests: the same state machine and
  * the same failures as PostgresCheckpointStore, without a database.
  */
-import type { Checkpoint, CheckpointStore, PipelineState, PipelineSummary, TableStatus, TransactionHandle } from "./checkpointStore.js";
-import { settle, type MemoryState } from "./memoryStores.js";
+import type { CheckpointStore, PipelineState, PipelineSummary, TableStatus, TransactionHandle } from "./checkpointStore.js";
+import type { Checkpoint } from "../plan/changes.js";
+import { settle, type MemoryState } from "./memoryState.js";
 
 function copyTable(t: TableStatus): TableStatus {
   return { ...t, startedAt: t.startedAt && new Date(t.startedAt), finishedAt: t.finishedAt && new Date(t.finishedAt) };

@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type { Statement } from "../apply/types.js";
 import { quoteIdent } from "../sql/quote.js";
-import { settle, type MemoryResync, type MemoryState } from "./memoryStores.js";
+import { settle, type MemoryResync, type MemoryState } from "./memoryState.js";
 import type { ResyncRecord, ResyncStore } from "./resyncStore.js";
 
 function copy(r: MemoryResync): ResyncRecord {

@@ -9,14 +9,11 @@ import { withPooledClient } from "../sql/pools.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn } from "../source/lsn.js";
 import { quoteIdent } from "../sql/quote.js";
-import type { Checkpoint, CheckpointStore, PipelineState, PipelineSummary, TableState, TableStatus } from "./checkpointStore.js";
+import type { CheckpointStore, PipelineState, PipelineSummary, TableState, TableStatus } from "./checkpointStore.js";
+import type { Checkpoint } from "../plan/changes.js";
 import { RESYNC_MIGRATIONS } from "./postgresResyncStore.js";
+import type { Migration } from "./migration.js";
 
-/** One step of the state schema; `$S` stands for the schema. Versions count from 1 across all stores, never reused. */
-export interface Migration {
-  version: number;
-  sql: string;
-}
 
 const CHECKPOINT_MIGRATIONS: readonly Migration[] = [
   {

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import type { Statement } from "../apply/types.js";
 import { quoteIdent } from "../sql/quote.js";
-import type { Migration } from "./postgresCheckpointStore.js";
+import type { Migration } from "./migration.js";
 import type { ResyncRecord, ResyncState, ResyncStore } from "./resyncStore.js";
 
 /** This store's steps of the state schema (see PostgresCheckpointStore.migrate); `$S` stands for the schema. */

@@ -1,4 +1,6 @@
 /**
+ * transform/ — source rows to target rows: the transformer, the evaluator of derived columns and filters, code hooks, and target DDL for `plan --ddl`.
+ *
  * Turns a run of source changes into the target changes the mapping implies, in order. Plain
  * columns and constants are mapped here; derived columns and filters are evaluated by the source
  * database, one query per edge for the whole run (through an Evaluator: SourceEvaluator on the
@@ -10,7 +12,8 @@
  */
 import type { ApplyChange, OrderedStatements } from "../apply/types.js";
 import { PgferryError } from "../errors.js";
-import { UNCHANGED, type SourceChange, type SourceRow, type SourceTruncate, type TargetTable, type Value } from "../plan/changes.js";
+import { UNCHANGED, type SourceChange, type SourceRow, type SourceTruncate, type Value } from "../plan/changes.js";
+import type { TargetTable } from "../plan/targetTable.js";
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import { runHook, type HookRow, type RowHook } from "./codeHook.js";
 import { evaluatedInputs, type Evaluation, type Evaluator } from "./evaluator.js";

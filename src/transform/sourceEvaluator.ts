@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
-import { openPool } from "../sql/session.js";
+import type { Endpoint } from "../sql/endpoint.js";
 import { quoteIdent } from "../sql/quote.js";
 import { PgferryError } from "../errors.js";
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
@@ -39,8 +39,8 @@ export class SourceEvaluator implements Evaluator {
   private readonly pool: pg.Pool;
   private readonly sqlByEdge = new Map<EdgePlan, { name: string; text: string; inputs: number[] }>();
 
-  constructor(url: string) {
-    this.pool = openPool(url, { applicationName: "pgferry-transform", max: 1, rawText: true });
+  constructor(source: Endpoint) {
+    this.pool = source.pool("pgferry-transform", 1, { rawText: true });
   }
 
   async evaluate(plan: TablePlan, edge: EdgePlan, rows: readonly (readonly (string | null)[])[]): Promise<Evaluation> {

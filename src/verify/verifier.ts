@@ -1,4 +1,6 @@
 /**
+ * verify/ — `pgferry verify`.
+ *
  * `pgferry verify`: compares each target table with what the mapping makes of its source rows,
  * without loading either into memory. Both sides compute, per bucket of target keys, a row count and
  * a sum of row hashes (the source side through the mapping's own SQL, cast to the target's column

@@ -6,7 +6,8 @@ import { Writable } from "node:stream";
 import { onTestFailed } from "vitest";
 import { parseConfig, type Config } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/logger.js";
-import { Pipeline, type Phase } from "../../src/pipeline/pipeline.js";
+import type { Phase, PipelineObserver } from "../../src/pipeline/pipeline.js";
+import { runPipeline } from "../../src/daemon.js";
 import { configText } from "./processRunner.js";
 import type { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
 import { waitFor } from "./waitFor.js";
@@ -67,23 +68,18 @@ export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } 
       await running.done.catch(() => undefined);
     },
   };
-  const pipeline = new Pipeline({
-    config,
-    log,
-    resyncs: extra.resyncs,
-    observer: {
-      phase: (p) => running.phases.push(p),
-      batchApplied: (batch) => {
-        running.batches += 1;
-        for (const [table, ops] of batch.perTable) {
-          const sums = running.applied.get(table) ?? {};
-          for (const [op, n] of Object.entries(ops)) sums[op] = (sums[op] ?? 0) + (n ?? 0);
-          running.applied.set(table, sums);
-        }
-      },
+  const observer: PipelineObserver = {
+    phase: (p) => running.phases.push(p),
+    batchApplied: (batch) => {
+      running.batches += 1;
+      for (const [table, ops] of batch.perTable) {
+        const sums = running.applied.get(table) ?? {};
+        for (const [op, n] of Object.entries(ops)) sums[op] = (sums[op] ?? 0) + (n ?? 0);
+        running.applied.set(table, sums);
+      }
     },
-  });
-  running.done = pipeline.run(controller.signal);
+  };
+  running.done = runPipeline(config, { log, observer, resyncs: extra.resyncs }, controller.signal);
   running.done.catch((error: unknown) => { running.failure = error; });
   // A failing test shows what the pipeline said last.
   onTestFailed(() => {

@@ -7,7 +7,8 @@
 import { describe, expect, it } from "vitest";
 import type { Statement } from "../../src/apply/types.js";
 import type { CheckpointStore, TableStatus, TransactionHandle } from "../../src/state/checkpointStore.js";
-import { MemoryState, memoryStores } from "../../src/state/memoryStores.js";
+import { MemoryState } from "../../src/state/memoryState.js";
+import { memoryStores } from "../../src/state/memoryStores.js";
 import type { ResyncStore } from "../../src/state/resyncStore.js";
 
 export interface StoreHarness {

@@ -5,9 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Applier } from "../../src/apply/applier.js";
+import { endpoint } from "../../src/sql/endpoint.js";
 import { deleteStatement, insertRowsStatement, updateRowsStatement, upsertStatement, type Cell } from "../../src/apply/statements.js";
 import type { Statement } from "../../src/apply/types.js";
-import type { TargetTable } from "../../src/plan/changes.js";
+import type { TargetTable } from "../../src/plan/targetTable.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 
 let db: TestDatabases;
@@ -68,7 +69,7 @@ beforeAll(async () => {
     CREATE TABLE app.keyed (id integer PRIMARY KEY, t text, j jsonb, v vector(3));
     CREATE TABLE app.keyless (id integer, t text, j jsonb, v vector(3));`);
   // No state schema here: the checkpoint write is a no-op.
-  applier = await Applier.connect({ url: db.targetUrl, applicationName: "pgferry-test", writeCheckpoint: () => Promise.resolve() });
+  applier = await Applier.connect({ target: endpoint("target", db.targetUrl), applicationName: "pgferry-test", writeCheckpoint: () => Promise.resolve() });
 });
 afterAll(async () => {
   await applier?.close();

@@ -8,7 +8,7 @@ import { onTestFailed } from "vitest";
 import type { Config } from "../../src/config/index.js";
 import { ControlPlane } from "../../src/control/controlPlane.js";
 import type { ResyncController } from "../../src/control/resyncController.js";
-import { Pipeline } from "../../src/pipeline/pipeline.js";
+import { runPipeline } from "../../src/daemon.js";
 import { capturingLogger } from "../harness/pipelineRunner.js";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -43,7 +43,7 @@ export async function startControlled(config: Config, options: ControlledOptions
     logs,
     startPipeline() {
       controller = new AbortController();
-      done = new Pipeline({ config, log, observer: control.observer }).run(controller.signal);
+      done = runPipeline(config, { log, observer: control.observer }, controller.signal);
     },
     async stopPipeline() {
       controller?.abort();

@@ -11,7 +11,8 @@ import { afterEach, describe, expect, inject, it, onTestFailed } from "vitest";
 import { parseConfig, type Config } from "../../src/config/index.js";
 import { ControlPlane, combineObservers } from "../../src/control/controlPlane.js";
 import { PgferryError } from "../../src/errors.js";
-import { Pipeline, type Phase } from "../../src/pipeline/pipeline.js";
+import type { Phase } from "../../src/pipeline/pipeline.js";
+import { runPipeline } from "../../src/daemon.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { compareTables } from "../harness/compare.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
@@ -75,7 +76,7 @@ async function startDaemon(config: Config): Promise<Daemon> {
       await control.stop();
     },
   };
-  running.done = new Pipeline({ config, log, observer }).run(controller.signal).catch((error: unknown) => {
+  running.done = runPipeline(config, { log, observer }, controller.signal).catch((error: unknown) => {
     running.failure = error;
   });
   onTestFailed(() => {

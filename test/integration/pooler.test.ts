@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { poolerError } from "../../src/sql/poolerRefusal.js";
 import { ReplicationConnection } from "../../src/source/replicationConnection.js";
+import { endpoint } from "../../src/sql/endpoint.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
 import { startPgbouncer, type Pgbouncer } from "../harness/pgbouncer.js";
 import { CLI, configYaml, writeConfigFile } from "../harness/processRunner.js";
@@ -137,20 +138,22 @@ describe("a URL that points at a transaction pooler", () => {
     await createdNothing();
   });
 
-  it("a replication connection opened through PgBouncer fails with PgBouncer's words, which poolerError turns into the same message", async () => {
+  it("a replication connection opened through PgBouncer fails with the pooler message, PgBouncer's words as its cause", async () => {
     const url = plain.source.url(db.name);
-    const error = await ReplicationConnection.connect(url, "pgferry-test").then(
+    const error = await ReplicationConnection.connect(endpoint("source", url), "pgferry-test").then(
       async (connection) => {
         await connection.close();
         return undefined;
       },
       (e: unknown) => e,
     );
-    expect(error).toMatchObject({ message: expect.stringMatching(/^unsupported startup parameter: (replication|options)$/) as unknown, code: "08P01", severity: "FATAL" });
-    const translated = poolerError("source", url, error);
-    expect(translated).toMatchObject({ kind: "preflight", cause: error });
-    expect(translated?.message).toBe(
-      `source.url: ${url} goes through a connection pooler: PgBouncer refused a connection with "${(error as Error).message}". ` +
+    // The endpoint translates the refusal itself (sql/endpoint.ts), so every connection pgferry opens says the same.
+    const refusal = (error as { cause?: unknown }).cause;
+    expect(refusal).toMatchObject({ message: expect.stringMatching(/^unsupported startup parameter: (replication|options)$/) as unknown, code: "08P01", severity: "FATAL" });
+    expect(error).toMatchObject({ kind: "preflight" });
+    expect(error).toEqual(poolerError("source", url, refusal));
+    expect((error as Error).message).toBe(
+      `source.url: ${url} goes through a connection pooler: PgBouncer refused a connection with "${(refusal as Error).message}". ` +
         `${SOURCE_WHY}, not at PgBouncer, Supavisor or another pooler (Supabase: the direct host db.<project>.supabase.co on port 5432, not *.pooler.supabase.com or port 6543; Neon: the endpoint host without -pooler)`,
     );
   });

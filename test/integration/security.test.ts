@@ -17,6 +17,7 @@ import { defaultPgBin, freePort, LocalCluster } from "../../tools/embedded/local
 import { PgferryError } from "../../src/errors.js";
 import { PreflightError } from "../../src/pipeline/preflight.js";
 import { ReplicationConnection } from "../../src/source/replicationConnection.js";
+import { endpoint } from "../../src/sql/endpoint.js";
 import { createFixture, mappings, pairs, seed } from "../fixtures/appSchema.js";
 import { compareTables } from "../harness/compare.js";
 import { startPipeline, streaming, testConfig, type RunningPipeline } from "../harness/pipelineRunner.js";
@@ -167,13 +168,13 @@ describe("TLS with sslmode=verify-full", () => {
       const pool = new pg.Pool({ connectionString: url, max: 1 });
       await expect(pool.query("SELECT 1")).rejects.toThrow(problem);
       await pool.end();
-      await expect(ReplicationConnection.connect(url, "pgferry-tls-probe")).rejects.toThrow(problem);
+      await expect(ReplicationConnection.connect(endpoint("source", url), "pgferry-tls-probe")).rejects.toThrow(problem);
     }
 
     // The certificate names both 127.0.0.1 and localhost.
     for (const host of ["127.0.0.1", "localhost"]) {
       const url = superuserUrl(source, { host });
-      const replication = await ReplicationConnection.connect(url, "pgferry-tls-probe");
+      const replication = await ReplicationConnection.connect(endpoint("source", url), "pgferry-tls-probe");
       const pool = new pg.Pool({ connectionString: url, max: 1, application_name: "pgferry-tls-probe" });
       try {
         await pool.query("SELECT 1");

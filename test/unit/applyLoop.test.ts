@@ -12,7 +12,7 @@ import { ApplyLoop, type AppliedBatch, type ApplyTarget, type BatchLimits } from
 import { ChangeQueue } from "../../src/pipeline/changeQueue.js";
 import { changeBytes, type StreamEvent } from "../../src/pipeline/streamEvents.js";
 import type { SourceCommit } from "../../src/plan/changes.js";
-import type { Checkpoint } from "../../src/state/checkpointStore.js";
+import type { Checkpoint } from "../../src/plan/changes.js";
 import { ChangeTransformer } from "../../src/transform/changeTransformer.js";
 import { change, column, compilePlans, entry, table } from "../fixtures/plans.js";
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ChangeBuffer } from "../../src/apply/changeBuffer.js";
 import type { Statement } from "../../src/apply/types.js";
-import { UNCHANGED, type TargetTable } from "../../src/plan/changes.js";
+import { UNCHANGED } from "../../src/plan/changes.js";
+import type { TargetTable } from "../../src/plan/targetTable.js";
 
 const items: TargetTable = {
   id: "app.items",

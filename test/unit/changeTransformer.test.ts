@@ -7,7 +7,8 @@
  */
 import { describe, expect, it } from "vitest";
 import type { ApplyChange, OrderedStatements } from "../../src/apply/types.js";
-import { UNCHANGED, type SourceTruncate, type TargetTable, type Value } from "../../src/plan/changes.js";
+import { UNCHANGED, type SourceTruncate, type Value } from "../../src/plan/changes.js";
+import type { TargetTable } from "../../src/plan/targetTable.js";
 import type { EdgePlan, TablePlan } from "../../src/plan/plan.js";
 import { ChangeTransformer } from "../../src/transform/changeTransformer.js";
 import { evaluatedInputs, type Evaluation, type Evaluator } from "../../src/transform/evaluator.js";

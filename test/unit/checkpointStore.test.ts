@@ -4,7 +4,8 @@
  * inside a transaction, recorded with the handle they came with.
  */
 import { describe, expect, it } from "vitest";
-import { MemoryState, MemoryTransaction, memoryStores } from "../../src/state/memoryStores.js";
+import { MemoryState, MemoryTransaction } from "../../src/state/memoryState.js";
+import { memoryStores } from "../../src/state/memoryStores.js";
 import { memoryHarness, storeContract } from "../harness/storeContract.js";
 
 storeContract("memory", () => Promise.resolve(memoryHarness()));

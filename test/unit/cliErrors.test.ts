@@ -15,7 +15,7 @@ import { describeError, formatErrorReport, hintFor, reportLogFields, translatePg
 import { daemonAddressFile, recordDaemonAddress, recordedDaemonListen } from "../../src/cli/daemonAddress.js";
 import { main } from "../../src/cli/main.js";
 import { parseConfig, type Config } from "../../src/config/index.js";
-import { describeUrl } from "../../src/config/redact.js";
+import { describeUrl } from "../../src/redact.js";
 import { createLogger } from "../../src/log/logger.js";
 import { ConfigError, PgferryError, endpointOf, tagEndpoint, withEndpoint } from "../../src/errors.js";
 

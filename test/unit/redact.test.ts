@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { describeUrl, redactSecrets } from "../../src/config/redact.js";
+import { describeUrl, redactSecrets } from "../../src/redact.js";
 
 describe("redactSecrets", () => {
   it("masks the password in URL userinfo, for any scheme", () => {

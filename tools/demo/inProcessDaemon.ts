@@ -13,7 +13,7 @@ import { loadConfig, type Config, type Env } from "../../src/config/index.js";
 import { ControlPlane } from "../../src/control/controlPlane.js";
 import { PgferryError } from "../../src/errors.js";
 import { createLogger, type Logger } from "../../src/log/logger.js";
-import { Pipeline } from "../../src/pipeline/pipeline.js";
+import { runPipeline } from "../../src/daemon.js";
 
 /** Status and lag polls every second (the daemon's default is 5 s): the view refreshes about that often. */
 const POLL_INTERVAL_MS = 1_000;
@@ -77,7 +77,7 @@ export async function startInProcessDaemon(options: InProcessDaemonOptions): Pro
   }
   const { control, address } = started;
   const controller = new AbortController();
-  const finished = new Pipeline({ config, log, observer: control.observer }).run(controller.signal);
+  const finished = runPipeline(config, { log, observer: control.observer }, controller.signal);
   finished.catch(() => undefined); // the owner awaits it; until then a failure must not count as unhandled
   let stopping: Promise<void> | undefined;
   const stop = () => {

@@ -1,4 +1,6 @@
 /**
+ * cli/commands/ — one file per `pgferry` command.
+ *
  * `pgferry plan`: compiles the mapping against both live catalogs and prints, per source table,
  * its targets and where each target column comes from. `--ddl` prints target DDL derived from the
  * source alone (for users without migrations); `--check` runs the whole preflight (server settings,

@@ -4,15 +4,12 @@
  * outage, which the pipeline waits out however long it lasts. Then snapshot, then stream until
  * stopped, the control server alongside. A failure is logged once, as one line (errorReport.ts).
  */
-import { openPool } from "../../sql/session.js";
 import { loadConfig, type Config } from "../../config/index.js";
 import { ControlPlane } from "../../control/controlPlane.js";
 import { createLogger, type Logger } from "../../log/logger.js";
 import { classify } from "../../pipeline/errorPolicy.js";
 import { databasePools } from "../../sql/pools.js";
-import { Pipeline } from "../../pipeline/pipeline.js";
-import { ResyncEngine } from "../../pipeline/resync/resyncEngine.js";
-import { postgresStores } from "../../state/postgresStores.js";
+import { createPipeline, createResyncEngine, wire } from "../../daemon.js";
 import { resyncApi } from "../resyncApi.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 import { recordDaemonAddress } from "../daemonAddress.js";
@@ -45,14 +42,9 @@ export const runCommand: Command = {
       logFailure(log, "cannot start", unreachable);
       return EXIT_FAILURE;
     }
-    // The resync engine outlives retries of the pipeline; its records live in the target's state schema.
-    const statePool = openPool(config.target.url, { applicationName: "pgferry-resync-state", max: 2 });
-    const resyncs = new ResyncEngine({
-      store: postgresStores({ pool: statePool, schema: config.target.stateSchema, pipeline: config.source.slot }).resyncs,
-      log: log.child({ module: "resync" }),
-      chunkRows: config.resync.chunkRows,
-      chunkBytes: config.apply.queueMaxBytes,
-    });
+    // Endpoints, pools and stores, made once; the resync engine outlives retries of the pipeline.
+    const wiring = wire(config);
+    const resyncs = createResyncEngine(config, wiring, log);
     // Listening first: status and metrics answer during preflight and the snapshot too.
     const control = new ControlPlane({ config, log, resyncs: resyncApi(resyncs) });
     let forgetAddress: () => void;
@@ -60,11 +52,11 @@ export const runCommand: Command = {
       forgetAddress = recordDaemonAddress(config, (await control.start()).port);
     } catch (error) {
       release();
-      await statePool.end();
+      await wiring.close();
       throw error;
     }
     try {
-      await new Pipeline({ config, log, observer: control.observer, resyncs }).run(controller.signal);
+      await createPipeline(config, wiring, { log, observer: control.observer, resyncs }).run(controller.signal);
       log.info("stopped");
       return EXIT_OK;
     } catch (error) {
@@ -73,7 +65,7 @@ export const runCommand: Command = {
     } finally {
       forgetAddress();
       await control.stop();
-      await statePool.end();
+      await wiring.close();
       release();
     }
   },

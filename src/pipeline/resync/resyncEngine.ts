@@ -1,4 +1,6 @@
 /**
+ * pipeline/resync/ — per-table resync while streaming: the engine, its watermarks and the windows the stream feeds.
+ *
  * Per-table resync while streaming, DBLog style: the table is read in chunks ordered by its key,
  * each chunk's SELECT bracketed by a low and a high watermark written into the WAL; the stream
  * applies the chunk at its high watermark, minus the rows the stream itself changed in between
@@ -17,7 +19,7 @@ import { quoteIdent } from "../../sql/quote.js";
 import { PgferryError } from "../../errors.js";
 import type { ResyncRecord, ResyncStore } from "../../state/resyncStore.js";
 import type { TablePlan } from "../../plan/plan.js";
-import { openPool } from "../../sql/session.js";
+import type { Endpoint } from "../../sql/endpoint.js";
 import { classify } from "../errorPolicy.js";
 import { ResyncWindows } from "./resyncWindows.js";
 import { encodeWatermark, WATERMARK_PREFIX, type Watermark } from "./watermarks.js";
@@ -72,10 +74,10 @@ export class ResyncEngine {
   }
 
   /** Stream up: resume every running resync from its last applied chunk. */
-  async attach(plans: readonly TablePlan[], sourceUrl: string): Promise<ResyncWindows> {
+  async attach(plans: readonly TablePlan[], sourceEndpoint: Endpoint): Promise<ResyncWindows> {
     await this.detach();
     this.plans = new Map(plans.map((p) => [p.id, p]));
-    const source = openPool(sourceUrl, { applicationName: "pgferry-resync", max: 2, rawText: true });
+    const source = sourceEndpoint.pool("pgferry-resync", 2, { rawText: true });
     const session: Session = { plans: this.plans, source, windows: new ResyncWindows(), stopped: false };
     this.session = session;
     for (const record of await this.options.store.running()) {

@@ -1,4 +1,6 @@
 /**
+ * source/pgoutput/ — the pgoutput protocol: message types, the decoder and the XLogData reader.
+ *
  * Decodes pgoutput XLogData payloads (protocol v1 and v2) into `PgoutputMessage`s: a dispatch
  * table on the message byte over an offset cursor. The decoder holds the two pieces of stream state
  * the wire format depends on: the Relation cache (row changes name their table only by oid) and

@@ -1,0 +1,200 @@
+/**
+ * A stream session: START_REPLICATION from the checkpoint, reader → sink → queue → apply loop, and
+ * the acknowledgements back to the source. One per attempt of the pipeline; `run` resolves when
+ * stopped through `signal` and rejects on any error, after rolling back what was not committed
+ * (nothing unacknowledged is lost: the slot keeps it).
+ */
+import type { Logger } from "pino";
+import { Applier, ApplyError } from "../apply/applier.js";
+import type { Endpoint } from "../sql/endpoint.js";
+import { ReplicationConnection } from "../source/replicationConnection.js";
+import { formatLsn } from "../source/lsn.js";
+import type { CheckpointStore } from "../state/checkpointStore.js";
+import type { Checkpoint } from "../plan/changes.js";
+import { ChangeTransformer } from "../transform/changeTransformer.js";
+import { loadHooks } from "../transform/codeHook.js";
+import type { TablePlan } from "../plan/plan.js";
+import { SourceEvaluator } from "../transform/sourceEvaluator.js";
+import { ApplyLoop, type AppliedBatch, type BatchLimits } from "./applyLoop.js";
+import { ChangeQueue } from "./changeQueue.js";
+import type { StreamEvent } from "./streamEvents.js";
+import type { ResyncEngine } from "./resync/resyncEngine.js";
+import { StreamReader } from "../source/streamReader.js";
+import { QueueSink } from "./streamSink.js";
+
+/** How often the standby status is sent even when nothing changes (well under wal_sender_timeout). */
+const STATUS_INTERVAL_MS = 10_000;
+
+/** What a session needs of the config, narrowed by the composition root. */
+export interface StreamSettings {
+  slot: string;
+  publication: string;
+  /** The queue between the reader and the apply loop, in bytes (the socket pauses above it). */
+  queueMaxBytes: number;
+  limits: BatchLimits;
+}
+
+export interface StreamSessionOptions {
+  source: Endpoint;
+  target: Endpoint;
+  settings: StreamSettings;
+  log: Logger;
+  store: CheckpointStore;
+  plans: readonly TablePlan[];
+  syncLsns: ReadonlyMap<string, bigint>;
+  checkpoint: Checkpoint;
+  resyncs?: ResyncEngine;
+  /** See ApplyLoopOptions.orderedThrough. */
+  orderedThrough?: bigint;
+  onCommitted?(batch: AppliedBatch): void;
+  /** Called once the stream is running (START_REPLICATION accepted). */
+  onStreaming?(): void;
+  /** Called when the source reports its WAL end in a keepalive, for lag metrics. */
+  onServerWalEnd?(walEnd: bigint): void;
+}
+
+export class StreamSession {
+  constructor(private readonly options: StreamSessionOptions) {}
+
+  async run(signal: AbortSignal): Promise<void> {
+    const options = this.options;
+    const { log, store, settings } = options;
+    const hooks = await loadHooks(options.plans);
+    const evaluator = options.plans.some((p) => p.edges.some((e) => e.evaluated)) ? new SourceEvaluator(options.source) : undefined;
+    const transformer = new ChangeTransformer({ evaluator, hooks });
+    const applier = await Applier.connect({
+      target: options.target,
+      applicationName: "pgferry-apply",
+      origin: `pgferry_${settings.slot}`,
+      onMissingRows: (table, missing) =>
+        log.warn({ table, missing }, "rows updated on the source are not on the target (it lost them, or they never passed a filter); run pgferry verify and resync the table"),
+      writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
+    });
+    let replication: ReplicationConnection | undefined;
+    let stopping = false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      replication = await ReplicationConnection.connect(options.source, "pgferry-stream");
+      const windows = options.resyncs ? await options.resyncs.attach(options.plans, options.source) : undefined;
+      const repl = replication;
+      let acked = options.checkpoint.endLsn;
+      const queue = new ChangeQueue<StreamEvent>(settings.queueMaxBytes, (pause) => (pause ? repl.pause() : repl.resume()));
+      const sendStatus = (reply = false) => {
+        if (stopping) return;
+        try {
+          repl.sendStatus(reader.lastReceived > acked ? reader.lastReceived : acked, acked, reply);
+        } catch (error) {
+          log.debug({ err: error }, "standby status not sent (connection closing)");
+        }
+      };
+      const loop = new ApplyLoop({
+        queue,
+        target: applier,
+        transformer,
+        orderedThrough: options.orderedThrough,
+        limits: settings.limits,
+        onCommitted: (batch) => {
+          acked = batch.checkpoint.endLsn;
+          sendStatus();
+          options.onCommitted?.(batch);
+        },
+      });
+      const sink = new QueueSink(queue, windows);
+      const reader: StreamReader = new StreamReader({
+        plans: options.plans,
+        syncLsns: options.syncLsns,
+        skipThrough: options.checkpoint.commitLsn,
+        sink,
+        messages: sink,
+        log,
+        onKeepalive: (walEnd, replyRequested) => {
+          options.onServerWalEnd?.(walEnd);
+          // Nothing received is waiting to be applied: the server's position can be confirmed, which
+          // lets the slot advance past WAL of tables outside the publication.
+          const idle = !reader.inTransaction && queue.length === 0 && !loop.busy;
+          const advanced = idle && walEnd > acked;
+          if (advanced) acked = walEnd;
+          if (advanced || replyRequested) sendStatus();
+        },
+      });
+      timer = setInterval(() => sendStatus(), STATUS_INTERVAL_MS);
+
+      const onAbort = () => {
+        stopping = true;
+        log.info("stopping: closing the replication stream, then finishing the current batch");
+        void repl.close();
+        // A batch that cannot finish (its target connection stalled) must not hold the stop forever:
+        // break it off; it rolls back and its changes stay in the slot.
+        setTimeout(() => {
+          if (loop.busy) {
+            log.warn("the current batch did not finish within 30 s of the stop; breaking it off (it stays in the slot)");
+            applier.destroy();
+          }
+        }, 30_000).unref();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      if (signal.aborted) onAbort();
+
+      log.info({ slot: settings.slot, from: formatLsn(options.checkpoint.endLsn) }, "streaming");
+      const applying = loop.run().catch((error: unknown) => {
+        stopping = true; // an apply failure ends the stream too
+        void repl.close();
+        // Batching may have reordered a unique value's move between rows: the retry applies what was
+        // received so far in source order, change by change, before batching again.
+        if (error instanceof ApplyError && (error.context.sqlstate === "23505" || error.context.sqlstate === "23P01")) error.orderedThrough = reader.lastReceived;
+        throw error;
+      });
+      const streaming = repl
+        .stream({ slot: settings.slot, startLsn: options.checkpoint.endLsn, publication: settings.publication, protoVersion: 1, messages: true }, reader, () => options.onStreaming?.())
+        .finally(() => queue.close());
+      // The apply loop drains what was received; then the first real failure (apply first) fails the phase.
+      const [applied, streamed] = await bothEnded(log, applying, streaming, () => stopping);
+      if (applied.status === "rejected") throw applied.reason;
+      if (streamed.status === "rejected" && !(stopping && signal.aborted)) throw streamed.reason;
+      signal.removeEventListener("abort", onAbort);
+    } catch (error) {
+      await applier.rollback();
+      throw error;
+    } finally {
+      if (timer) clearInterval(timer);
+      stopping = true;
+      await watched(log, "detaching resyncs", options.resyncs?.detach());
+      await watched(log, "closing the replication connection", replication?.close());
+      await watched(log, "closing the apply session", applier.close());
+      await watched(log, "closing the evaluator", evaluator?.close());
+    }
+  }
+}
+
+
+/** Awaits a shutdown step, saying which one if it takes long (so a stuck stop names its cause). */
+async function watched(log: Logger, step: string, work: Promise<void> | undefined): Promise<void> {
+  if (!work) return;
+  const timer = setInterval(() => log.warn({ step }, "shutdown step still running"), 10_000);
+  try {
+    await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Waits for the apply loop and the stream to end; once stopping, names the one that is still running. */
+async function bothEnded(
+  log: Logger,
+  applying: Promise<void>,
+  streaming: Promise<void>,
+  isStopping: () => boolean,
+): Promise<[PromiseSettledResult<void>, PromiseSettledResult<void>]> {
+  const running = { applying: true, streaming: true };
+  applying.then(() => { running.applying = false; }, () => { running.applying = false; });
+  streaming.then(() => { running.streaming = false; }, () => { running.streaming = false; });
+  const timer = setInterval(() => {
+    if (isStopping()) log.warn(running, "stopping: still waiting for the stream phase to end");
+  }, 10_000);
+  try {
+    const [applied, streamed] = await Promise.allSettled([applying, streaming]);
+    return [applied, streamed];
+  } finally {
+    clearInterval(timer);
+  }
+}

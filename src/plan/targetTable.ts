@@ -1,0 +1,23 @@
+/** A target table as the plan compiles it: the columns pgferry writes and the key it matches rows on. */
+export interface TargetColumn {
+  name: string;
+  /** The target column's type as `format_type()` prints it, used for casts: `vector(1536)`, `numeric(30,10)`. */
+  type: string;
+  /** The same type without its modifier, as written values are cast (`character varying`, `vector`); `type` when absent. */
+  castType?: string;
+}
+
+export interface TargetTable {
+  /** Unquoted `schema.table`, for logs, metrics and state. */
+  id: string;
+  schema: string;
+  name: string;
+  /** Columns pgferry writes, in the order of every row's values. */
+  columns: readonly TargetColumn[];
+  /**
+   * Indexes (into `columns`) of the key that identifies a row: the target's primary key or unique
+   * index the mapping fills. Empty for a table replicated by full old-row match (REPLICA IDENTITY
+   * FULL without a key), whose changes are applied one by one in order.
+   */
+  keyIndexes: readonly number[];
+}
