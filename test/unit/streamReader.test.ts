@@ -6,96 +6,33 @@ import { UNCHANGED, type SourceChange, type SourceCommit, type SourceTruncate } 
 import type { TablePlan } from "../../src/plan/plan.js";
 import { pgMicrosToDate } from "../../src/source/pgoutput/messages.js";
 import { StreamReader, type ChangeSink, type LogicalMessageListener, type StreamReaderOptions } from "../../src/source/streamReader.js";
+import { PgoutputWire, TOAST, type WireCell } from "../harness/pgoutputWire.js";
 
-/** pgoutput protocol v1 payloads, built in wire order. */
-class Wire {
-  private readonly parts: Buffer[] = [];
-
-  constructor(type: string) {
-    this.u8(type.charCodeAt(0));
-  }
-
-  u8(n: number): this {
-    this.parts.push(Buffer.from([n]));
-    return this;
-  }
-
-  u16(n: number): this {
-    const b = Buffer.alloc(2);
-    b.writeUInt16BE(n);
-    this.parts.push(b);
-    return this;
-  }
-
-  i32(n: number): this {
-    const b = Buffer.alloc(4);
-    b.writeInt32BE(n);
-    this.parts.push(b);
-    return this;
-  }
-
-  u64(n: bigint): this {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64BE(n);
-    this.parts.push(b);
-    return this;
-  }
-
-  cstring(s: string): this {
-    this.parts.push(Buffer.from(s, "utf8"), Buffer.from([0]));
-    return this;
-  }
-
-  bytes(b: Buffer): this {
-    this.i32(b.length);
-    this.parts.push(b);
-    return this;
-  }
-
-  /** TupleData: strings as 't', null as 'n', the TOAST placeholder as 'u', Buffers as 'b'. */
-  tuple(values: readonly (string | null | typeof TOAST | Buffer)[]): this {
-    this.u16(values.length);
-    for (const v of values) {
-      if (v === null) this.u8(0x6e);
-      else if (v === TOAST) this.u8(0x75);
-      else if (typeof v === "string") this.u8(0x74).bytes(Buffer.from(v, "utf8"));
-      else this.u8(0x62).bytes(v);
-    }
-    return this;
-  }
-
-  build(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-}
-
-/** An unchanged TOAST column in a tuple that a test encodes. */
-const TOAST = Symbol("u");
-type Cell = string | null | typeof TOAST | Buffer;
+type Cell = WireCell;
 
 const wire = {
-  begin: (finalLsn: bigint, xid = 700) => new Wire("B").u64(finalLsn).u64(COMMIT_MICROS).i32(xid).build(),
-  commit: (commitLsn: bigint, endLsn: bigint) => new Wire("C").u8(0).u64(commitLsn).u64(endLsn).u64(COMMIT_MICROS).build(),
+  begin: (finalLsn: bigint, xid = 700) => new PgoutputWire("B").u64(finalLsn).u64(COMMIT_MICROS).i32(xid).build(),
+  commit: (commitLsn: bigint, endLsn: bigint) => new PgoutputWire("C").byte(0).u64(commitLsn).u64(endLsn).u64(COMMIT_MICROS).build(),
   relation: (oid: number, schema: string, name: string, columns: string[]) => {
-    const w = new Wire("R").i32(oid).cstring(schema).cstring(name).u8("d".charCodeAt(0)).u16(columns.length);
-    for (const [i, column] of columns.entries()) w.u8(i === 0 ? 1 : 0).cstring(column).i32(25).i32(-1);
+    const w = new PgoutputWire("R").i32(oid).cstring(schema).cstring(name).byte("d".charCodeAt(0)).u16(columns.length);
+    for (const [i, column] of columns.entries()) w.byte(i === 0 ? 1 : 0).cstring(column).i32(25).i32(-1);
     return w.build();
   },
-  insert: (oid: number, row: Cell[]) => new Wire("I").i32(oid).u8(0x4e).tuple(row).build(),
+  insert: (oid: number, row: Cell[]) => new PgoutputWire("I").i32(oid).byte(0x4e).tuple(row).build(),
   update: (oid: number, row: Cell[], old?: { kind: "K" | "O"; row: Cell[] }) => {
-    const w = new Wire("U").i32(oid);
-    if (old) w.u8(old.kind.charCodeAt(0)).tuple(old.row);
-    return w.u8(0x4e).tuple(row).build();
+    const w = new PgoutputWire("U").i32(oid);
+    if (old) w.byte(old.kind.charCodeAt(0)).tuple(old.row);
+    return w.byte(0x4e).tuple(row).build();
   },
-  delete: (oid: number, kind: "K" | "O", row: Cell[]) => new Wire("D").i32(oid).u8(kind.charCodeAt(0)).tuple(row).build(),
+  delete: (oid: number, kind: "K" | "O", row: Cell[]) => new PgoutputWire("D").i32(oid).byte(kind.charCodeAt(0)).tuple(row).build(),
   truncate: (oids: number[]) => {
-    const w = new Wire("T").i32(oids.length).u8(0);
+    const w = new PgoutputWire("T").i32(oids.length).byte(0);
     for (const oid of oids) w.i32(oid);
     return w.build();
   },
   message: (prefix: string, content: string, transactional = true) =>
-    new Wire("M").u8(transactional ? 1 : 0).u64(0x999n).cstring(prefix).bytes(Buffer.from(content, "utf8")).build(),
-  streamStart: (xid: number) => new Wire("S").i32(xid).u8(1).build(),
+    new PgoutputWire("M").byte(transactional ? 1 : 0).u64(0x999n).cstring(prefix).bytes(Buffer.from(content, "utf8")).build(),
+  streamStart: (xid: number) => new PgoutputWire("S").i32(xid).byte(1).build(),
 };
 
 const COMMIT_MICROS = 774_306_000_123_456n;
