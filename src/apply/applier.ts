@@ -42,8 +42,6 @@ export function keyFingerprint(detail: string | undefined): ApplyErrorContext["k
  */
 export class ApplyError extends PgferryError {
   readonly context: ApplyErrorContext;
-  /** Set by the stream phase: retry in source order up to this LSN (see ApplyLoop). */
-  orderedThrough: bigint | undefined;
   constructor(context: ApplyErrorContext, cause: unknown) {
     const message = (cause as Error).message;
     const constraint = context.constraint && !message.includes(context.constraint) ? ` (constraint ${context.constraint})` : "";

@@ -90,7 +90,16 @@ export interface Classification {
   hint?: string;
   /** `privilege`: which database refused, when known. */
   side?: Side;
+  /**
+   * `rejected` by a unique or exclusion constraint: batching may have reordered a unique value's
+   * move between rows, so the next attempt applies what the failed one had received in source
+   * order, change by change, before batching again.
+   */
+  orderedRetry?: boolean;
 }
+
+/** Constraint violations that source order can resolve (a value moved from one row to another). */
+const ORDER_SENSITIVE_SQLSTATES = new Set(["23505", "23P01"]);
 
 export type Side = "source" | "target";
 
@@ -114,7 +123,9 @@ export function classify(error: unknown, context: ClassifyContext = {}): Classif
         if (found?.rule.class === "privilege") return privilege(found.error, { ...context, side: "target" });
         if (found?.rule.class === "outage") return verdict("outage", "connection", found.rule.reason);
         if (found?.rule.class === "transient") return verdict("transient", "apply", found.rule.reason);
-        return verdict("rejected", "apply", "the target rejected a change");
+        const rejected = verdict("rejected", "apply", "the target rejected a change");
+        if (ORDER_SENSITIVE_SQLSTATES.has(codeOf(error.cause) ?? "")) rejected.orderedRetry = true;
+        return rejected;
       }
       case "mapping": {
         // The mapping's SQL runs on the source: a function or table it may not use there.

@@ -7,7 +7,6 @@
  */
 import pg from "pg";
 import type { Logger } from "pino";
-import { ApplyError } from "../apply/applier.js";
 import type { Config } from "../config/index.js";
 import { PgferryError } from "../errors.js";
 import { describeUrl } from "../redact.js";
@@ -77,6 +76,8 @@ export class Pipeline {
   private readonly resyncs: ResyncEngine | undefined;
   /** After a unique violation: apply in source order up to this LSN on the next attempts. */
   private orderedThrough: bigint | undefined;
+  /** The current (or last) attempt's stream session, for the position it had received when it failed. */
+  private session: StreamSession | undefined;
 
   constructor(options: PipelineOptions) {
     this.config = options.config;
@@ -114,9 +115,10 @@ export class Pipeline {
         }
         const verdict = classify(caught, { roles });
         const error = verdict.class === "privilege" ? privilegeError(caught, verdict) : caught;
-        if (caught instanceof ApplyError && caught.orderedThrough !== undefined) {
+        const received = this.session?.lastReceived ?? 0n;
+        if (verdict.orderedRetry && received > (this.orderedThrough ?? 0n)) {
           // Already ordered through there and still refused: a real conflict; keep the marker anyway.
-          this.orderedThrough = caught.orderedThrough > (this.orderedThrough ?? 0n) ? caught.orderedThrough : this.orderedThrough;
+          this.orderedThrough = received;
         }
         this.observer.error?.(verdict.kind, error);
         if (Date.now() - started > HEALTHY_MS) {
@@ -217,7 +219,7 @@ export class Pipeline {
       const tables = await store.tables();
       const syncLsns = new Map(tables.flatMap((t) => (t.syncLsn === null ? [] : [[t.table, t.syncLsn] as const])));
 
-      const session = new StreamSession({
+      const session = (this.session = new StreamSession({
         source: this.source,
         target: this.target,
         settings: settings.stream,
@@ -232,7 +234,7 @@ export class Pipeline {
         onStreaming: () => this.observer.phase?.("streaming"),
         onCommitted: (batch) => this.observer.batchApplied?.(batch),
         onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
-      });
+      }));
       await session.run(signal);
     } finally {
       // Unlocked explicitly, so a standby can take over at once rather than when the server notices

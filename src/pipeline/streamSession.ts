@@ -5,7 +5,7 @@
  * (nothing unacknowledged is lost: the slot keeps it).
  */
 import type { Logger } from "pino";
-import { Applier, ApplyError } from "../apply/applier.js";
+import { Applier } from "../apply/applier.js";
 import type { Endpoint } from "../sql/endpoint.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
 import { formatLsn } from "../source/lsn.js";
@@ -54,7 +54,17 @@ export interface StreamSessionOptions {
 }
 
 export class StreamSession {
+  private reader: StreamReader | undefined;
+
   constructor(private readonly options: StreamSessionOptions) {}
+
+  /**
+   * The last source position received (0 before the stream starts). After a failure the pipeline
+   * may retry in source order up to it (errorPolicy.ts, `orderedRetry`).
+   */
+  get lastReceived(): bigint {
+    return this.reader?.lastReceived ?? 0n;
+  }
 
   async run(signal: AbortSignal): Promise<void> {
     const options = this.options;
@@ -117,6 +127,7 @@ export class StreamSession {
           if (advanced || replyRequested) sendStatus();
         },
       });
+      this.reader = reader;
       timer = setInterval(() => sendStatus(), STATUS_INTERVAL_MS);
 
       const onAbort = () => {
@@ -139,9 +150,6 @@ export class StreamSession {
       const applying = loop.run().catch((error: unknown) => {
         stopping = true; // an apply failure ends the stream too
         void repl.close();
-        // Batching may have reordered a unique value's move between rows: the retry applies what was
-        // received so far in source order, change by change, before batching again.
-        if (error instanceof ApplyError && (error.context.sqlstate === "23505" || error.context.sqlstate === "23P01")) error.orderedThrough = reader.lastReceived;
         throw error;
       });
       const streaming = repl

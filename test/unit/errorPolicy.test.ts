@@ -105,6 +105,14 @@ describe("the classification table", () => {
     expect(verdict.bounded).toBe(expectedClass === "transient" || expectedClass === "rejected");
   });
 
+  it("asks for a retry in source order only after a unique or exclusion violation while applying", () => {
+    expect(classify(applyError("23505", 'duplicate key value violates unique constraint "accounts_email_key"')).orderedRetry).toBe(true);
+    expect(classify(applyError("23P01", 'conflicting key value violates exclusion constraint "no_overlap"')).orderedRetry).toBe(true);
+    for (const code of ["22P02", "23502", "23503", "40P01"]) expect(classify(applyError(code, "refused")).orderedRetry, code).toBeUndefined();
+    // A violation outside the apply path (a bare server error) is no reordering of a batch.
+    expect(classify(serverError("23505", "duplicate key")).orderedRetry).toBeUndefined();
+  });
+
   it("covers every row of the table with a case above", () => {
     for (const rule of RULES) {
       const covered = cases.some(([, error]) => {
