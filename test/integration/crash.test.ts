@@ -29,15 +29,22 @@ describe("crash safety", () => {
     const controller = new AbortController();
     const load = runWriteLoad(db.source, { transactions: 100_000, concurrency: 2, signal: controller.signal });
     const phases: string[] = [];
+    const states = async () =>
+      (
+        await db.target.query<{ states: string | null }>("SELECT string_agg(state, ',' ORDER BY source_table) AS states FROM _pgferry.tables").catch(() => ({
+          rows: [{ states: "none" }],
+        }))
+      ).rows[0]?.states ?? "none";
     for (let kill = 0; kill < 12; kill += 1) {
       const run = runCli(["run", "--config", file], env);
-      // Early kills land in the snapshot, later ones in streaming.
-      const delay = kill < 4 ? 150 + random() * 900 : 500 + random() * 2500;
-      await new Promise((r) => setTimeout(r, delay));
-      const state = await db.target.query<{ states: string }>(
-        "SELECT string_agg(state, ',' ORDER BY source_table) AS states FROM _pgferry.tables",
-      ).catch(() => ({ rows: [{ states: "none" }] }));
-      phases.push(state.rows[0]?.states ?? "none");
+      if (kill >= 4) {
+        // Later kills land in streaming: wait for every table to be ready (however slow the snapshot
+        // is on a loaded machine), then kill at a random moment of the stream.
+        await waitFor(states, { description: "every table copied before a streaming kill", until: (s) => s === "ready,ready,ready,ready", timeoutMs: 120_000, intervalMs: 100 });
+      }
+      // Early kills land in the snapshot (or before it); the random moment varies where.
+      await new Promise((r) => setTimeout(r, kill < 4 ? 150 + random() * 900 : 100 + random() * 1500));
+      phases.push(await states());
       run.child.kill("SIGKILL");
       await run.exited;
     }
