@@ -1,24 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { CatalogColumn, CatalogTable } from "../../src/catalog/tableCatalog.js";
+import type { CatalogTable } from "../../src/catalog/tableCatalog.js";
 import type { TableMapping } from "../../src/config/index.js";
+import { column, entry, table } from "../fixtures/plans.js";
 import { compileMapping } from "../../src/plan/mappingCompiler.js";
 import { referencedColumns } from "../../src/plan/sqlRefs.js";
-
-function column(name: string, type: string, extra: Partial<CatalogColumn> = {}): CatalogColumn {
-  return { name, type, castType: type.replace(/\(.*\)/, ""), typeOid: 0, notNull: false, binaryPortable: true, hasDefault: false, identity: "", ...extra };
-}
-
-function table(id: string, columns: CatalogColumn[], key: string[] | null, extra: Partial<CatalogTable> = {}): CatalogTable {
-  const [schema, name] = id.split(".") as [string, string];
-  return {
-    id, oid: 1, schema, name, kind: "table", replicaIdentity: key ? "d" : "f", columns, generated: [], primaryKey: key, identityKey: key,
-    uniqueKeys: key ? [key] : [], partitions: [{ schema, name, pages: 1, estimatedRows: 1 }], estimatedRows: 1, ...extra,
-  };
-}
-
-function entry(from: string, to: string, extra: Partial<TableMapping> = {}): TableMapping {
-  return { from, to, columns: {}, exclude: [], passthrough: true, ...extra };
-}
 
 const apiKeys = table("public.api_keys", [column("id", "integer", { notNull: true }), column("key_hash", "text"), column("is_active", "boolean")], ["id"]);
 const vendorKeys = table("public.vendor_api_keys", [column("id", "integer", { notNull: true }), column("key_hash", "text"), column("revoked", "boolean")], ["id"]);

@@ -1,11 +1,11 @@
 import { pino } from "pino";
 import { beforeEach, describe, expect, it } from "vitest";
-import type { CatalogTable } from "../../src/catalog/tableCatalog.js";
 import { PgferryError } from "../../src/errors.js";
 import { UNCHANGED, type SourceChange, type SourceCommit, type SourceTruncate } from "../../src/plan/changes.js";
 import type { TablePlan } from "../../src/plan/plan.js";
 import { pgMicrosToDate } from "../../src/source/pgoutput/messages.js";
 import { StreamReader, type ChangeSink, type LogicalMessageListener, type StreamReaderOptions } from "../../src/source/streamReader.js";
+import { table } from "../fixtures/plans.js";
 import { PgoutputWire, TOAST, type WireCell } from "../harness/pgoutputWire.js";
 
 type Cell = WireCell;
@@ -39,22 +39,7 @@ const COMMIT_MICROS = 774_306_000_123_456n;
 const COMMIT_TIME = pgMicrosToDate(COMMIT_MICROS);
 
 function plan(schema: string, name: string, sourceColumns: string[]): TablePlan {
-  const source: CatalogTable = {
-    id: `${schema}.${name}`,
-    oid: 0,
-    schema,
-    name,
-    kind: "table",
-    replicaIdentity: "d",
-    columns: [],
-    generated: [],
-    primaryKey: ["id"],
-    identityKey: ["id"],
-    uniqueKeys: [],
-    partitions: [],
-    estimatedRows: null,
-  };
-  return { id: `${schema}.${name}`, source, sourceColumns, keyInputs: [0], edges: [] };
+  return { id: `${schema}.${name}`, source: table(`${schema}.${name}`, [], ["id"]), sourceColumns, keyInputs: [0], edges: [] };
 }
 
 // The stream's column order (id, body, extra, note) differs from the plans' (id, note, body), and

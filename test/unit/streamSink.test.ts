@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import type { CatalogTable } from "../../src/catalog/tableCatalog.js";
 import type { Statement } from "../../src/apply/types.js";
 import type { SourceChange } from "../../src/plan/changes.js";
 import type { TablePlan } from "../../src/plan/plan.js";
@@ -8,23 +7,9 @@ import { ResyncWindows } from "../../src/pipeline/resync/resyncWindows.js";
 import { encodeWatermark, WATERMARK_PREFIX, type Watermark } from "../../src/pipeline/resync/watermarks.js";
 import { changeBytes, type StreamEvent } from "../../src/pipeline/streamEvents.js";
 import { QueueSink } from "../../src/pipeline/streamSink.js";
+import { table } from "../fixtures/plans.js";
 
-const source: CatalogTable = {
-  id: "public.items",
-  oid: 0,
-  schema: "public",
-  name: "items",
-  kind: "table",
-  replicaIdentity: "d",
-  columns: [],
-  generated: [],
-  primaryKey: ["id"],
-  identityKey: ["id"],
-  uniqueKeys: [],
-  partitions: [],
-  estimatedRows: null,
-};
-const ITEMS: TablePlan = { id: "public.items", source, sourceColumns: ["id", "v"], keyInputs: [0], edges: [] };
+const ITEMS: TablePlan = { id: "public.items", source: table("public.items", [], ["id"]), sourceColumns: ["id", "v"], keyInputs: [0], edges: [] };
 const PROGRESS: Statement = { text: "SELECT 'progress'", values: [], rows: 0, table: "public.items", op: "update" };
 const MARK: Omit<Watermark, "mark"> = { resync: "r1", table: "public.items", attempt: "a1", chunk: 0 };
 
