@@ -4,12 +4,11 @@
  * outage, which the pipeline waits out however long it lasts. Then snapshot, then stream until
  * stopped, the control server alongside. A failure is logged once, as one line (errorReport.ts).
  */
-import { loadConfig, type Config } from "../../config/index.js";
+import { loadConfig } from "../../config/index.js";
 import { ControlPlane } from "../../control/controlPlane.js";
 import { createLogger, type Logger } from "../../log/logger.js";
 import { classify } from "../../pipeline/errorPolicy.js";
-import { databasePools } from "../../sql/pools.js";
-import { createPipeline, createResyncEngine, wire } from "../../daemon.js";
+import { createPipeline, createResyncEngine, wire, type Wiring } from "../../daemon.js";
 import { resyncApi } from "../resyncApi.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 import { recordDaemonAddress } from "../daemonAddress.js";
@@ -36,14 +35,15 @@ export const runCommand: Command = {
         process.exit(EXIT_FAILURE);
       },
     );
-    const unreachable = await refusedConnection(config);
+    // Endpoints, pools and stores, made once; the resync engine outlives retries of the pipeline.
+    const wiring = wire(config);
+    const unreachable = await refusedConnection(wiring);
     if (unreachable !== undefined) {
       release();
+      await wiring.close();
       logFailure(log, "cannot start", unreachable);
       return EXIT_FAILURE;
     }
-    // Endpoints, pools and stores, made once; the resync engine outlives retries of the pipeline.
-    const wiring = wire(config);
     const resyncs = createResyncEngine(config, wiring, log);
     // Listening first: status and metrics answer during preflight and the snapshot too.
     const control = new ControlPlane({ config, log, resyncs: resyncApi(resyncs) });
@@ -82,15 +82,10 @@ function logFailure(log: Logger, what: string, error: unknown): void {
  * does. One try each: a database that cannot be reached right now is an outage, left to the
  * pipeline's retries (the control server then reports it, unready).
  */
-async function refusedConnection(config: Config): Promise<unknown> {
-  const pools = databasePools(config, "pgferry", 1);
-  try {
-    for (const pool of [pools.source, pools.target]) {
-      const error = await pool.query("SELECT 1").then(() => undefined, (e: unknown) => e);
-      if (error !== undefined && classify(error).disposition !== "retry") return error;
-    }
-    return undefined;
-  } finally {
-    await pools.end();
+async function refusedConnection(wiring: Wiring): Promise<unknown> {
+  for (const pool of [wiring.pools.source, wiring.pools.target]) {
+    const error = await pool.query("SELECT 1").then(() => undefined, (e: unknown) => e);
+    if (error !== undefined && classify(error).disposition !== "retry") return error;
   }
+  return undefined;
 }
