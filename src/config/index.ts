@@ -13,7 +13,8 @@ import { configSchema, type Config } from "./schema.js";
 
 export type { Config } from "./schema.js";
 export type { Env } from "./interpolate.js";
-export type { ColumnSource, TableMapping } from "./tableMapping.js";
+export type { ColumnSource, ReverseEdge, TableMapping } from "./tableMapping.js";
+export { CONFLICT_RESOLUTIONS, type ConflictResolution } from "./schema.js";
 export { parseListenAddress, isLoopbackHost, type ListenAddress } from "./listenAddress.js";
 
 /** Reads and validates `file`; an unreadable file is a ConfigError naming it. */
@@ -59,6 +60,7 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   // Hook modules are named relative to the config file, wherever pgferry is started from.
   for (const table of result.data.tables) {
     if (table.hook !== undefined) table.hook = resolve(dirname(file), table.hook);
+    if (table.reverse && table.reverse.hook !== undefined) table.reverse.hook = resolve(dirname(file), table.reverse.hook);
   }
   return result.data;
 }

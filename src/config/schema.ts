@@ -67,6 +67,21 @@ const resyncSchema = z.strictObject({
   chunkRows: integer(1, 1_000_000).default(5000),
 });
 
+/**
+ * The reverse pipeline (new → old) through the inverse of `tables` (docs/reverse.md). Its slot and
+ * publication live on the target (new) database, its state on the source (old) one, next to the data
+ * it writes. Its presence also turns on conflict detection in the forward pipeline.
+ */
+export const CONFLICT_RESOLUTIONS = ["last-writer-wins", "prefer-old", "prefer-new", "stop"] as const;
+export type ConflictResolution = (typeof CONFLICT_RESOLUTIONS)[number];
+
+const reverseSchema = z.strictObject({
+  slot: slotName().default("pgferry_reverse"),
+  publication: slotName().default("pgferry_reverse"),
+  stateSchema: identifier().default("_pgferry"),
+  conflicts: z.enum(CONFLICT_RESOLUTIONS).default("last-writer-wins"),
+});
+
 const logSchema = z.strictObject({
   level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   format: z.enum(["auto", "json", "pretty"]).default("auto"),
@@ -81,7 +96,12 @@ export const configSchema = z.strictObject({
   control: controlSchema.prefault({}),
   resync: resyncSchema.prefault({}),
   log: logSchema.prefault({}),
+  reverse: reverseSchema.optional(),
   tables: tableMappingsSchema,
+}).superRefine((config, ctx) => {
+  if (config.reverse && config.reverse.slot === config.source.slot) {
+    ctx.addIssue({ code: "custom", path: ["reverse", "slot"], message: `must differ from source.slot (${config.source.slot}): each direction has its own slot and origin`, input: config.reverse.slot });
+  }
 });
 
 /** The validated config with every default applied; byte sizes are numbers of bytes. */

@@ -29,6 +29,24 @@ const columnSourceSchema = z.union([
   z.strictObject({ sql: z.string().trim().min(1, { error: "expected a SQL expression" }) }),
 ], { error: "expected a source column name, { from: column }, { value: constant } or { sql: expression }" });
 
+/**
+ * How an entry is carried back by the reverse pipeline (new → old, docs/reverse.md). `false`: the edge
+ * is forward-only. Otherwise moves and renames invert by themselves; what cannot is stated here.
+ */
+const reverseEdgeSchema = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** Source column ← a SQL expression over the target row, evaluated by the target (new) database. */
+    columns: z.record(columnName(), z.string().trim().min(1, { error: "expected a SQL expression over the target row" })).default({}),
+    /** Target columns derived by `{ sql }` whose value is not carried back: their source columns keep their value (or default on insert). */
+    forwardOnly: z.array(columnName()).default([]),
+    /** A JavaScript module that reshapes each reverse-mapped row (path relative to the config file); an entry with a forward hook needs one. */
+    hook: z.string().min(1).optional(),
+  }),
+], { error: "expected false (forward-only) or { columns, forwardOnly, hook }" });
+
+export type ReverseEdge = z.output<typeof reverseEdgeSchema>;
+
 export const tableMappingSchema = z.strictObject({
   from: qualifiedTableName(),
   to: qualifiedTableName(),
@@ -42,6 +60,8 @@ export const tableMappingSchema = z.strictObject({
   where: z.string().trim().min(1, { error: "expected a SQL predicate" }).optional(),
   /** A JavaScript module whose default export reshapes each mapped row (path relative to the config file). */
   hook: z.string().min(1).optional(),
+  /** The reverse direction of this entry (only read when the config has a `reverse` section). */
+  reverse: reverseEdgeSchema.optional(),
 });
 
 export type ColumnSource = z.output<typeof columnSourceSchema>;

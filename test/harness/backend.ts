@@ -60,7 +60,7 @@ async function startDocker(): Promise<TestServers> {
     new PostgreSqlContainer(DOCKER_IMAGE)
       .withUsername("postgres")
       .withPassword("postgres")
-      .withCommand(["postgres", "-c", "wal_level=logical", "-c", "max_replication_slots=40", "-c", "max_wal_senders=40", "-c", "fsync=off"])
+      .withCommand(["postgres", "-c", "wal_level=logical", "-c", "max_replication_slots=40", "-c", "track_commit_timestamp=on", "-c", "max_wal_senders=40", "-c", "fsync=off"])
       .start();
   const [source, target] = await Promise.all([start(), start()]);
   const wrap = (c: Awaited<ReturnType<typeof start>>): TestServer => ({

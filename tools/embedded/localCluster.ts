@@ -35,6 +35,8 @@ const DEFAULT_SETTINGS: Record<string, string | number> = {
   wal_level: "logical",
   max_wal_senders: 40,
   max_replication_slots: 40,
+  // Conflict detection between the two directions reads each row's last commit time and origin.
+  track_commit_timestamp: "on",
   max_connections: 200,
   max_worker_processes: 16,
   max_logical_replication_workers: 8,
