@@ -6,24 +6,33 @@
  */
 import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
+import { directionConfig, originName, oppositeOf, type Direction } from "./config/directions.js";
 import { ResyncEngine } from "./pipeline/resync/resyncEngine.js";
 import { Pipeline, type PipelineObserver, type PipelineSettings } from "./pipeline/pipeline.js";
 import { endpoints, type Endpoint } from "./sql/endpoint.js";
 import { postgresStores, type StateStores } from "./state/postgresStores.js";
 import type pg from "pg";
 
-/** The config as the pipeline needs it: names, snapshot, stream and retry settings. */
-export function pipelineSettings(config: Config): PipelineSettings {
-  const { apply } = config;
+/**
+ * The config as the pipeline of `direction` needs it: names, snapshot, stream and retry settings.
+ * `config` is the file as written; the reverse reads it through directionConfig.
+ */
+export function pipelineSettings(config: Config, direction: Direction = "forward"): PipelineSettings {
+  const view = directionConfig(config, direction);
+  const { apply } = view;
+  const opposite = oppositeOf(config, direction);
   return {
-    slot: config.source.slot,
-    publication: config.source.publication,
-    snapshot: { workers: config.snapshot.workers, chunkRows: config.snapshot.chunkRows },
+    direction,
+    slot: view.source.slot,
+    publication: view.source.publication,
+    snapshot: { mode: direction === "reverse" ? "none" : "copy", workers: view.snapshot.workers, chunkRows: view.snapshot.chunkRows },
     stream: {
-      slot: config.source.slot,
-      publication: config.source.publication,
+      slot: view.source.slot,
+      publication: view.source.publication,
       queueMaxBytes: apply.queueMaxBytes,
       limits: { maxRows: apply.batchMaxRows, maxBytes: apply.batchMaxBytes, maxMs: apply.batchMaxMs },
+      // Both directions running: writes are tagged (loop prevention needs it) and the other's are dropped.
+      ...(opposite ? { ignoreOrigins: [originName(opposite.slot)], requireOrigin: true } : {}),
     },
     retry: apply.retry,
     onError: apply.onError,
@@ -46,10 +55,11 @@ export interface Wiring {
 const SOURCE_POOL = 4;
 const TARGET_POOL = 6;
 
-export function wire(config: Config): Wiring {
-  const both = endpoints(config);
+export function wire(config: Config, direction: Direction = "forward"): Wiring {
+  const view = directionConfig(config, direction);
+  const both = endpoints(view);
   const pools = { source: both.source.pool("pgferry", SOURCE_POOL), target: both.target.pool("pgferry", TARGET_POOL) };
-  const stores = postgresStores({ pool: pools.target, schema: config.target.stateSchema, pipeline: config.source.slot });
+  const stores = postgresStores({ pool: pools.target, schema: view.target.stateSchema, pipeline: view.source.slot });
   let closing: Promise<void> | undefined;
   return {
     ...both,
@@ -67,10 +77,16 @@ export function createResyncEngine(config: Config, wiring: Wiring, log: Logger):
   return new ResyncEngine({ store: wiring.stores.resyncs, log: log.child({ module: "resync" }), chunkRows: config.resync.chunkRows, chunkBytes: config.apply.queueMaxBytes });
 }
 
-export function createPipeline(config: Config, wiring: Wiring, parts: { log: Logger; observer?: PipelineObserver; resyncs?: ResyncEngine }): Pipeline {
+export function createPipeline(
+  config: Config,
+  wiring: Wiring,
+  parts: { log: Logger; observer?: PipelineObserver; resyncs?: ResyncEngine },
+  direction: Direction = "forward",
+): Pipeline {
   return new Pipeline({
-    config,
-    settings: pipelineSettings(config),
+    config: directionConfig(config, direction),
+    original: config,
+    settings: pipelineSettings(config, direction),
     source: wiring.source,
     target: wiring.target,
     pools: wiring.pools,
@@ -82,10 +98,15 @@ export function createPipeline(config: Config, wiring: Wiring, parts: { log: Log
 }
 
 /** A pipeline wired, run until `signal` aborts (or it fails), and unwired: for callers that own no other part. */
-export async function runPipeline(config: Config, parts: { log: Logger; observer?: PipelineObserver; resyncs?: ResyncEngine }, signal: AbortSignal): Promise<void> {
-  const wiring = wire(config);
+export async function runPipeline(
+  config: Config,
+  parts: { log: Logger; observer?: PipelineObserver; resyncs?: ResyncEngine },
+  signal: AbortSignal,
+  direction: Direction = "forward",
+): Promise<void> {
+  const wiring = wire(config, direction);
   try {
-    await createPipeline(config, wiring, parts).run(signal);
+    await createPipeline(config, wiring, parts, direction).run(signal);
   } finally {
     await wiring.close();
   }

@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import type { Endpoint } from "../sql/endpoint.js";
-import { PgferryError } from "../errors.js";
+import { PgferryError, tagEndpoint } from "../errors.js";
 import type { Checkpoint } from "../plan/changes.js";
 import type { Statement } from "./types.js";
 
@@ -60,6 +60,11 @@ export interface ApplierOptions {
   applicationName: string;
   /** Replication origin to tag our writes with, so a reverse pipeline can recognise them (best effort). */
   origin?: string;
+  /**
+   * The origin is not best effort: with a pipeline running the other way, untagged writes would be
+   * replicated back (loop prevention), so a role that may not set it up fails `connect`.
+   */
+  requireOrigin?: boolean;
   /** Rows an UPDATE expected on the target but did not find (drift: `pgferry verify`, then resync). */
   onMissingRows?: (table: string, missing: number) => void;
   /** Writes the checkpoint on the apply session, inside the transaction `commit` is about to commit. */
@@ -86,12 +91,13 @@ export class Applier {
   static async connect(options: ApplierOptions): Promise<Applier> {
     const client = await options.target.applySession(options.applicationName);
     try {
-      // Tagged where the role may (see setupOrigin); untagged writes work the same.
-      if (options.origin) await setupOrigin(client, options.origin);
+      // Tagged where the role may (see setupOrigin); untagged writes work the same, unless required.
+      if (options.origin) await setupOrigin(client, options.origin, options.requireOrigin ?? false);
+      else if (options.requireOrigin) throw new PgferryError("internal", "requireOrigin without an origin to tag the apply session with");
       return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint });
     } catch (error) {
       await client.end().catch(() => undefined);
-      throw error;
+      throw tagEndpoint(error, options.target.side, options.target.url);
     }
   }
 
@@ -148,16 +154,34 @@ export class Applier {
   }
 }
 
-async function setupOrigin(client: pg.Client, origin: string): Promise<boolean> {
+/** The grants setupOrigin needs (pg_replication_origin itself is readable by everyone). */
+export function originGrants(role: string): string {
+  return `GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text) TO ${role}`;
+}
+
+/**
+ * Tags the session's writes with `origin`, created when missing. Both functions need superuser or
+ * EXECUTE granted (the create is checked even when the origin exists). Not `required`: any failure
+ * leaves the writes untagged and pgferry works as before. `required`: a missing grant is a privilege
+ * error naming the GRANT; anything else (the origin held by a predecessor session still alive)
+ * passes through for the error policy to retry.
+ */
+async function setupOrigin(client: pg.Client, origin: string, required: boolean): Promise<void> {
   try {
     await client.query(
       "SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
       [origin],
     );
     await client.query("SELECT pg_replication_origin_session_setup($1)", [origin]);
-    return true;
-  } catch {
-    // Needs superuser or EXECUTE on these functions: without it pgferry still works, its writes are just untagged.
-    return false;
+  } catch (error) {
+    if (!required) return;
+    if ((error as { code?: unknown }).code !== "42501") throw error;
+    const role = await client.query<{ role: string }>("SELECT quote_ident(current_user) AS role").then((r) => r.rows[0]?.role ?? "<role>", () => "<role>");
+    throw new PgferryError(
+      "privilege",
+      `the apply session cannot tag its writes with replication origin ${origin} (${(error as Error).message}): ` +
+        "loop prevention needs it while a pipeline runs the other way, or every change it writes would be replicated back",
+      { cause: error, hint: `run as a superuser on this database: ${originGrants(role)} (docs/privileges.sql grants it); then start pgferry again` },
+    );
   }
 }

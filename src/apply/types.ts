@@ -25,6 +25,16 @@ export interface Statement {
   rows: number;
   table: string;
   op: "insert" | "update" | "delete" | "truncate";
-  /** Every row must match a target row; the applier reports rows that did not. */
+  /**
+   * Every row must match a target row; the applier reports rows that did not. A guarded statement
+   * says how many did in its one result row (`matched`): rows it left alone as conflicts the target's
+   * side won were found all the same.
+   */
   expectRows?: boolean;
+  /**
+   * Conflict-checked (statements.ts, guarded variants): the applier appends the opposite pipeline's
+   * progress as the last three parameters ($floor, $commitTimes, $appliedAt), known only when the
+   * statement runs.
+   */
+  guard?: true;
 }

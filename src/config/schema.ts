@@ -80,6 +80,8 @@ const reverseSchema = z.strictObject({
   publication: slotName().default("pgferry_reverse"),
   stateSchema: identifier().default("_pgferry"),
   conflicts: z.enum(CONFLICT_RESOLUTIONS).default("last-writer-wins"),
+  /** The reverse daemon's control server (`pgferry run --direction reverse`), beside the forward one's. */
+  listen: listenAddress().default("127.0.0.1:9188"),
 });
 
 const logSchema = z.strictObject({

@@ -6,6 +6,7 @@
  */
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
+import type { Direction } from "../config/directions.js";
 import { parseListenAddress, type Config, type ListenAddress } from "../config/index.js";
 import { PgferryError } from "../errors.js";
 import type { PipelineObserver } from "../pipeline/pipeline.js";
@@ -25,6 +26,8 @@ export interface ControlPlaneOptions {
   pollIntervalMs?: number;
   /** Overrides `control.listen` (tests listen on port 0). */
   listen?: ListenAddress;
+  /** Which pipeline this is; its metrics carry it as the `direction` label. */
+  direction?: Direction;
 }
 
 export class ControlPlane {
@@ -40,7 +43,7 @@ export class ControlPlane {
     const listen = options.listen ?? parseListenAddress(config.control.listen);
     if (!listen) throw new PgferryError("config", `control.listen is not host:port: ${config.control.listen}`);
     this.monitor = new PipelineMonitor({ slot: config.source.slot, readyMaxLagSeconds: config.control.readyMaxLagSeconds });
-    this.metrics = new PipelineMetrics({ monitor: this.monitor, resyncs: options.resyncs });
+    this.metrics = new PipelineMetrics({ monitor: this.monitor, resyncs: options.resyncs, direction: options.direction ?? "forward" });
     this.poller = new StatusPoller({
       sourceUrl: config.source.url,
       targetUrl: config.target.url,
@@ -94,5 +97,6 @@ export function combineObservers(log: Logger, observers: readonly PipelineObserv
     rowsCopied: (table, rows) => each("rowsCopied", (o) => o.rowsCopied?.(table, rows)),
     serverWalEnd: (lsn) => each("serverWalEnd", (o) => o.serverWalEnd?.(lsn)),
     error: (kind, error) => each("error", (o) => o.error?.(kind, error)),
+    originFiltered: (origin, changes) => each("originFiltered", (o) => o.originFiltered?.(origin, changes)),
   } satisfies Required<PipelineObserver>;
 }

@@ -5,6 +5,7 @@
  * is computed at scrape time. README "Metrics" lists every metric.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Direction } from "../apply/conflictGuard.js";
 import { ERROR_KINDS } from "../errors.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { PipelineObserver } from "../pipeline/pipeline.js";
@@ -19,6 +20,8 @@ export interface MetricsOptions {
   resyncs?: Pick<ResyncController, "inProgress">;
   /** Default process metrics (CPU, memory, event loop, GC); on unless a test turns them off. */
   processMetrics?: boolean;
+  /** Which pipeline this is (the `direction` label of its conflicts); forward unless said. */
+  direction?: Direction;
 }
 
 export class PipelineMetrics implements PipelineObserver {
@@ -30,8 +33,11 @@ export class PipelineMetrics implements PipelineObserver {
   private readonly snapshotRows: Counter<"table">;
   private readonly errors: Counter<"kind">;
   private readonly pollErrors: Counter<"database">;
+  private readonly conflicts: Counter<"table" | "direction" | "resolution" | "kept">;
+  private readonly direction: Direction;
 
   constructor(options: MetricsOptions) {
+    this.direction = options.direction ?? "forward";
     const { monitor } = options;
     const registers = [this.registry];
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
@@ -144,6 +150,12 @@ export class PipelineMetrics implements PipelineObserver {
       labelNames: ["database"],
       registers,
     });
+    this.conflicts = new Counter({
+      name: "pgferry_conflicts_total",
+      help: "Rows both databases wrote between two syncs (conflicts), by table, pipeline direction, configured resolution and the side kept (incoming or local)",
+      labelNames: ["table", "direction", "resolution", "kept"],
+      registers,
+    });
   }
 
   batchApplied(batch: AppliedBatch): void {
@@ -153,6 +165,9 @@ export class PipelineMetrics implements PipelineObserver {
     this.appliedTransactions.inc(batch.transactions);
     this.batchSeconds.observe(batch.seconds);
     this.batchRows.observe(batch.changes);
+    for (const c of batch.conflicts ?? []) {
+      if (c.count > 0) this.conflicts.inc({ table: c.table, direction: this.direction, resolution: c.resolution, kept: c.kept }, c.count);
+    }
   }
 
   rowsCopied(table: string, rows: number): void {

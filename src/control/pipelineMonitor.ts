@@ -3,7 +3,10 @@
  * per-table states and the errors. Fed by the pipeline's observer callbacks (as they happen) and by
  * the status poller (the source's WAL and slot, the target's `_pgferry` state, every few seconds), so
  * the status API and the metrics answer without touching a database and work in every phase.
+ * Conflicts (a bidirectional pipeline's) are counted as applied batches report them, since start;
+ * `pgferry conflicts` reads the full log.
  */
+import type { ConflictCount } from "../apply/conflictGuard.js";
 import { redactSecrets } from "../redact.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { Phase, PipelineObserver } from "../pipeline/pipeline.js";
@@ -58,6 +61,14 @@ export interface Readiness {
   maxLagSeconds: number;
 }
 
+/** Conflicts applied batches met since the process started, per table, resolution and the side kept. */
+export interface ConflictReport {
+  table: string;
+  resolution: ConflictCount["resolution"];
+  kept: ConflictCount["kept"];
+  count: number;
+}
+
 /** The JSON of `GET /v1/status`. LSNs are `X/Y` text; times ISO 8601; sizes in bytes. */
 export interface PipelineStatus {
   pipeline: string;
@@ -77,6 +88,7 @@ export interface PipelineStatus {
   };
   tables: TableReport[];
   errors: { total: number; byKind: Record<string, number>; last: { kind: string; message: string; at: string } | null };
+  conflicts: { since: string; total: number; byTable: ConflictReport[] };
   polled: { source: string | null; target: string | null };
 }
 
@@ -93,6 +105,9 @@ const lsnText = (lsn: bigint | null | undefined) => (lsn === null || lsn === und
 export class PipelineMonitor implements PipelineObserver {
   private readonly lag = new LagTracker();
   private readonly now: () => number;
+  private readonly startedAt: number;
+  /** Keyed by table, resolution and kept (JSON, so no separator can be ambiguous). */
+  private readonly conflictCounts = new Map<string, ConflictReport>();
   private currentPhase: Phase = "starting";
   private phaseSince: number;
   private checkpoint: Checkpoint | undefined;
@@ -108,6 +123,7 @@ export class PipelineMonitor implements PipelineObserver {
   constructor(private readonly options: PipelineMonitorOptions) {
     this.now = options.now ?? Date.now;
     this.phaseSince = this.now();
+    this.startedAt = this.phaseSince;
   }
 
   // ---- PipelineObserver ----
@@ -120,6 +136,12 @@ export class PipelineMonitor implements PipelineObserver {
 
   batchApplied(batch: AppliedBatch): void {
     this.recordCheckpoint(batch.checkpoint);
+    for (const c of batch.conflicts ?? []) {
+      if (c.count <= 0) continue;
+      const key = JSON.stringify([c.table, c.resolution, c.kept]);
+      const seen = this.conflictCounts.get(key);
+      this.conflictCounts.set(key, { table: c.table, resolution: c.resolution, kept: c.kept, count: (seen?.count ?? 0) + c.count });
+    }
   }
 
   rowsCopied(table: string, rows: number): void {
@@ -180,6 +202,11 @@ export class PipelineMonitor implements PipelineObserver {
     return [...this.tableStates.values()];
   }
 
+  /** Conflicts since start, ordered by table, then resolution and kept. */
+  conflicts(): ConflictReport[] {
+    return [...this.conflictCounts.values()].sort((a, b) => a.table.localeCompare(b.table) || a.resolution.localeCompare(b.resolution) || a.kept.localeCompare(b.kept));
+  }
+
   readiness(): Readiness {
     const maxLagSeconds = this.options.readyMaxLagSeconds;
     const lag = this.lagSeconds();
@@ -203,6 +230,7 @@ export class PipelineMonitor implements PipelineObserver {
     const slot = this.slot;
     const lagBytes = this.lag.bytes();
     const lagSeconds = this.lag.seconds(this.now());
+    const conflicts = this.conflicts();
     return {
       pipeline: this.options.slot,
       phase: this.currentPhase,
@@ -232,6 +260,7 @@ export class PipelineMonitor implements PipelineObserver {
         byKind: Object.fromEntries(this.errorCounts),
         last: this.lastError ? { kind: this.lastError.kind, message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : null,
       },
+      conflicts: { since: new Date(this.startedAt).toISOString(), total: conflicts.reduce((sum, c) => sum + c.count, 0), byTable: conflicts },
       polled: {
         source: this.sourcePolledAt === undefined ? null : new Date(this.sourcePolledAt).toISOString(),
         target: this.targetPolledAt === undefined ? null : new Date(this.targetPolledAt).toISOString(),

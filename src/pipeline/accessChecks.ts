@@ -7,6 +7,7 @@
  * creates anything.
  */
 import type pg from "pg";
+import { originGrants } from "../apply/applier.js";
 import type { Config } from "../config/index.js";
 import { unpinnedSettings } from "../sql/session.js";
 import type { TablePlan } from "../plan/plan.js";
@@ -159,6 +160,24 @@ export async function checkPinnedSettings(db: pg.Pool, side: Side, problems: str
         "the connection goes through a pooler that drops startup options, or the URL's own options override them; use a direct connection without options=",
     );
   }
+}
+
+/**
+ * With a reverse pipeline, the apply session on `side` must tag its writes with its replication
+ * origin, or the pipeline running the other way would carry them back (loop prevention). Both
+ * functions need superuser or EXECUTE granted; the create is checked even when the origin exists.
+ */
+export async function checkOriginPrivileges(db: pg.Pool, side: Side, problems: string[]): Promise<void> {
+  const { rows } = await db.query<{ missing: string[]; role: string }>(
+    `SELECT ARRAY(SELECT f FROM unnest($1::text[]) AS f WHERE NOT has_function_privilege(f, 'EXECUTE')) AS missing, quote_ident(current_user) AS role`,
+    [["pg_replication_origin_create(text)", "pg_replication_origin_session_setup(text)"]],
+  );
+  const r = rows[0]!;
+  if (r.missing.length === 0) return;
+  problems.push(
+    `${side}: the role lacks EXECUTE on ${r.missing.join(" and ")}, which the apply session needs to tag its writes with its replication origin ` +
+      `so the pipeline running the other way does not replicate them back (as a superuser: ${originGrants(r.role)}; see docs/privileges.sql)`,
+  );
 }
 
 /** Every access check preflight runs, in one place (the problems come out in this order). */

@@ -10,6 +10,7 @@
  */
 import { ChangeBuffer } from "../apply/changeBuffer.js";
 import type { Checkpoint } from "../plan/changes.js";
+import type { ConflictCount } from "../apply/conflictGuard.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import type { ChangeTransformer } from "../transform/changeTransformer.js";
 import type { OrderedStatements, Statement } from "../apply/types.js";
@@ -45,6 +46,8 @@ export interface AppliedBatch {
   perTable: Map<string, Partial<Record<CountedOp, number>>>;
   seconds: number;
   checkpoint: Checkpoint;
+  /** Conflicts the batch's guarded statements met and resolved (a bidirectional pipeline's only). */
+  conflicts?: ConflictCount[];
 }
 
 export interface ApplyLoopOptions {

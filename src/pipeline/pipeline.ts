@@ -8,6 +8,7 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import type { Config } from "../config/index.js";
+import type { Direction } from "../config/directions.js";
 import { PgferryError } from "../errors.js";
 import { describeUrl } from "../redact.js";
 import { formatLsn } from "../source/lsn.js";
@@ -18,6 +19,7 @@ import type { TablePlan } from "../plan/plan.js";
 import type { AppliedBatch } from "./applyLoop.js";
 import { backoffMs, classify, privilegeError, roleOf } from "./errorPolicy.js";
 import { preflight } from "./preflight.js";
+import { raiseNewSideSequences } from "./keyRanges.js";
 import { ensurePublication } from "./publication.js";
 import { runSnapshot } from "./snapshotPhase.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
@@ -32,21 +34,32 @@ export interface PipelineObserver {
   rowsCopied?(table: string, rows: number): void;
   serverWalEnd?(lsn: bigint): void;
   error?(kind: string, error: unknown): void;
+  /** A source transaction the other direction wrote (its origin) was dropped, with its row changes: each change makes one trip. */
+  originFiltered?(origin: string, changes: number): void;
 }
 
 /** What the pipeline needs of the config besides the mapping, narrowed by the composition root. */
 export interface PipelineSettings {
+  /** Which way this pipeline runs (src/config/directions.ts); the reverse compiles the inverse plan. */
+  direction: Direction;
   slot: string;
   publication: string;
-  snapshot: { workers: number; chunkRows: number };
+  /**
+   * `copy`: tables not yet copied are copied under the slot's snapshot. `none` (the reverse): the
+   * databases are already in sync through the forward pipeline, so every table is ready at the slot's
+   * consistent point and only changes made after it are carried.
+   */
+  snapshot: { mode: "copy" | "none"; workers: number; chunkRows: number };
   stream: StreamSettings;
   retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
   onError: "retry" | "stop";
 }
 
 export interface PipelineOptions {
-  /** The whole config, for preflight alone (it checks the mapping and every setting it names). */
+  /** The config as this direction sees it (directionConfig), for preflight alone (it checks the mapping and every setting it names). */
   config: Config;
+  /** The config as written (both directions), for the reverse's checks of the forward pipeline; defaults to `config`. */
+  original?: Config;
   settings: PipelineSettings;
   source: Endpoint;
   target: Endpoint;
@@ -66,6 +79,7 @@ const STANDBY_POLL_MS = 2_000;
 
 export class Pipeline {
   private readonly config: Config;
+  private readonly original: Config;
   private readonly settings: PipelineSettings;
   private readonly source: Endpoint;
   private readonly target: Endpoint;
@@ -81,6 +95,7 @@ export class Pipeline {
 
   constructor(options: PipelineOptions) {
     this.config = options.config;
+    this.original = options.original ?? options.config;
     this.settings = options.settings;
     this.source = options.source;
     this.target = options.target;
@@ -193,9 +208,11 @@ export class Pipeline {
       });
       if (!(await this.acquireLock(lock, signal))) return;
       this.observer.phase?.("preflight");
-      const checked = await preflight(config, source, target);
+      const checked = await preflight(config, source, target, { direction: settings.direction, original: this.original });
       await store.migrate();
       const plans = checked.plans;
+      // Before the new side takes its first write: its key sequences move into their own range.
+      if (settings.direction === "reverse") await raiseNewSideSequences(source, plans, log);
       let state = await store.load();
       if (state === null) {
         if (checked.slotExists) {
@@ -276,6 +293,10 @@ export class Pipeline {
       const slot = await replication.createSlot(settings.slot, { temporary: false, exportSnapshot: true });
       log.info({ slot: slot.slotName, consistentPoint: formatLsn(slot.consistentPoint) }, "replication slot created");
       await store.create(slot.consistentPoint, plans.map((p) => p.id));
+      if (settings.snapshot.mode === "none") {
+        await this.readyWithoutCopy(store, plans, slot.consistentPoint);
+        return;
+      }
       await this.copy(store, plans, slot.snapshotName!, slot.consistentPoint, replication, signal);
     } finally {
       await replication.close();
@@ -291,6 +312,12 @@ export class Pipeline {
     const publication = await ensurePublication(source, settings.publication, plans);
     if (publication !== "unchanged") log.info({ publication: settings.publication, result: publication }, "publication updated");
     if (pending.length === 0) return;
+    if (settings.snapshot.mode === "none") {
+      // Carried from here on: rows the new side had before are not copied back (docs/reverse.md).
+      log.warn({ tables: pending.map((p) => p.id) }, "tables new in the reverse plan carry changes from now on; rows they already hold are not copied back");
+      await this.readyWithoutCopy(store, pending, 0n);
+      return;
+    }
     log.info({ tables: pending.map((p) => p.id) }, "copying tables that are not ready under a new snapshot");
     const replication = await ReplicationConnection.connect(this.source, "pgferry-setup");
     try {
@@ -300,6 +327,15 @@ export class Pipeline {
     } finally {
       await replication.close();
     }
+  }
+
+  /** Snapshot mode `none`: every table is ready at `syncLsn` without a copy (the two sides are in sync already). */
+  private async readyWithoutCopy(store: CheckpointStore, plans: readonly TablePlan[], syncLsn: bigint): Promise<void> {
+    for (const plan of plans) {
+      await store.startCopy(plan.id, 0);
+      await store.finishCopy(plan.id, syncLsn);
+    }
+    this.log.info({ tables: plans.length }, "tables ready without a copy: the reverse pipeline carries changes made after its slot was created");
   }
 
   private async copy(store: CheckpointStore, plans: TablePlan[], snapshotName: string, syncLsn: bigint, replication: ReplicationConnection, signal: AbortSignal): Promise<void> {

@@ -4,14 +4,17 @@
  */
 import type pg from "pg";
 import type { Config } from "../config/index.js";
+import { oppositeOf, type Direction } from "../config/directions.js";
+import { quoteIdent } from "../sql/quote.js";
 import { PgferryError } from "../errors.js";
 import { loadHooks } from "../transform/codeHook.js";
-import { loadPlan } from "../plan/loadPlan.js";
+import { compileReversePlan, loadPlan } from "../plan/loadPlan.js";
 import type { TablePlan } from "../plan/plan.js";
 import { snapshotSelect } from "../plan/snapshotSql.js";
 import { checkAccess } from "./accessChecks.js";
 import { findPoolers } from "./poolerCheck.js";
 import { checkTargetHazards } from "./targetHazards.js";
+import { checkKeyRanges } from "./keyRanges.js";
 
 export interface PreflightResult {
   plans: TablePlan[];
@@ -81,15 +84,30 @@ async function checkTarget(target: pg.Pool, problems: string[]): Promise<void> {
   }
 }
 
-export async function preflight(config: Config, source: pg.Pool, target: pg.Pool): Promise<PreflightResult> {
+export interface PreflightOptions {
+  /** The reverse compiles the inverse plan (source = new database) and checks that the forward pipeline is in place. */
+  direction: Direction;
+  /** The config as written, both directions. */
+  original: Config;
+}
+
+export async function preflight(config: Config, source: pg.Pool, target: pg.Pool, options?: PreflightOptions): Promise<PreflightResult> {
   const problems: string[] = [];
+  const direction = options?.direction ?? "forward";
+  const original = options?.original ?? config;
   if (await findPoolers(config, problems)) throw new PreflightError(problems);
+  const loading =
+    direction === "forward"
+      ? loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, source, target)
+      : compileReversePlan({ mappings: original.tables }, { old: target, new: source });
   const [slotExists, , { plans, problems: planProblems }] = await Promise.all([
     checkSource(source, config, problems),
     checkTarget(target, problems),
-    loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, source, target),
+    loading,
   ]);
   problems.push(...planProblems);
+  if (original.reverse) await checkBidirectional(original, direction, source, target, problems);
+  if (direction === "reverse" && planProblems.length === 0) await checkKeyRanges(target, plans, problems);
   await checkAccess(config, source, target, planProblems.length === 0 ? plans : null, problems);
   if (planProblems.length === 0) await checkExpressions(source, plans, problems);
   if (planProblems.length === 0) await checkTargetHazards(target, source, plans, problems);
@@ -109,5 +127,39 @@ async function checkExpressions(source: pg.Pool, plans: readonly TablePlan[], pr
         problems.push(`tables[${edge.index}]: the source rejects the mapping's SQL for ${plan.id} → ${edge.table.id}: ${(error as Error).message}`);
       }
     }
+  }
+}
+
+/**
+ * Both directions running: conflict detection reads each row's last commit time and origin, and every
+ * apply session tags its writes with its origin (the opposite reader drops them). The reverse starts
+ * only once the forward pipeline has copied every table: from then on the two sides are in sync and
+ * the reverse carries what the new side writes.
+ */
+async function checkBidirectional(original: Config, direction: Direction, source: pg.Pool, target: pg.Pool, problems: string[]): Promise<void> {
+  for (const [side, pool] of [["source", source], ["target", target]] as const) {
+    const { rows } = await pool.query<{ on: string }>("SELECT current_setting('track_commit_timestamp') AS on");
+    if (rows[0]?.on !== "on") {
+      problems.push(`${side}: track_commit_timestamp is off; conflict detection between the two directions needs it (ALTER SYSTEM SET track_commit_timestamp = on; then restart the server)`);
+    }
+  }
+  problems.push(...(await checkOriginPrivileges(target, "target")));
+  if (direction !== "reverse") return;
+  const forward = oppositeOf(original, "reverse")!;
+  // The forward's state lives in the new database: this pipeline's source.
+  const { rows } = await source
+    .query<{ pending: string[] }>(
+      `SELECT coalesce(array_agg(source_table ORDER BY source_table) FILTER (WHERE state <> 'ready'), '{}') AS pending, count(*) AS n
+       FROM ${quoteIdent(forward.stateSchema)}.tables WHERE pipeline = $1 HAVING count(*) > 0`,
+      [forward.slot],
+    )
+    .catch((error: { code?: string }) => {
+      if (error.code === "42P01" || error.code === "3F000") return { rows: [] };
+      throw error;
+    });
+  if (rows.length === 0) {
+    problems.push(`reverse: the forward pipeline (slot ${forward.slot}) has no state in the new database; run it first, and start the reverse once every table is copied`);
+  } else if (rows[0]!.pending.length > 0) {
+    problems.push(`reverse: the forward pipeline has not copied ${rows[0]!.pending.join(", ")} yet; start the reverse once every table is ready (pgferry status)`);
   }
 }

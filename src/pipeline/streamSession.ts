@@ -32,6 +32,13 @@ export interface StreamSettings {
   /** The queue between the reader and the apply loop, in bytes (the socket pauses above it). */
   queueMaxBytes: number;
   limits: BatchLimits;
+  /**
+   * Replication origins whose source transactions are not applied: the apply origins of pgferry's
+   * pipelines (`pgferry_<slot>`), so a change a pipeline wrote is not carried back (loop prevention).
+   */
+  ignoreOrigins?: string[];
+  /** The apply session must be tagged with its origin (a pipeline runs the other way), not best effort. */
+  requireOrigin?: boolean;
 }
 
 export interface StreamSessionOptions {
@@ -51,6 +58,8 @@ export interface StreamSessionOptions {
   onStreaming?(): void;
   /** Called when the source reports its WAL end in a keepalive, for lag metrics. */
   onServerWalEnd?(walEnd: bigint): void;
+  /** Called at the commit of a source transaction left out for its origin, with the row changes it held. */
+  onOriginFiltered?(origin: string, changes: number): void;
 }
 
 export class StreamSession {
@@ -69,6 +78,7 @@ export class StreamSession {
   async run(signal: AbortSignal): Promise<void> {
     const options = this.options;
     const { log, store, settings } = options;
+    const ignoreOrigins = settings.ignoreOrigins ?? [];
     const hooks = await loadHooks(options.plans);
     const evaluator = options.plans.some((p) => p.edges.some((e) => e.evaluated)) ? new SourceEvaluator(options.source) : undefined;
     const transformer = new ChangeTransformer({ evaluator, hooks });
@@ -76,6 +86,7 @@ export class StreamSession {
       target: options.target,
       applicationName: "pgferry-apply",
       origin: `pgferry_${settings.slot}`,
+      requireOrigin: settings.requireOrigin,
       onMissingRows: (table, missing) =>
         log.warn({ table, missing }, "rows updated on the source are not on the target (it lost them, or they never passed a filter); run pgferry verify and resync the table"),
       writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
@@ -117,6 +128,8 @@ export class StreamSession {
         sink,
         messages: sink,
         log,
+        ignoreOrigins: new Set(ignoreOrigins),
+        onOriginFiltered: (origin, changes) => options.onOriginFiltered?.(origin, changes),
         onKeepalive: (walEnd, replyRequested) => {
           options.onServerWalEnd?.(walEnd);
           // Nothing received is waiting to be applied: the server's position can be confirmed, which
@@ -146,14 +159,18 @@ export class StreamSession {
       signal.addEventListener("abort", onAbort, { once: true });
       if (signal.aborted) onAbort();
 
-      log.info({ slot: settings.slot, from: formatLsn(options.checkpoint.endLsn) }, "streaming");
+      log.info({ slot: settings.slot, from: formatLsn(options.checkpoint.endLsn), ...(ignoreOrigins.length > 0 ? { ignoreOrigins } : {}) }, "streaming");
       const applying = loop.run().catch((error: unknown) => {
         stopping = true; // an apply failure ends the stream too
         void repl.close();
         throw error;
       });
       const streaming = repl
-        .stream({ slot: settings.slot, startLsn: options.checkpoint.endLsn, publication: settings.publication, protoVersion: 1, messages: true }, reader, () => options.onStreaming?.())
+        .stream(
+          { slot: settings.slot, startLsn: options.checkpoint.endLsn, publication: settings.publication, protoVersion: 1, messages: true, skipOriginated: ignoreOrigins.length > 0 },
+          reader,
+          () => options.onStreaming?.(),
+        )
         .finally(() => queue.close());
       // The apply loop drains what was received; then the first real failure (apply first) fails the phase.
       const [applied, streamed] = await bothEnded(log, applying, streaming, () => stopping);

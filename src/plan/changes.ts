@@ -27,6 +27,8 @@ export interface SourceChange {
   new: SourceRow | null;
   /** A row re-read by a resync (applied as an update, counted as `resync`). */
   resync?: true;
+  /** When its source transaction committed (the BEGIN message's timestamp), for conflict checks. */
+  commitTime?: Date;
 }
 
 export interface SourceTruncate {
@@ -42,17 +44,21 @@ export interface SourceCommit {
   commitTime: Date;
 }
 
-/** What a source change becomes on a target table (apply/ adds ordered SQL statements to these). */
+/**
+ * What a source change becomes on a target table (apply/ adds ordered SQL statements to these).
+ * `at` on keyed changes: when the source change committed on the source (SourceChange.commitTime),
+ * what a conflict check compares with the target row's own last write (apply/conflictGuard.ts).
+ */
 export type TargetChange =
   /** Insert or update: the row as it must be after the change. UNCHANGED columns keep their target value. */
-  | { kind: "upsert"; table: TargetTable; values: Value[] }
+  | { kind: "upsert"; table: TargetTable; values: Value[]; at?: Date }
   /** The row whose key is `key` (values of `keyIndexes`, in order) is gone. */
-  | { kind: "delete"; table: TargetTable; key: (string | null)[] }
+  | { kind: "delete"; table: TargetTable; key: (string | null)[]; at?: Date }
   /**
    * An update that moved a row to a new key while some columns are UNCHANGED: those values exist only
    * in the target row under the old key, so it is updated in place.
    */
-  | { kind: "rekey"; table: TargetTable; oldKey: (string | null)[]; values: Value[] }
+  | { kind: "rekey"; table: TargetTable; oldKey: (string | null)[]; values: Value[]; at?: Date }
   /** Keyless table (REPLICA IDENTITY FULL, no key): rows are matched on all their old values. */
   | { kind: "insertRow"; table: TargetTable; values: Value[] }
   | { kind: "updateRow"; table: TargetTable; old: (string | null)[]; values: Value[] }

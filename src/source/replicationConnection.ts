@@ -31,6 +31,25 @@ export interface StreamOptions {
   protoVersion: 1 | 2;
   /** Ask pgoutput for logical decoding messages (pg_logical_emit_message), used by resync watermarks. */
   messages: boolean;
+  /**
+   * Loop prevention: on PostgreSQL 16+ ask pgoutput for `origin 'none'`, so the server leaves out
+   * every transaction that carries a replication origin (all of them, not only pgferry's). Older
+   * servers know no such option; there the reader's own filter (StreamReader `ignoreOrigins`) does it.
+   */
+  skipOriginated?: boolean;
+}
+
+/** The first PostgreSQL version whose pgoutput takes the `origin` option. */
+const ORIGIN_OPTION_VERSION = 160000;
+
+/** pgoutput's START_REPLICATION options for `options` on a server of `serverVersionNum` (server_version_num). */
+export function pgoutputOptions(options: StreamOptions, serverVersionNum: number): string[] {
+  return [
+    `proto_version '${options.protoVersion}'`,
+    `publication_names ${quoteLiteral(quoteIdent(options.publication))}`,
+    ...(options.messages ? ["messages 'true'"] : []),
+    ...(options.skipOriginated && serverVersionNum >= ORIGIN_OPTION_VERSION ? ["origin 'none'"] : []),
+  ];
 }
 
 interface RawConnection {
@@ -78,6 +97,14 @@ export class ReplicationConnection {
   async stream(options: StreamOptions, handler: StreamHandler, onStarted?: () => void): Promise<void> {
     if (this.streaming) throw new PgferryError("internal", "replication connection is already streaming");
     this.streaming = true;
+    let pluginOptions: string[];
+    try {
+      // Asked before the copy starts: once streaming, the connection takes no query.
+      pluginOptions = pgoutputOptions(options, options.skipOriginated ? await this.serverVersionNum() : 0);
+    } catch (error) {
+      this.streaming = false;
+      throw error;
+    }
     const raw = this.raw;
     let failure: Error | undefined;
     raw.on("copyData", ({ chunk }) => {
@@ -98,11 +125,6 @@ export class ReplicationConnection {
       }
     });
     if (onStarted) raw.once("replicationStart", onStarted);
-    const pluginOptions = [
-      `proto_version '${options.protoVersion}'`,
-      `publication_names ${quoteLiteral(quoteIdent(options.publication))}`,
-      ...(options.messages ? ["messages 'true'"] : []),
-    ];
     try {
       await this.client.query(
         `START_REPLICATION SLOT ${quoteIdent(options.slot)} LOGICAL ${formatLsn(options.startLsn)} (${pluginOptions.join(", ")})`,
@@ -115,6 +137,14 @@ export class ReplicationConnection {
       raw.removeAllListeners("replicationStart");
       this.streaming = false;
     }
+  }
+
+  /** The server's version as server_version_num (`SHOW` is a walsender command as well). */
+  async serverVersionNum(): Promise<number> {
+    const result = await this.client.query<{ server_version_num: string }>("SHOW server_version_num");
+    const version = Number(result.rows[0]?.server_version_num);
+    if (!Number.isInteger(version)) throw new PgferryError("protocol", `SHOW server_version_num returned ${JSON.stringify(result.rows[0])}`);
+    return version;
   }
 
   /** Standby status update: what we have received (write) and what is durable on the target (flush). */

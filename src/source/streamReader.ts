@@ -6,6 +6,13 @@
  * (commit LSN before the table's sync LSN). Logical decoding messages of the transactions it delivers
  * go to a LogicalMessageListener (the pipeline's resync watermarks). The reader knows nothing of
  * what is done with either: the pipeline implements both interfaces and wires them.
+ *
+ * With two pipelines running in opposite directions, each apply session tags its writes with a
+ * replication origin; a transaction carrying one of `ignoreOrigins` was written by pgferry itself and
+ * must not travel back. PostgreSQL 15 announces the origin in an Origin message right after Begin;
+ * such a transaction is still committed to the sink (with no changes), so the checkpoint moves past
+ * it and the slot releases its WAL. (On 16+ the server leaves them out already, replicationConnection.ts
+ * `skipOriginated`; this filter stays on as the one that holds on every version.)
  */
 import type { Logger } from "pino";
 import type { SourceChange, SourceCommit, SourceTruncate } from "../plan/changes.js";
@@ -43,11 +50,24 @@ export interface StreamReaderOptions {
   messages?: LogicalMessageListener;
   log: Logger;
   onKeepalive(walEnd: bigint, replyRequested: boolean): void;
+  /** Replication origins whose transactions are not delivered: pgferry's own apply sessions (loop prevention). */
+  ignoreOrigins?: ReadonlySet<string>;
+  /**
+   * At the commit of a transaction left out for its origin: how many row changes it held that would
+   * otherwise have been delivered (so each change is seen to make exactly one trip).
+   */
+  onOriginFiltered?(origin: string, changes: number): void;
 }
 
 interface OpenTransaction {
   commitLsn: bigint;
+  /** From Begin; one Date shared by the transaction's changes. */
+  commitTime: Date;
   skip: boolean;
+  /** Set by an Origin message naming an ignored origin: nothing more of the transaction is delivered. */
+  ignoredOrigin?: string;
+  /** Row changes left out for that origin. */
+  filtered: number;
 }
 
 export class StreamReader implements StreamHandler {
@@ -79,13 +99,22 @@ export class StreamReader implements StreamHandler {
     const sink = this.options.sink;
     switch (message.tag) {
       case "begin":
-        this.transaction = { commitLsn: message.finalLsn, skip: message.finalLsn <= this.options.skipThrough };
+        this.transaction = {
+          commitLsn: message.finalLsn,
+          commitTime: pgMicrosToDate(message.commitTimeMicros),
+          skip: message.finalLsn <= this.options.skipThrough,
+          filtered: 0,
+        };
+        return;
+      case "origin":
+        this.onOrigin(message.name);
         return;
       case "commit": {
         const transaction = this.transaction;
         this.transaction = undefined;
         if (transaction && !transaction.skip) {
           sink.commit({ type: "commit", commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: pgMicrosToDate(message.commitTimeMicros) });
+          if (transaction.ignoredOrigin !== undefined) this.options.onOriginFiltered?.(transaction.ignoredOrigin, transaction.filtered);
         }
         return;
       }
@@ -93,20 +122,20 @@ export class StreamReader implements StreamHandler {
         this.onRelation(message.relation);
         return;
       case "insert": {
-        const layout = this.layoutFor(message.relation.oid);
-        if (layout) sink.change({ type: "change", plan: layout.plan, op: "insert", old: null, oldIsFullRow: false, new: layout.project(message.new) });
+        const layout = this.rowLayoutFor(message.relation.oid);
+        if (layout) sink.change({ type: "change", plan: layout.plan, op: "insert", old: null, oldIsFullRow: false, new: layout.project(message.new), commitTime: this.commitTime });
         return;
       }
       case "update": {
-        const layout = this.layoutFor(message.relation.oid);
+        const layout = this.rowLayoutFor(message.relation.oid);
         if (!layout) return;
         const old = message.old ? layout.project(message.old) : null;
-        sink.change({ type: "change", plan: layout.plan, op: "update", old, oldIsFullRow: message.oldKind === "O", new: layout.project(message.new) });
+        sink.change({ type: "change", plan: layout.plan, op: "update", old, oldIsFullRow: message.oldKind === "O", new: layout.project(message.new), commitTime: this.commitTime });
         return;
       }
       case "delete": {
-        const layout = this.layoutFor(message.relation.oid);
-        if (layout) sink.change({ type: "change", plan: layout.plan, op: "delete", old: layout.project(message.old), oldIsFullRow: message.oldKind === "O", new: null });
+        const layout = this.rowLayoutFor(message.relation.oid);
+        if (layout) sink.change({ type: "change", plan: layout.plan, op: "delete", old: layout.project(message.old), oldIsFullRow: message.oldKind === "O", new: null, commitTime: this.commitTime });
         return;
       }
       case "truncate": {
@@ -114,7 +143,7 @@ export class StreamReader implements StreamHandler {
           const layout = this.layoutFor(r.oid);
           return layout ? [layout.plan] : [];
         });
-        if (plans.length > 0) sink.truncate({ type: "truncate", plans });
+        if (plans.length > 0 && this.transaction?.ignoredOrigin === undefined) sink.truncate({ type: "truncate", plans });
         return;
       }
       case "stream_start":
@@ -124,12 +153,35 @@ export class StreamReader implements StreamHandler {
         // Only asked for with protocol 2 and `streaming 'on'`, which pgferry does not request.
         throw new PgferryError("protocol", `unexpected ${message.tag} message: pgferry streams with protocol version 1`);
       case "message":
-        if (this.transaction && !this.transaction.skip) this.options.messages?.message(message.prefix, message.content);
+        if (this.transaction && !this.transaction.skip && this.transaction.ignoredOrigin === undefined) this.options.messages?.message(message.prefix, message.content);
         return;
       default:
-        // Type and Origin carry nothing to apply here.
+        // Type carries nothing to apply here.
         return;
     }
+  }
+
+  /** The open transaction's commit time (only called once layoutFor has checked there is one). */
+  private get commitTime(): Date | undefined {
+    return this.transaction?.commitTime;
+  }
+
+  private onOrigin(name: string): void {
+    const transaction = this.transaction;
+    if (!transaction) throw new PgferryError("protocol", `origin message ${JSON.stringify(name)} outside a transaction (no Begin before it)`);
+    // An origin of anyone else (a native subscription into this database) is data like any other.
+    if (this.options.ignoreOrigins?.has(name)) transaction.ignoredOrigin = name;
+  }
+
+  /** layoutFor for a row change; a change of a transaction left out for its origin is only counted. */
+  private rowLayoutFor(oid: number): RelationLayout | undefined {
+    const layout = this.layoutFor(oid);
+    const transaction = this.transaction;
+    if (layout && transaction?.ignoredOrigin !== undefined) {
+      transaction.filtered += 1;
+      return undefined;
+    }
+    return layout;
   }
 
   private onRelation(relation: Relation): void {

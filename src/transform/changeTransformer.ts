@@ -77,7 +77,7 @@ export class ChangeTransformer {
         if (gone.has(i)) {
           // The row is no longer on the source: its delete follows in the stream. Only a key it left goes now.
           if (previous && edge.table.keyIndexes.length > 0) {
-            out.push({ kind: "delete", table: edge.table, key: this.key(edge, previous.mapped) });
+            out.push({ kind: "delete", table: edge.table, key: this.key(edge, previous.mapped), at: event.commitTime });
           }
           continue;
         }
@@ -184,10 +184,12 @@ export class ChangeTransformer {
   private keyed(event: SourceChange, edge: EdgePlan, next: ReturnType<ChangeTransformer["map"]> | null, previous: ReturnType<ChangeTransformer["map"]> | null, out: ApplyChange[]): void {
     const table = edge.table;
     const plan = event.plan;
+    // The source commit time travels with each keyed change, for the apply side's conflict checks.
+    const at = event.commitTime;
     if (event.op === "delete") {
       if (!previous) throw new PgferryError("protocol", `DELETE on ${plan.id} arrived without its old key`);
       const rows = edge.hook ? this.hook(edge, plan, previous.mapped, "delete") : null;
-      for (const row of rows ?? [previous.mapped]) out.push({ kind: "delete", table, key: this.key(edge, row) });
+      for (const row of rows ?? [previous.mapped]) out.push({ kind: "delete", table, key: this.key(edge, row), at });
       return;
     }
     if (!next) throw new PgferryError("protocol", `${event.op.toUpperCase()} on ${plan.id} arrived without its new row`);
@@ -197,18 +199,18 @@ export class ChangeTransformer {
       // Filtered out (or dropped by the hook): whatever the target held for this row goes.
       if (event.op === "update") {
         const newKey = this.key(edge, next.mapped);
-        out.push({ kind: "delete", table, key: newKey });
-        if (oldKey && !sameKey(oldKey, newKey)) out.push({ kind: "delete", table, key: oldKey });
+        out.push({ kind: "delete", table, key: newKey, at });
+        if (oldKey && !sameKey(oldKey, newKey)) out.push({ kind: "delete", table, key: oldKey, at });
       }
       return;
     }
     for (const values of rows) {
       const newKey = this.key(edge, values);
       if (oldKey && !sameKey(oldKey, newKey) && rows.length === 1) {
-        if (values.includes(UNCHANGED)) out.push({ kind: "rekey", table, oldKey, values });
-        else out.push({ kind: "delete", table, key: oldKey }, { kind: "upsert", table, values });
+        if (values.includes(UNCHANGED)) out.push({ kind: "rekey", table, oldKey, values, at });
+        else out.push({ kind: "delete", table, key: oldKey, at }, { kind: "upsert", table, values, at });
       } else {
-        out.push({ kind: "upsert", table, values });
+        out.push({ kind: "upsert", table, values, at });
       }
     }
   }

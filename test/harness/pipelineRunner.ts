@@ -8,6 +8,7 @@ import { parseConfig, type Config } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import type { Phase, PipelineObserver } from "../../src/pipeline/pipeline.js";
 import { runPipeline } from "../../src/daemon.js";
+import type { Direction } from "../../src/config/directions.js";
 import { configText } from "./processRunner.js";
 import type { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
 import { waitFor } from "./waitFor.js";
@@ -19,6 +20,10 @@ export interface RunningPipeline {
   /** Applied changes per source table and counted operation, summed over the batches. */
   applied: Map<string, Record<string, number>>;
   logs: string[];
+  /** Conflicts met, per `table|kept`, summed over the batches. */
+  conflicts: Map<string, number>;
+  /** Source changes dropped because the other direction wrote them (its replication origin). */
+  originFiltered: number;
   /** Set when the pipeline ended on an error. */
   failure?: unknown;
   /** Resolves when the pipeline ends by itself (error) or after stop(). */
@@ -53,7 +58,7 @@ export function capturingLogger(): { log: ReturnType<typeof createLogger>; logs:
   return { log: createLogger({ level: "debug", format: "json", destination: sink }), logs };
 }
 
-export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } = {}): RunningPipeline {
+export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine; direction?: Direction } = {}): RunningPipeline {
   const { log, logs } = capturingLogger();
   const controller = new AbortController();
   const running: RunningPipeline = {
@@ -61,6 +66,8 @@ export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } 
     phases: [],
     batches: 0,
     applied: new Map(),
+    conflicts: new Map(),
+    originFiltered: 0,
     logs,
     done: Promise.resolve(),
     async stop() {
@@ -77,9 +84,13 @@ export function startPipeline(config: Config, extra: { resyncs?: ResyncEngine } 
         for (const [op, n] of Object.entries(ops)) sums[op] = (sums[op] ?? 0) + (n ?? 0);
         running.applied.set(table, sums);
       }
+      for (const c of batch.conflicts ?? []) running.conflicts.set(`${c.table}|${c.kept}`, (running.conflicts.get(`${c.table}|${c.kept}`) ?? 0) + c.count);
+    },
+    originFiltered: (_origin, changes) => {
+      running.originFiltered += changes;
     },
   };
-  running.done = runPipeline(config, { log, observer, resyncs: extra.resyncs }, controller.signal);
+  running.done = runPipeline(config, { log, observer, resyncs: extra.resyncs }, controller.signal, extra.direction);
   running.done.catch((error: unknown) => { running.failure = error; });
   // A failing test shows what the pipeline said last.
   onTestFailed(() => {

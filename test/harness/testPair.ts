@@ -5,6 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll } from "vitest";
 import type { Config } from "../../src/config/index.js";
+import type { Direction } from "../../src/config/directions.js";
 import type { ResyncEngine } from "../../src/pipeline/resync/resyncEngine.js";
 import { createTestDatabases, type TestDatabases } from "./databases.js";
 import { startPipeline, testConfig, type RunningPipeline, type TestConfigOptions } from "./pipelineRunner.js";
@@ -15,7 +16,7 @@ export interface TestPair {
   /** testConfig with the pair's URLs. */
   config(options: Omit<TestConfigOptions, "sourceUrl" | "targetUrl">): Config;
   /** Starts a pipeline in-process; it is stopped after the current test. */
-  start(config: Config, extra?: { resyncs?: ResyncEngine }): RunningPipeline;
+  start(config: Config, extra?: { resyncs?: ResyncEngine; direction?: Direction }): RunningPipeline;
   /** Stops the pipelines started so far (a test that restarts one calls it first). */
   stopAll(): Promise<void>;
 }

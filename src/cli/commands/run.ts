@@ -4,13 +4,15 @@
  * outage, which the pipeline waits out however long it lasts. Then snapshot, then stream until
  * stopped, the control server alongside. A failure is logged once, as one line (errorReport.ts).
  */
-import { loadConfig } from "../../config/index.js";
+import { loadConfig, type Config } from "../../config/index.js";
+import { directionConfig, type Direction } from "../../config/directions.js";
+import { ConfigError } from "../../errors.js";
 import { ControlPlane } from "../../control/controlPlane.js";
 import { createLogger, type Logger } from "../../log/logger.js";
 import { classify } from "../../pipeline/errorPolicy.js";
 import { createPipeline, createResyncEngine, wire, type Wiring } from "../../daemon.js";
 import { resyncApi } from "../resyncApi.js";
-import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
+import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, unexpectedPositionals, type Command } from "../command.js";
 import { recordDaemonAddress } from "../daemonAddress.js";
 import { describeError, reportLogFields, withQuietErrors } from "../errorReport.js";
 import { handleShutdownSignals } from "../signals.js";
@@ -18,58 +20,84 @@ import { handleShutdownSignals } from "../signals.js";
 export const runCommand: Command = {
   name: "run",
   summary: "run the pipeline: snapshot, then stream changes until stopped",
-  usage: "pgferry run [--config pgferry.yaml]",
-  options: { ...CONFIG_OPTION },
-  validate: (_values, positionals) => unexpectedPositionals(positionals),
+  usage: "pgferry run [--config pgferry.yaml] [--direction forward|reverse|both]",
+  options: { ...CONFIG_OPTION, direction: { type: "string", default: "forward" } },
+  validate(values, positionals) {
+    if (!RUN_DIRECTIONS.includes(String(values.direction))) return `--direction must be forward, reverse or both, not '${String(values.direction)}'`;
+    return unexpectedPositionals(positionals);
+  },
   async run(values, _positionals, io) {
     const config = loadConfig(String(values.config), io.env);
-    const log = withQuietErrors(createLogger({ level: config.log.level, format: config.log.format, destination: io.stdout }));
+    const asked = String(values.direction);
+    const directions: Direction[] = asked === "both" ? ["forward", "reverse"] : [asked as Direction];
+    const base = withQuietErrors(createLogger({ level: config.log.level, format: config.log.format, destination: io.stdout }));
+    if (directions.includes("reverse") && !config.reverse) {
+      logFailure(base, "cannot start", new ConfigError(String(values.config), ["reverse: --direction reverse needs a reverse section in the config (docs/reverse.md)"]));
+      return EXIT_USAGE;
+    }
     const controller = new AbortController();
     const release = handleShutdownSignals(
       (signal) => {
-        log.info({ signal }, "shutdown requested; draining (send again to force)");
+        base.info({ signal }, "shutdown requested; draining (send again to force)");
         controller.abort();
       },
       (signal) => {
-        log.warn({ signal }, "forced exit; unacknowledged changes stay in the slot");
+        base.warn({ signal }, "forced exit; unacknowledged changes stay in the slot");
         process.exit(EXIT_FAILURE);
       },
     );
+    try {
+      // Both directions in one process are two independent daemons: own pools, control server, metrics.
+      const log = (direction: Direction) => (config.reverse ? base.child({ direction }) : base);
+      const codes = await Promise.all(directions.map((direction) => runDirection(config, direction, log(direction), controller)));
+      return Math.max(...codes);
+    } finally {
+      release();
+    }
+  },
+};
+
+const RUN_DIRECTIONS = ["forward", "reverse", "both"];
+
+/** One direction's daemon until stopped; with `both`, a failure of one stops the other too. */
+async function runDirection(config: Config, direction: Direction, log: Logger, controller: AbortController): Promise<number> {
+  const view = directionConfig(config, direction);
+  {
     // Endpoints, pools and stores, made once; the resync engine outlives retries of the pipeline.
-    const wiring = wire(config);
+    const wiring = wire(config, direction);
     const unreachable = await refusedConnection(wiring);
     if (unreachable !== undefined) {
-      release();
       await wiring.close();
       logFailure(log, "cannot start", unreachable);
+      controller.abort();
       return EXIT_FAILURE;
     }
-    const resyncs = createResyncEngine(config, wiring, log);
+    const resyncs = createResyncEngine(view, wiring, log);
     // Listening first: status and metrics answer during preflight and the snapshot too.
-    const control = new ControlPlane({ config, log, resyncs: resyncApi(resyncs) });
+    const control = new ControlPlane({ config: view, log, resyncs: resyncApi(resyncs), direction });
     let forgetAddress: () => void;
     try {
-      forgetAddress = recordDaemonAddress(config, (await control.start()).port);
+      forgetAddress = recordDaemonAddress(view, (await control.start()).port);
     } catch (error) {
-      release();
       await wiring.close();
+      controller.abort();
       throw error;
     }
     try {
-      await createPipeline(config, wiring, { log, observer: control.observer, resyncs }).run(controller.signal);
+      await createPipeline(config, wiring, { log, observer: control.observer, resyncs }, direction).run(controller.signal);
       log.info("stopped");
       return EXIT_OK;
     } catch (error) {
       logFailure(log, "pipeline stopped", error);
+      controller.abort();
       return EXIT_FAILURE;
     } finally {
       forgetAddress();
       await control.stop();
       await wiring.close();
-      release();
     }
-  },
-};
+  }
+}
 
 /** The failure as one log line: the report's headline and message once, hint and side as fields. */
 function logFailure(log: Logger, what: string, error: unknown): void {
