@@ -144,11 +144,19 @@ ALTER SCHEMA :"state_schema" OWNER TO pgferry_target;
 
 -- PostgreSQL 15+. (On 14 only a superuser may set it.)
 GRANT SET ON PARAMETER session_replication_role TO pgferry_target;
+\endif
 
--- Optional, for reverse replication later: lets the apply session tag its writes with a replication
--- origin so a reverse pipeline can skip them. Without it pgferry works, its writes are untagged.
--- GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text)
---   TO pgferry_target;
+-- ---------------------------------------------------------------------------------------------
+-- Both sides: reverse replication loop prevention. With a `reverse` section both databases take
+-- pgferry's writes, and each pipeline's apply session tags them with its replication origin
+-- (pgferry_<slot>), so the pipeline running the other way leaves them out instead of carrying them
+-- back. Both directions together need these grants (the origin is then required); one direction
+-- alone tags its writes only when it may. They are superuser-only functions until granted.
+-- ---------------------------------------------------------------------------------------------
+\if :is_source
+GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text) TO pgferry_source;
+\else
+GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text) TO pgferry_target;
 \endif
 
 \if :{?bypassrls}

@@ -13,10 +13,11 @@ export type ErrorKind =
   | "privilege"         // pgferry's role lacks a grant it needs at run time (SQLSTATE 42501)
   | "mapping"           // the mapping cannot be compiled or evaluated
   | "state"             // pgferry's own state in the target is inconsistent
+  | "conflict"          // a change met a write of the target's own it had not seen, and conflicts are set to stop
   | "internal";         // a bug
 
 /** Every kind, in the order of ErrorKind (for metrics that start each kind's counter at 0). */
-export const ERROR_KINDS: readonly ErrorKind[] = ["config", "preflight", "connection", "protocol", "apply", "privilege", "mapping", "state", "internal"];
+export const ERROR_KINDS: readonly ErrorKind[] = ["config", "preflight", "connection", "protocol", "apply", "privilege", "mapping", "state", "conflict", "internal"];
 
 export class PgferryError extends Error {
   readonly kind: ErrorKind;

@@ -6,12 +6,19 @@
  * and position become durable together (docs/design.md, rule 2): the ApplyLoop's ApplyTarget on
  * PostgreSQL. Triggers and FK checks of the target do not fire for replicated rows
  * (session_replication_role = replica, as native logical replication does).
+ *
+ * With a conflict guard (a target that takes writes of its own, conflictGuard.ts), guarded statements
+ * get the opposite pipeline's progress as their last parameters, read once per transaction, and
+ * `commit` counts the conflicts the transaction recorded; under resolution `stop` it commits nothing
+ * and stops the pipeline instead.
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
 import type { Endpoint } from "../sql/endpoint.js";
 import { PgferryError, tagEndpoint } from "../errors.js";
 import type { Checkpoint } from "../plan/changes.js";
+import { quoteIdent } from "../sql/quote.js";
+import type { ConflictCount, ConflictGuard, OppositeProgress } from "./conflictGuard.js";
 import type { Statement } from "./types.js";
 
 export interface ApplyErrorContext {
@@ -69,6 +76,8 @@ export interface ApplierOptions {
   onMissingRows?: (table: string, missing: number) => void;
   /** Writes the checkpoint on the apply session, inside the transaction `commit` is about to commit. */
   writeCheckpoint: (client: pg.ClientBase, checkpoint: Checkpoint) => Promise<void>;
+  /** Conflict detection for guarded statements (Statement.guard): the opposite pipeline's progress, and where conflicts are recorded. */
+  guard?: ConflictGuard;
 }
 
 /** A server's refusal of a statement, with what identifies it (no row values); connection errors pass through. */
@@ -80,12 +89,33 @@ function applyError(statement: Statement, error: unknown): unknown {
   return error;
 }
 
+/** The runtime parameters of a guarded statement ($floor, $commitTimes, $appliedAt; see statements.ts). */
+function progressValues(progress: OppositeProgress): unknown[] {
+  // No opposite pipeline yet: a floor of 'infinity' judges no target write local.
+  return [progress.floor?.toISOString() ?? "infinity", progress.commitTimes.map((t) => t.toISOString()), progress.appliedAt.map((t) => t.toISOString())];
+}
+
+/** A conflict row of resolution `stop`, read before the rollback so it can be recorded after it. */
+interface StoppedConflict {
+  direction: string;
+  table_name: string;
+  key_columns: string;
+  key_fingerprint: string;
+  incoming: string | null;
+  local: string | null;
+  resolution: string;
+}
+
 export class Applier {
   private open = false;
+  /** The open transaction's guard parameters: the opposite pipeline's progress is read at most once per transaction. */
+  private progress: Promise<unknown[]> | undefined;
+  /** Guarded statements ran in the open transaction: its conflicts are counted before COMMIT. */
+  private guarded = false;
 
   private constructor(
     private readonly client: pg.Client,
-    private readonly options: Pick<ApplierOptions, "onMissingRows" | "writeCheckpoint">,
+    private readonly options: Pick<ApplierOptions, "onMissingRows" | "writeCheckpoint" | "guard">,
   ) {}
 
   static async connect(options: ApplierOptions): Promise<Applier> {
@@ -94,7 +124,7 @@ export class Applier {
       // Tagged where the role may (see setupOrigin); untagged writes work the same, unless required.
       if (options.origin) await setupOrigin(client, options.origin, options.requireOrigin ?? false);
       else if (options.requireOrigin) throw new PgferryError("internal", "requireOrigin without an origin to tag the apply session with");
-      return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint });
+      return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint, guard: options.guard });
     } catch (error) {
       await client.end().catch(() => undefined);
       throw tagEndpoint(error, options.target.side, options.target.url);
@@ -111,28 +141,96 @@ export class Applier {
   async execute(statements: readonly Statement[]): Promise<void> {
     await this.begin();
     for (const statement of statements) {
+      // Outside the try: a failure to read the progress is not the target refusing the statement.
+      const values = statement.guard ? [...statement.values, ...(await this.guardValues())] : statement.values;
       let result: pg.QueryResult;
       try {
-        result = await this.client.query({ name: statement.name, text: statement.text, values: statement.values });
+        result = await this.client.query({ name: statement.name, text: statement.text, values });
       } catch (error) {
         throw applyError(statement, error);
       }
-      if (statement.expectRows && (result.rowCount ?? 0) < statement.rows) this.options.onMissingRows?.(statement.table, statement.rows - (result.rowCount ?? 0));
+      if (!statement.expectRows) continue;
+      const found = statement.guard ? Number((result.rows[0] as { matched?: unknown } | undefined)?.matched ?? 0) : (result.rowCount ?? 0);
+      if (found < statement.rows) this.options.onMissingRows?.(statement.table, statement.rows - found);
     }
   }
 
-  /** Writes the checkpoint (`writeCheckpoint`) inside the open transaction, then commits: both become durable together. */
-  async commit(checkpoint: Checkpoint): Promise<void> {
+  private guardValues(): Promise<unknown[]> {
+    const { guard } = this.options;
+    if (!guard) return Promise.reject(new PgferryError("internal", "a conflict-checked statement reached an applier that has no conflict guard"));
+    this.guarded = true;
+    this.progress ??= guard.progress().then(progressValues);
+    return this.progress;
+  }
+
+  /**
+   * Writes the checkpoint (`writeCheckpoint`) inside the open transaction, then commits: both become
+   * durable together. Resolves with the conflicts the transaction recorded (none unless guarded).
+   */
+  async commit(checkpoint: Checkpoint): Promise<ConflictCount[]> {
     await this.begin();
+    const conflicts = this.guarded && this.options.guard ? await this.conflictCounts(this.options.guard) : [];
     await this.options.writeCheckpoint(this.client, checkpoint);
     await this.client.query("COMMIT");
-    this.open = false;
+    this.ended();
+    return conflicts;
   }
 
   async rollback(): Promise<void> {
     if (!this.open) return;
-    this.open = false;
+    this.ended();
     await this.client.query("ROLLBACK").catch(() => undefined);
+  }
+
+  private ended(): void {
+    this.open = false;
+    this.progress = undefined;
+    this.guarded = false;
+  }
+
+  /**
+   * The open transaction's conflicts per table and outcome, as its guarded statements recorded them.
+   * `detected_at = now()` (the transaction's start, the column's default) lets the log's
+   * (pipeline, detected_at) index find them; `xid` is what makes them this transaction's.
+   */
+  private async conflictCounts(guard: ConflictGuard): Promise<ConflictCount[]> {
+    const { rows } = await this.client.query<{ table_name: string; kept: string; count: string }>(
+      `SELECT table_name, kept, count(*) FROM ${quoteIdent(guard.stateSchema)}.conflicts ` +
+        `WHERE pipeline = $1 AND detected_at = now() AND xid = pg_current_xact_id() GROUP BY 1, 2 ORDER BY 1, 2`,
+      [guard.pipeline],
+    );
+    if (rows.some((r) => r.kept === "stopped")) await this.stop(guard);
+    return rows.map((r) => ({ table: r.table_name, resolution: guard.resolution, kept: r.kept as ConflictCount["kept"], count: Number(r.count) }));
+  }
+
+  /**
+   * Resolution `stop`: nothing of the transaction commits. Its conflicts are written again in a
+   * transaction of their own, so the operator finds them (`pgferry conflicts`), and the pipeline
+   * stops with an error that names the first (table and key fingerprint, never values).
+   */
+  private async stop(guard: ConflictGuard): Promise<never> {
+    const conflicts = `${quoteIdent(guard.stateSchema)}.conflicts`;
+    const { rows } = await this.client.query<StoppedConflict>(
+      `SELECT direction, table_name, key_columns, key_fingerprint, incoming_commit_time::text AS incoming, local_commit_time::text AS local, resolution ` +
+        `FROM ${conflicts} WHERE pipeline = $1 AND detected_at = now() AND xid = pg_current_xact_id() AND kept = 'stopped' ORDER BY id`,
+      [guard.pipeline],
+    );
+    await this.rollback();
+    const column = (key: keyof StoppedConflict) => rows.map((r) => r[key]);
+    // One statement outside any transaction block: its own transaction. Times travel as text, exactly.
+    await this.client.query(
+      `INSERT INTO ${conflicts} (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ` +
+        `SELECT $1, d, tn, kc, kf, ic::timestamptz, lc::timestamptz, r, 'stopped' ` +
+        `FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS s(d, tn, kc, kf, ic, lc, r)`,
+      [guard.pipeline, column("direction"), column("table_name"), column("key_columns"), column("key_fingerprint"), column("incoming"), column("local"), column("resolution")],
+    );
+    const first = rows[0]!;
+    const more = rows.length > 1 ? `; ${rows.length - 1} more in the same batch` : "";
+    throw new PgferryError(
+      "conflict",
+      `write conflict on ${first.table_name}, key (${first.key_columns}) sha256 ${first.key_fingerprint}: the ${guard.direction} pipeline's change to this row had not seen the target's own write of it, and conflicts are set to stop${more}`,
+      { hint: "inspect it with `pgferry conflicts`, fix the row on one side so both sides agree, then start pgferry again (nothing of the batch was applied; it resumes from its checkpoint)" },
+    );
   }
 
   /** Ends the session; a peer that does not answer within `graceMs` gets its socket destroyed. */

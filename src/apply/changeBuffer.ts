@@ -5,11 +5,19 @@
  * row when the buffer has it). Keyless tables keep their changes in order. Changes whose effect
  * depends on what the target already holds, in an order the collapse would lose (a key change with
  * unchanged TOAST columns, a TRUNCATE), are barriers: everything before them becomes statements first.
+ *
+ * With a guard (a pipeline whose target takes writes of its own, apply/conflictGuard.ts), the keyed
+ * statements are the guarded variants: each entry keeps the latest source commit time of the changes
+ * collapsed into it, and the statement judges conflicts with the target's own writes as it applies.
+ * Barriers and keyless tables stay unguarded.
  */
 import {
   deleteOwnedStatement,
   deleteRowStatement,
   deleteStatement,
+  guardedDeleteStatement,
+  guardedUpdateRowsStatement,
+  guardedUpsertStatement,
   insertRowsStatement,
   rekeyStatement,
   truncateStatement,
@@ -17,6 +25,7 @@ import {
   updateRowsStatement,
   upsertStatement,
   type Cell,
+  type GuardSettings,
 } from "./statements.js";
 import { UNCHANGED, type TargetChange, type Value } from "../plan/changes.js";
 import type { TargetTable } from "../plan/targetTable.js";
@@ -30,6 +39,8 @@ interface KeyedEntry {
   /** The row existed on the target before and was deleted in between: delete before writing it anew. */
   replaces: boolean;
   bytes: number;
+  /** The latest source commit time of the changes collapsed into this entry (undefined when none carried one). */
+  at: Date | undefined;
 }
 
 type KeylessChange = Extract<TargetChange, { kind: "insertRow" | "updateRow" | "deleteRow" }>;
@@ -54,6 +65,19 @@ function changedIndexes(values: readonly Value[]): number[] {
   return indexes;
 }
 
+/** The later of two commit times, either of which may be unknown. */
+function latest(a: Date | undefined, b: Date | undefined): Date | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return b.getTime() > a.getTime() ? b : a;
+}
+
+/** Rows of one keyed statement, with the commit time of each (used only when guarded). */
+interface KeyedRows {
+  rows: Cell[][];
+  at: (Date | undefined)[];
+}
+
 function cells(values: readonly Value[], indexes: readonly number[]): Cell[] {
   return indexes.map((i) => {
     const v = values[i];
@@ -61,7 +85,14 @@ function cells(values: readonly Value[], indexes: readonly number[]): Cell[] {
   });
 }
 
+export interface ChangeBufferOptions {
+  /** Conflict detection for the keyed statements (the static part of the pipeline's ConflictGuard). */
+  guard?: GuardSettings;
+}
+
 export class ChangeBuffer {
+  constructor(private readonly options: ChangeBufferOptions = {}) {}
+
   /** One buffer per edge's view of a target table: sources merged into one table write different columns. */
   private tables = new Map<TargetTable, TableBuffer>();
   /** Statements fixed by a barrier, in order, ahead of what `tables` still collects. */
@@ -94,13 +125,13 @@ export class ChangeBuffer {
   private collect(change: ApplyChange): void {
     switch (change.kind) {
       case "upsert":
-        this.upsert(change.table, change.values);
+        this.upsert(change.table, change.values, change.at);
         return;
       case "delete":
-        this.deleteKey(change.table, change.key);
+        this.deleteKey(change.table, change.key, change.at);
         return;
       case "rekey":
-        this.rekey(change.table, change.oldKey, change.values);
+        this.rekey(change.table, change.oldKey, change.values, change.at);
         return;
       case "insertRow":
       case "updateRow":
@@ -145,7 +176,7 @@ export class ChangeBuffer {
     return buffer;
   }
 
-  private upsert(table: TargetTable, values: Value[]): void {
+  private upsert(table: TargetTable, values: Value[], at: Date | undefined): void {
     const buffer = this.bufferFor(table);
     const key = cells(values, table.keyIndexes);
     const id = JSON.stringify(key);
@@ -157,22 +188,25 @@ export class ChangeBuffer {
       merged = values.map((v, i) => (v === UNCHANGED ? (earlier[i] ?? UNCHANGED) : v));
     }
     const replaces = previous !== undefined && (previous.replaces || previous.values === null);
-    this.put(buffer, id, { key, values: merged, replaces, bytes: valueBytes(merged) });
+    this.put(buffer, id, { key, values: merged, replaces, bytes: valueBytes(merged), at: latest(previous?.at, at) });
   }
 
-  private deleteKey(table: TargetTable, key: Cell[]): void {
-    this.put(this.bufferFor(table), JSON.stringify(key), { key, values: null, replaces: false, bytes: valueBytes(key) });
+  private deleteKey(table: TargetTable, key: Cell[], at: Date | undefined): void {
+    const buffer = this.bufferFor(table);
+    const id = JSON.stringify(key);
+    const previous = buffer.keyed.get(id);
+    this.put(buffer, id, { key, values: null, replaces: false, bytes: valueBytes(key), at: latest(previous?.at, at) });
   }
 
-  private rekey(table: TargetTable, oldKey: Cell[], values: Value[]): void {
+  private rekey(table: TargetTable, oldKey: Cell[], values: Value[], at: Date | undefined): void {
     const previous = this.tables.get(table)?.keyed.get(JSON.stringify(oldKey));
     if (previous?.values) {
       // The old row is in this buffer: its values fill the unchanged columns; a plain delete + upsert follows.
       const earlier = previous.values;
       const resolved = values.map((v, i) => (v === UNCHANGED ? (earlier[i] ?? UNCHANGED) : v));
       if (!resolved.includes(UNCHANGED)) {
-        this.deleteKey(table, oldKey);
-        this.upsert(table, resolved);
+        this.deleteKey(table, oldKey, at);
+        this.upsert(table, resolved, at);
         return;
       }
     }
@@ -216,31 +250,49 @@ export class ChangeBuffer {
 
   private keyedStatements(buffer: TableBuffer): Statement[] {
     const { table } = buffer;
-    const deletes: Cell[][] = [];
+    const deletes: KeyedRows = { rows: [], at: [] };
     // Upserts grouped by the set of columns they carry (unchanged TOAST columns left out).
-    const groups = new Map<string, { indexes: number[]; rows: Cell[][] }>();
+    const groups = new Map<string, KeyedRows & { indexes: number[] }>();
     for (const entry of buffer.keyed.values()) {
-      if (entry.values === null || entry.replaces) deletes.push(entry.key);
+      if (entry.values === null || entry.replaces) {
+        deletes.rows.push(entry.key);
+        deletes.at.push(entry.at);
+      }
       if (entry.values === null) continue;
       const indexes = changedIndexes(entry.values);
       const mask = indexes.join(",");
       let group = groups.get(mask);
       if (!group) {
-        group = { indexes, rows: [] };
+        group = { indexes, rows: [], at: [] };
         groups.set(mask, group);
       }
       group.rows.push(cells(entry.values, indexes));
+      group.at.push(entry.at);
     }
     const statements: Statement[] = [];
-    if (deletes.length > 0) statements.push(deleteStatement(table, deletes));
+    // A part written only in part carries its row back as updates: its deletes are not its to make.
+    if (deletes.rows.length > 0 && !table.updateOnly) statements.push(this.deleteStatement(table, deletes));
     for (const group of groups.values()) {
-      if (group.indexes.length === table.columns.length) statements.push(upsertStatement(table, group.indexes, group.rows));
-      else {
-        const update = updateRowsStatement(table, group.indexes, group.rows);
-        if (update) statements.push(update);
-      }
+      const update = group.indexes.length < table.columns.length || table.updateOnly === true;
+      const statement = update ? this.updateStatement(table, group.indexes, group) : this.upsertStatement(table, group.indexes, group);
+      if (statement) statements.push(statement);
     }
     return statements;
+  }
+
+  private deleteStatement(table: TargetTable, keys: KeyedRows): Statement {
+    const { guard } = this.options;
+    return guard ? guardedDeleteStatement(table, keys, guard) : deleteStatement(table, keys.rows);
+  }
+
+  private upsertStatement(table: TargetTable, indexes: readonly number[], rows: KeyedRows): Statement {
+    const { guard } = this.options;
+    return guard ? guardedUpsertStatement(table, indexes, rows, guard) : upsertStatement(table, indexes, rows.rows);
+  }
+
+  private updateStatement(table: TargetTable, indexes: readonly number[], rows: KeyedRows): Statement | null {
+    const { guard } = this.options;
+    return guard ? guardedUpdateRowsStatement(table, indexes, rows, guard) : updateRowsStatement(table, indexes, rows.rows);
   }
 }
 

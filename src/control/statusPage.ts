@@ -2,10 +2,12 @@
  * The built-in status page at `/`: rendered on the server from the same status as `GET /v1/status`,
  * then refreshed every few seconds by a little vanilla JS that fetches that endpoint. Each table has
  * a Resync button that POSTs to the resync endpoint with the admin token the operator types in (kept
- * in sessionStorage, so it lasts for the tab only). Text from the server is escaped, and the script
- * writes only through textContent.
+ * in sessionStorage, so it lasts for the tab only). A Conflicts section counts, since the process
+ * started, the rows both databases wrote between two syncs, per table and the side kept (a
+ * bidirectional pipeline's; `pgferry conflicts` lists them). Text from the server is escaped, and the
+ * script writes only through textContent.
  */
-import type { PipelineStatus, TableReport } from "./pipelineMonitor.js";
+import type { ConflictReport, PipelineStatus, TableReport } from "./pipelineMonitor.js";
 
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
@@ -50,6 +52,16 @@ function tableRow(t: TableReport): string {
   ].join("");
 }
 
+const NO_CONFLICTS = `<tr><td colspan="4" class="none">none</td></tr>`;
+
+function conflictRow(c: ConflictReport): string {
+  return `<tr>${cell(c.table, "name")}${cell(c.resolution)}${cell(c.kept, `kept kept-${c.kept}`)}${cell(c.count, "num")}</tr>`;
+}
+
+function conflictRows(status: PipelineStatus): string {
+  return status.conflicts.byTable.length === 0 ? NO_CONFLICTS : status.conflicts.byTable.map(conflictRow).join("\n");
+}
+
 function summary(status: PipelineStatus): string {
   const items: [string, string, string][] = [
     ["phase", "Phase", status.phase],
@@ -82,6 +94,8 @@ export function renderStatusPage(status: PipelineStatus, nonce: string): string 
   td.num { text-align: right; font-variant-numeric: tabular-nums; }
   .state-ready { color: #1a7f37; } .state-copying { color: #9a6700; } .state-errored { color: #cf222e; } .state-pending { color: #667; }
   td.error { color: #cf222e; max-width: 30rem; overflow-wrap: anywhere; }
+  h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; } h2 small { font-weight: normal; color: #667; }
+  .kept-local { color: #9a6700; } td.none { color: #667; }
   form { margin: 1.5rem 0 .5rem; }
   pre { background: #f4f5f8; padding: .6rem; min-height: 1.5rem; white-space: pre-wrap; }
 </style>
@@ -95,6 +109,13 @@ ${summary(status)}
 <thead><tr><th>Table</th><th>State</th><th>Rows copied</th><th>Estimated</th><th>%</th><th>Started</th><th>Finished</th><th>Error</th><th></th></tr></thead>
 <tbody id="tables">
 ${status.tables.map(tableRow).join("\n")}
+</tbody>
+</table>
+<h2>Conflicts <small>since <span id="conflicts-since">${escapeHtml(status.conflicts.since)}</span>: <span id="conflicts-total">${status.conflicts.total}</span></small></h2>
+<table>
+<thead><tr><th>Table</th><th>Resolution</th><th>Kept</th><th>Count</th></tr></thead>
+<tbody id="conflicts">
+${conflictRows(status)}
 </tbody>
 </table>
 <form id="token-form" autocomplete="off">
@@ -160,6 +181,21 @@ const CLIENT_SCRIPT = String.raw`"use strict";
       return tr;
     });
     document.getElementById("tables").replaceChildren(...rows);
+    set("conflicts-since", s.conflicts.since);
+    set("conflicts-total", String(s.conflicts.total));
+    const conflicts = s.conflicts.byTable.map((c) => {
+      const tr = document.createElement("tr");
+      tr.append(td(c.table, "name"), td(c.resolution), td(c.kept, "kept kept-" + c.kept), td(c.count, "num"));
+      return tr;
+    });
+    if (conflicts.length === 0) {
+      const none = td("none", "none");
+      none.colSpan = 4;
+      const tr = document.createElement("tr");
+      tr.append(none);
+      conflicts.push(tr);
+    }
+    document.getElementById("conflicts").replaceChildren(...conflicts);
     set("updated", new Date().toISOString());
   }
 

@@ -166,18 +166,20 @@ export async function checkPinnedSettings(db: pg.Pool, side: Side, problems: str
  * With a reverse pipeline, the apply session on `side` must tag its writes with its replication
  * origin, or the pipeline running the other way would carry them back (loop prevention). Both
  * functions need superuser or EXECUTE granted; the create is checked even when the origin exists.
+ * Pushes onto `problems` like the other checks, and returns it too (a fresh list when none is given).
  */
-export async function checkOriginPrivileges(db: pg.Pool, side: Side, problems: string[]): Promise<void> {
+export async function checkOriginPrivileges(db: pg.Pool, side: Side, problems: string[] = []): Promise<string[]> {
   const { rows } = await db.query<{ missing: string[]; role: string }>(
     `SELECT ARRAY(SELECT f FROM unnest($1::text[]) AS f WHERE NOT has_function_privilege(f, 'EXECUTE')) AS missing, quote_ident(current_user) AS role`,
     [["pg_replication_origin_create(text)", "pg_replication_origin_session_setup(text)"]],
   );
   const r = rows[0]!;
-  if (r.missing.length === 0) return;
+  if (r.missing.length === 0) return problems;
   problems.push(
     `${side}: the role lacks EXECUTE on ${r.missing.join(" and ")}, which the apply session needs to tag its writes with its replication origin ` +
       `so the pipeline running the other way does not replicate them back (as a superuser: ${originGrants(r.role)}; see docs/privileges.sql)`,
   );
+  return problems;
 }
 
 /** Every access check preflight runs, in one place (the problems come out in this order). */

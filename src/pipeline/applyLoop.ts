@@ -9,6 +9,7 @@
  * The target is an ApplyTarget: the PostgreSQL Applier in the daemon, an in-memory one in unit tests.
  */
 import { ChangeBuffer } from "../apply/changeBuffer.js";
+import type { GuardSettings } from "../apply/statements.js";
 import type { Checkpoint } from "../plan/changes.js";
 import type { ConflictCount } from "../apply/conflictGuard.js";
 import type { ChangeQueue } from "./changeQueue.js";
@@ -27,9 +28,10 @@ export interface ApplyTarget {
   /**
    * Writes `checkpoint` inside the open transaction (opening one if none is open) and commits it:
    * data and checkpoint become durable together. Resolves only once COMMIT has returned; the loop
-   * acknowledges nothing before (docs/design.md, rule 2).
+   * acknowledges nothing before (docs/design.md, rule 2). Resolves with the conflicts the
+   * transaction's guarded statements met, when the target judges any (a bidirectional pipeline).
    */
-  commit(checkpoint: Checkpoint): Promise<void>;
+  commit(checkpoint: Checkpoint): Promise<ConflictCount[] | void>;
   /** Abandons the open transaction, if any: nothing of it is durable. */
   rollback(): Promise<void>;
 }
@@ -62,13 +64,15 @@ export interface ApplyLoopOptions {
    * in order (after a unique violation that batching may have caused; see ChangeBuffer.ordered).
    */
   orderedThrough?: bigint;
+  /** Conflict detection: keyed changes become guarded statements (the target's Applier holds the same guard). */
+  guard?: GuardSettings;
 }
 
 /** Source changes mapped together (one evaluation query per edge for SQL transforms). */
 const TRANSFORM_RUN = 2000;
 
 export class ApplyLoop {
-  private readonly buffer = new ChangeBuffer();
+  private readonly buffer: ChangeBuffer;
   private pending: (SourceChange | SourceTruncate | OrderedStatements)[] = [];
   /** Callbacks of ordered statements in the open target transaction, run after its COMMIT. */
   private afterCommit: (() => void)[] = [];
@@ -84,7 +88,9 @@ export class ApplyLoop {
   /** Commit LSN of the last source transaction committed to the target. */
   private committedLsn = 0n;
 
-  constructor(private readonly options: ApplyLoopOptions) {}
+  constructor(private readonly options: ApplyLoopOptions) {
+    this.buffer = new ChangeBuffer({ guard: options.guard });
+  }
 
   /**
    * Target work (statements, then the commit) runs behind the loop: while the target executes one
@@ -204,10 +210,10 @@ export class ApplyLoop {
     const { target } = this.options;
     await this.behind(async () => {
       await target.execute(statements);
-      await target.commit(checkpoint);
+      const conflicts = await target.commit(checkpoint);
       this.committedLsn = checkpoint.commitLsn;
       // Acknowledged to the source only now, after the target COMMIT (docs/design.md, rule 2).
-      this.options.onCommitted({ ...batch, seconds: (performance.now() - startedAt) / 1000 });
+      this.options.onCommitted({ ...batch, seconds: (performance.now() - startedAt) / 1000, ...(conflicts && conflicts.length > 0 ? { conflicts } : {}) });
       for (const callback of callbacks) callback();
     });
   }

@@ -11,7 +11,9 @@
  *   (up to `apply.retry.maxAttempts` in a row, while the operator fixes the target) or `stop`.
  * - `privilege`: pgferry's role lacks a grant (42501). Stops, with the missing GRANT in the hint:
  *   retrying would fail the same way, and a start after the grant resumes from the checkpoint.
- * - `fatal`: everything else (config, a broken mapping, protocol, state, a bug). Stops.
+ * - `fatal`: everything else (config, a broken mapping, protocol, state, a bug). Stops. So does a
+ *   write conflict under resolution `stop` (kind `conflict`): retrying would meet it again; the
+ *   operator settles the row first.
  *
  * Nothing is ever skipped: whatever the class, the failed attempt rolls back and the changes stay in
  * the slot.
@@ -98,6 +100,8 @@ export interface Classification {
   orderedRetry?: boolean;
 }
 
+const CONFLICT_HINT = "inspect it with `pgferry conflicts`, fix the row on one side so both sides agree, then start pgferry again (it resumes from its checkpoint)";
+
 /** Constraint violations that source order can resolve (a value moved from one row to another). */
 const ORDER_SENSITIVE_SQLSTATES = new Set(["23505", "23P01"]);
 
@@ -127,6 +131,9 @@ export function classify(error: unknown, context: ClassifyContext = {}): Classif
         if (ORDER_SENSITIVE_SQLSTATES.has(codeOf(error.cause) ?? "")) rejected.orderedRetry = true;
         return rejected;
       }
+      case "conflict":
+        // Not retried: the same batch meets the same row until an operator settles it.
+        return verdict("fatal", "conflict", "write conflict (conflicts: stop)", { hint: error.hint ?? CONFLICT_HINT });
       case "mapping": {
         // The mapping's SQL runs on the source: a function or table it may not use there.
         const found = matchRule(error.cause);

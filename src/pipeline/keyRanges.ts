@@ -1,9 +1,10 @@
 /**
  * Keys drawn from sequences while both sides insert (docs/reverse.md, "Inserts on both sides"). The
- * old project keeps its sequences; the new project's key sequences (serial and identity columns of
- * the tables the reverse reads) are moved into the upper half of their type's range, at or above
- * KEY_RANGE_START, so a row inserted on either side never takes a key the other side has used or
- * will use. pgferry moves them once, when the reverse pipeline starts (never backwards), and preflight
+ * old project keeps its sequences; the new project's sequences that feed an old key (serial and
+ * identity keys of moved tables, and the sequence behind a column a derived key is kept in, such as a
+ * legacy id with `DEFAULT nextval(...)`) are moved into the upper half of the old key type's range,
+ * at or above KEY_RANGE_START, so a row inserted on either side never takes a key the other side has
+ * used or will use. pgferry moves them once, when the reverse pipeline starts (never backwards), and preflight
  * refuses to start the reverse when an old-side key sequence has already reached that range.
  * uuid keys and keys derived by SQL need nothing.
  */
@@ -41,28 +42,43 @@ async function keySequences(pool: pg.Pool, columns: readonly { table: string; co
      WHERE s.seq IS NOT NULL`,
     [columns.map((c) => c.table), columns.map((c) => c.column)],
   );
-  return rows.flatMap((r) => {
-    const start = KEY_RANGE_START[r.type];
-    return start === undefined ? [] : [{ table: r.table, column: r.column, sequence: r.sequence, next: BigInt(r.next), start }];
-  });
+  // A sequence feeding a text column (a legacy id kept as text) has no range of its own: the caller gives it the old key's.
+  return rows.map((r) => ({ table: r.table, column: r.column, sequence: r.sequence, next: BigInt(r.next), start: KEY_RANGE_START[r.type] ?? 0n }));
 }
 
-/** The reverse plans' key columns: on the new side (each plan's source key), and on the old side (each edge's target key). */
-function keyColumns(plans: readonly TablePlan[]): { fresh: { table: string; column: string }[]; old: { table: string; column: string }[] } {
-  const fresh = plans.flatMap((plan) => (plan.source.identityKey ?? []).map((column) => ({ table: plan.id, column })));
-  const old = new Map<string, { table: string; column: string }>();
+/**
+ * Each old key column the reverse writes, with the new-side column its value comes from: the same key
+ * for a moved table (`id` → `id`), or the column a derived key is kept in (`id ← legacy_id::int`).
+ * The range is that of the OLD column's type, which both sides' keys must fit.
+ */
+interface KeyFeed {
+  old: { table: string; column: string };
+  fresh: { table: string; column: string };
+  type: string;
+}
+
+function keyFeeds(plans: readonly TablePlan[]): KeyFeed[] {
+  const feeds: KeyFeed[] = [];
   for (const plan of plans) {
     for (const edge of plan.edges) {
-      for (const k of edge.table.keyIndexes) old.set(`${edge.table.id}.${edge.table.columns[k]!.name}`, { table: edge.table.id, column: edge.table.columns[k]!.name });
+      for (const k of edge.table.keyIndexes) {
+        const origin = edge.origins[k]!;
+        const from = origin.kind === "column" ? origin.column : origin.kind === "sql" && origin.refs.length === 1 ? origin.refs[0]! : undefined;
+        if (from === undefined) continue;
+        const column = edge.table.columns[k]!;
+        feeds.push({ old: { table: edge.table.id, column: column.name }, fresh: { table: plan.id, column: from }, type: column.type });
+      }
     }
   }
-  return { fresh, old: [...old.values()] };
+  return feeds;
 }
 
 /** Preflight of the reverse: an old-side key sequence that has reached the new side's range would collide. */
 export async function checkKeyRanges(oldDb: pg.Pool, reversePlans: readonly TablePlan[], problems: string[]): Promise<void> {
-  for (const s of await keySequences(oldDb, keyColumns(reversePlans).old)) {
-    if (s.next >= s.start) {
+  const feeds = keyFeeds(reversePlans);
+  const old = [...new Map(feeds.map((f) => [`${f.old.table}.${f.old.column}`, f.old])).values()];
+  for (const s of await keySequences(oldDb, old)) {
+    if (s.start > 0n && s.next >= s.start) {
       problems.push(
         `reverse: the old project's sequence ${s.sequence} (${s.table}.${s.column}) is at ${s.next}, inside the range the new project's keys take from ${s.start}; ` +
           "rows inserted on both sides could collide: renumber the old keys below it or give the new side's sequences another range by hand (docs/reverse.md)",
@@ -73,9 +89,15 @@ export async function checkKeyRanges(oldDb: pg.Pool, reversePlans: readonly Tabl
 
 /** Moves every new-side key sequence to the start of its range when it is below it; never backwards. */
 export async function raiseNewSideSequences(newDb: pg.Pool, reversePlans: readonly TablePlan[], log: Logger): Promise<void> {
-  for (const s of await keySequences(newDb, keyColumns(reversePlans).fresh)) {
-    if (s.next >= s.start) continue;
-    await newDb.query("SELECT setval($1::regclass, $2::bigint, false)", [s.sequence, s.start.toString()]);
-    log.info({ sequence: s.sequence, from: s.next.toString(), to: s.start.toString() }, "new-side key sequence moved into its own range (inserts on both sides cannot collide)");
+  const feeds = keyFeeds(reversePlans);
+  const fresh = [...new Map(feeds.map((f) => [`${f.fresh.table}.${f.fresh.column}`, f])).values()];
+  const found = await keySequences(newDb, fresh.map((f) => f.fresh));
+  for (const s of found) {
+    // The range of the old column the value lands in (a text legacy_id feeding an integer key: integer's).
+    const feed = fresh.find((f) => f.fresh.table === s.table && f.fresh.column === s.column)!;
+    const start = KEY_RANGE_START[feed.type] ?? s.start;
+    if (start === 0n || s.next >= start) continue;
+    await newDb.query("SELECT setval($1::regclass, $2::bigint, false)", [s.sequence, start.toString()]);
+    log.info({ sequence: s.sequence, from: s.next.toString(), to: start.toString() }, "new-side key sequence moved into its own range (inserts on both sides cannot collide)");
   }
 }

@@ -251,6 +251,7 @@ export class Pipeline {
         onStreaming: () => this.observer.phase?.("streaming"),
         onCommitted: (batch) => this.observer.batchApplied?.(batch),
         onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
+        onOriginFiltered: (origin, changes) => this.observer.originFiltered?.(origin, changes),
       }));
       await session.run(signal);
     } finally {

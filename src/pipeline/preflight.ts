@@ -11,7 +11,7 @@ import { loadHooks } from "../transform/codeHook.js";
 import { compileReversePlan, loadPlan } from "../plan/loadPlan.js";
 import type { TablePlan } from "../plan/plan.js";
 import { snapshotSelect } from "../plan/snapshotSql.js";
-import { checkAccess } from "./accessChecks.js";
+import { checkAccess, checkOriginPrivileges } from "./accessChecks.js";
 import { findPoolers } from "./poolerCheck.js";
 import { checkTargetHazards } from "./targetHazards.js";
 import { checkKeyRanges } from "./keyRanges.js";

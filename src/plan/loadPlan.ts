@@ -1,10 +1,12 @@
 /**
  * The one way to a plan: describe the mapped tables in both catalogs (in parallel), then compile
- * the mapping against them. Preflight, `pgferry plan` and `pgferry verify` all start here; problems
- * are returned, not thrown, for each caller to report its own way.
+ * the mapping against them. Preflight, `pgferry plan` and `pgferry verify` all start here (the reverse
+ * pipeline too, through compileReversePlan); problems are returned, not thrown, for each caller to
+ * report its own way.
  */
 import { describeTables, type CatalogTable, type Queryable } from "../catalog/tableCatalog.js";
 import type { TableMapping } from "../config/index.js";
+import { compileInverseMappings, invertMappings, type ReverseMapping } from "./inverseMapping.js";
 import { compileMapping, type CompileInput } from "./mappingCompiler.js";
 import type { TablePlan } from "./plan.js";
 
@@ -27,4 +29,38 @@ export async function loadPlan(
   ]);
   const { plans, problems } = compileMapping({ mappings: options.mappings, sourceTables, targetTables, snapshotFormat: options.snapshotFormat });
   return { plans, problems, sourceTables, targetTables };
+}
+
+export interface ReversePlan {
+  /** The inverse plan: source = the new database, target = the old one; each edge's index is its forward entry's. */
+  plans: TablePlan[];
+  /** The forward mapping's problems when it does not compile; otherwise the inverse's, as `tables[i].reverse...`. */
+  problems: string[];
+  /** Forward-only entries, update-only parts, merges routed back by their constants, shared columns. */
+  notes: string[];
+  mappings: ReverseMapping[];
+}
+
+/**
+ * The reverse pipeline's plan (docs/reverse.md): the forward plan compiled as loadPlan does, inverted,
+ * and compiled again with the catalogs swapped (the forward's target tables are the reverse's sources).
+ * An inverse of a forward mapping that does not compile would only repeat its problems: those are returned.
+ */
+export async function compileReversePlan(
+  options: { mappings: readonly TableMapping[]; snapshotFormat?: CompileInput["snapshotFormat"] },
+  databases: { old: Queryable; new: Queryable },
+): Promise<ReversePlan> {
+  const snapshotFormat = options.snapshotFormat ?? "auto";
+  const forward = await loadPlan({ mappings: options.mappings, snapshotFormat }, databases.old, databases.new);
+  if (forward.problems.length > 0) return { plans: [], problems: forward.problems, notes: [], mappings: [] };
+  const inverse = invertMappings(forward.plans, options.mappings);
+  const { plans, problems } = compileInverseMappings({
+    mappings: inverse.mappings,
+    sourceTables: forward.targetTables,
+    targetTables: forward.sourceTables,
+    snapshotFormat,
+  });
+  // Grouped by forward entry, in file order, whichever step found them.
+  const entry = (problem: string) => Number(/^tables\[(\d+)\]/.exec(problem)?.[1] ?? -1);
+  return { plans, problems: [...inverse.problems, ...problems].sort((a, b) => entry(a) - entry(b)), notes: inverse.notes, mappings: inverse.mappings };
 }

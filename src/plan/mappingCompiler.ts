@@ -2,7 +2,8 @@
  * Compiles the `tables` section against both live catalogs into the plan. Every problem is
  * collected (not thrown one by one) so the operator sees them all, each naming its `tables[i]` key:
  * unknown tables and columns, incompatible types, target keys that cannot be derived from the source
- * key, merged sources whose keys could collide or that cannot be told apart.
+ * key, merged sources whose keys could collide or that cannot be told apart. The reverse pipeline's
+ * plan is compiled here too, from the inverse entries of inverseMapping.ts (`inverse: true`).
  */
 import type { CatalogColumn, CatalogGeneratedColumn, CatalogTable } from "../catalog/tableCatalog.js";
 import type { TableMapping } from "../config/index.js";
@@ -10,11 +11,24 @@ import type { TargetColumn } from "./targetTable.js";
 import type { ColumnOrigin, EdgePlan, TablePlan } from "./plan.js";
 import { referencedColumns } from "./sqlRefs.js";
 
+/** An entry to compile: a config entry, or one the inverse of a forward plan generated (inverseMapping.ts). */
+export type CompiledMapping = TableMapping & {
+  /** The entry writes only part of the target's required columns: it updates existing rows and skips that check. */
+  updateOnly?: boolean;
+};
+
 export interface CompileInput {
-  mappings: readonly TableMapping[];
+  mappings: readonly CompiledMapping[];
   sourceTables: ReadonlyMap<string, CatalogTable | null>;
   targetTables: ReadonlyMap<string, CatalogTable | null>;
   snapshotFormat: "auto" | "binary" | "text";
+  /**
+   * The mappings are the inverse of a forward plan (new → old). Then entries sharing a target are the
+   * parts of one forward split, writing the same rows, so they need no discriminator and share the
+   * key; an automatic conversion is accepted backwards (text into the enum or char it came from); and
+   * a key computed from other columns than the source key (an old id kept in a column) is accepted.
+   */
+  inverse?: boolean;
 }
 
 const JSON_TYPES = new Set(["json", "jsonb"]);
@@ -33,7 +47,7 @@ function typesCompatible(source: CatalogColumn, target: CatalogColumn): boolean 
 }
 
 interface EdgeDraft {
-  mapping: TableMapping;
+  mapping: CompiledMapping;
   index: number;
   source: CatalogTable;
   target: CatalogTable;
@@ -55,7 +69,7 @@ class Compiler {
       if (draft) drafts.push(draft);
     });
     const edges = drafts.map((d) => this.edge(d));
-    this.checkMerges(drafts, edges);
+    if (!this.input.inverse) this.checkMerges(drafts, edges);
 
     const plans = new Map<string, TablePlan>();
     drafts.forEach((draft, i) => {
@@ -70,7 +84,7 @@ class Compiler {
     return [...plans.values()];
   }
 
-  private draft(mapping: TableMapping, index: number, refused: Set<string>): EdgeDraft | null {
+  private draft(mapping: CompiledMapping, index: number, refused: Set<string>): EdgeDraft | null {
     const where = `tables[${index}]`;
     const source = this.input.sourceTables.get(mapping.from);
     const target = this.input.targetTables.get(mapping.to);
@@ -119,7 +133,7 @@ class Compiler {
           columns.push({ column, origin: this.generatedOrigin(generated, sourceNames) });
         } else if (!sourceColumn) {
           this.problems.push(`${where}.columns.${name}: source table ${mapping.from} has no column ${from}`);
-        } else if (!typesCompatible(sourceColumn, column)) {
+        } else if (!this.compatible(sourceColumn, column)) {
           this.problems.push(`${where}.columns.${name}: ${mapping.from}.${from} is ${sourceColumn.type} but ${mapping.to}.${name} is ${column.type}; convert it with { sql: "${from}::${column.type}" }`);
         } else {
           renamed.add(from);
@@ -148,7 +162,7 @@ class Compiler {
           );
         } else if (!column) {
           this.problems.push(`${where}: target table ${mapping.to} has no column ${sourceColumn.name} (source ${mapping.from}.${sourceColumn.name}); map it in columns or list it in exclude`);
-        } else if (!typesCompatible(sourceColumn, column)) {
+        } else if (!this.compatible(sourceColumn, column)) {
           this.problems.push(`${where}: column ${sourceColumn.name} is ${sourceColumn.type} in ${mapping.from} but ${column.type} in ${mapping.to}`);
         } else {
           columns.push({ column, origin: { kind: "column", column: sourceColumn.name } });
@@ -169,7 +183,8 @@ class Compiler {
     if (columns.length === 0 && this.problems.length === problemsBefore) {
       this.problems.push(`${where}: no column of ${mapping.to} is mapped`);
     }
-    for (const column of target.columns) {
+    // An update-only entry never inserts, so what an insert needs is not its concern.
+    for (const column of mapping.updateOnly ? [] : target.columns) {
       if (column.notNull && !column.hasDefault && !columns.some((c) => c.column.name === column.name)) {
         this.problems.push(`${where}: target column ${mapping.to}.${column.name} is NOT NULL without a default and nothing maps to it`);
       }
@@ -178,6 +193,15 @@ class Compiler {
       this.problems.push(`${where}.where: a filter is one SQL predicate, without ';'`);
     }
     return this.problems.length === problemsBefore ? { mapping, index, source, target, columns } : null;
+  }
+
+  /**
+   * A value printed by the source type is parsed by the target type. Backwards (inverse), a value that
+   * went forward by an automatic conversion returns into the type it came from; one the old type
+   * refuses (an enum label made on the new side) fails its batch, named, and nothing is skipped.
+   */
+  private compatible(source: CatalogColumn, target: CatalogColumn): boolean {
+    return typesCompatible(source, target) || (this.input.inverse === true && typesCompatible(target, source));
   }
 
   /**
@@ -209,12 +233,15 @@ class Compiler {
     if (sourceKey.length > 0) {
       // The primary key is also among the unique keys: each key once, the primary key first.
       const candidates = [...new Map([target.primaryKey, ...target.uniqueKeys].filter((k): k is string[] => k !== null).map((k) => [k.join("\u0000"), k])).values()];
-      const usable = candidates.find((key) =>
+      const mappedBy = (key: string[], accept: (origin: DraftOrigin) => boolean) =>
         key.every((name) => {
           const mapped = columns.find((c) => c.column.name === name);
-          return mapped !== undefined && derivable(mapped.origin);
-        }),
-      );
+          return mapped !== undefined && accept(mapped.origin);
+        });
+      // The inverse may find an old row by an id the new row keeps in another column (legacy_id): the
+      // new row carries it on inserts and updates; docs/reverse.md says what that means for deletes.
+      const usable =
+        candidates.find((key) => mappedBy(key, derivable)) ?? (this.input.inverse ? candidates.find((key) => mappedBy(key, () => true)) : undefined);
       if (usable) {
         keyIndexes = usable.map((name) => columns.findIndex((c) => c.column.name === name));
       } else {
@@ -249,7 +276,10 @@ class Compiler {
     const tableColumns: TargetColumn[] = columns.map(({ column }) => ({ name: column.name, type: column.type, castType: column.castType }));
     return {
       index,
-      table: { id: `${target.schema}.${target.name}`, schema: target.schema, name: target.name, columns: tableColumns, keyIndexes },
+      table: {
+        id: `${target.schema}.${target.name}`, schema: target.schema, name: target.name, columns: tableColumns, keyIndexes,
+        ...(mapping.updateOnly ? { updateOnly: true } : {}),
+      },
       origins: columns.map(({ origin }) => ({ ...origin, input: -1 }) as ColumnOrigin),
       filter,
       hook: mapping.hook ?? null,

@@ -20,4 +20,10 @@ export interface TargetTable {
    * FULL without a key), whose changes are applied one by one in order.
    */
   keyIndexes: readonly number[];
+  /**
+   * Only existing rows are updated: the edge does not write every column the table needs for an
+   * insert (one part of a split, carried back by the reverse; docs/reverse.md), so a change that
+   * would insert a row updates it if it is there, and deletes are not applied.
+   */
+  updateOnly?: boolean;
 }

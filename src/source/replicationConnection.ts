@@ -33,8 +33,9 @@ export interface StreamOptions {
   messages: boolean;
   /**
    * Loop prevention: on PostgreSQL 16+ ask pgoutput for `origin 'none'`, so the server leaves out
-   * every transaction that carries a replication origin (all of them, not only pgferry's). Older
-   * servers know no such option; there the reader's own filter (StreamReader `ignoreOrigins`) does it.
+   * every transaction that carries a replication origin (all of them, not only pgferry's: asked only
+   * when the source has no other origin). Otherwise, and on older servers, the reader's own filter
+   * (StreamReader `ignoreOrigins`) does it.
    */
   skipOriginated?: boolean;
 }
@@ -100,7 +101,10 @@ export class ReplicationConnection {
     let pluginOptions: string[];
     try {
       // Asked before the copy starts: once streaming, the connection takes no query.
-      pluginOptions = pgoutputOptions(options, options.skipOriginated ? await this.serverVersionNum() : 0);
+      // `origin 'none'` drops every origin's transactions: only asked for when pgferry's are the only
+      // origins on the source (a source that is itself a subscriber keeps the reader's own filter).
+      const ask = options.skipOriginated === true && (await this.onlyPgferryOrigins());
+      pluginOptions = pgoutputOptions(options, ask ? await this.serverVersionNum() : 0);
     } catch (error) {
       this.streaming = false;
       throw error;
@@ -140,6 +144,12 @@ export class ReplicationConnection {
   }
 
   /** The server's version as server_version_num (`SHOW` is a walsender command as well). */
+  /** Whether every replication origin defined on the server is one of pgferry's (`pgferry_<slot>`). */
+  private async onlyPgferryOrigins(): Promise<boolean> {
+    const result = await this.client.query<{ n: string }>("SELECT count(*) AS n FROM pg_replication_origin WHERE roname NOT LIKE 'pgferry\\_%'");
+    return Number(result.rows[0]?.n) === 0;
+  }
+
   async serverVersionNum(): Promise<number> {
     const result = await this.client.query<{ server_version_num: string }>("SHOW server_version_num");
     const version = Number(result.rows[0]?.server_version_num);

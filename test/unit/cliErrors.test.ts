@@ -236,7 +236,7 @@ describe("arguments are validated before anything is read (exit 2, usage line)",
   }
 
   it.each([
-    [["plan", "--bogus"], "pgferry plan: unknown option --bogus\nusage: pgferry plan [--config pgferry.yaml] [--ddl | --check]\n"],
+    [["plan", "--bogus"], "pgferry plan: unknown option --bogus\nusage: pgferry plan [--config pgferry.yaml] [--ddl | --check] [--reverse]\n"],
     [["plan", "--chek"], "pgferry plan: unknown option --chek (did you mean --check?)\n"],
     [["plan", "--config"], "pgferry plan: option --config needs a value\n"],
     [["plan", "--ddl", "--check"], "pgferry plan: --ddl and --check exclude each other: --ddl prints target DDL, --check runs the full preflight\n"],
@@ -248,7 +248,8 @@ describe("arguments are validated before anything is read (exit 2, usage line)",
     [["slot", "create"], "pgferry slot: unknown subcommand 'create' (slot has one: drop)\n"],
     [["slot", "drop", "now"], "pgferry slot: unexpected argument 'now'\n"],
     [["resync"], "pgferry resync: missing the table to resync (schema.table)\n"],
-    [["run", "-x"], "pgferry run: unknown option -x\nusage: pgferry run [--config pgferry.yaml]\n"],
+    [["run", "-x"], "pgferry run: unknown option -x\nusage: pgferry run [--config pgferry.yaml] [--direction forward|reverse|both]\n"],
+    [["run", "--direction", "sideways"], "pgferry run: --direction must be forward, reverse or both, not 'sideways'\n"],
     [["stauts"], "pgferry: unknown command 'stauts' (did you mean status?)\n"],
   ])("%j", async (argv, expected) => {
     const { code, stderr } = await cli(...argv);

@@ -103,11 +103,14 @@ describe("dashboard and alert rules", () => {
       }
     }
     expect(missing).toEqual([]);
+    // Conflicts have a panel and an alert of their own, not only a mention.
+    expect(dashboardExpressions().filter((e) => e.expr.includes("pgferry_conflicts_total")).map((e) => e.where)).toEqual(['panel "Conflicts per second, by table, direction and side kept"']);
+    expect(alertExpressions().filter((e) => e.expr.includes("pgferry_conflicts_total")).map((e) => e.where)).toEqual(["alert PgferryConflicts"]);
     // What the dashboard and alerts exist for is all there.
     for (const name of [
       "pgferry_replication_lag_bytes", "pgferry_replication_lag_seconds", "pgferry_applied_changes_total", "pgferry_apply_batch_seconds_bucket",
       "pgferry_snapshot_rows_total", "pgferry_snapshot_rows_estimated", "pgferry_table_state", "pgferry_resync_in_progress",
-      "pgferry_errors_total", "pgferry_slot_retained_wal_bytes", "pgferry_pipeline_phase", "up",
+      "pgferry_errors_total", "pgferry_slot_retained_wal_bytes", "pgferry_pipeline_phase", "pgferry_conflicts_total", "up",
     ]) {
       expect(used, name).toContain(name);
     }

@@ -114,6 +114,7 @@ const change = (p: TablePlan, op: SourceChange["op"], old: SourceChange["old"], 
   old,
   oldIsFullRow,
   new: new_,
+  commitTime: COMMIT_TIME,
 });
 const commit = (commitLsn: bigint, endLsn: bigint): SourceCommit => ({ type: "commit", commitLsn, endLsn, commitTime: COMMIT_TIME });
 
