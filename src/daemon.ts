@@ -8,7 +8,9 @@ import type { Logger } from "pino";
 import type { Config } from "./config/index.js";
 import { directionConfig, originName, oppositeOf, type Direction } from "./config/directions.js";
 import { ResyncEngine } from "./pipeline/resync/resyncEngine.js";
-import { Pipeline, type PipelineObserver, type PipelineSettings } from "./pipeline/pipeline.js";
+import { Pipeline, type PipelineObserver, type PipelineOptions, type PipelineSettings } from "./pipeline/pipeline.js";
+import { oppositeGuard } from "./pipeline/oppositeGuard.js";
+import { ConflictLog } from "./state/conflictLog.js";
 import { endpoints, type Endpoint } from "./sql/endpoint.js";
 import { postgresStores, type StateStores } from "./state/postgresStores.js";
 import type pg from "pg";
@@ -83,9 +85,11 @@ export function createPipeline(
   parts: { log: Logger; observer?: PipelineObserver; resyncs?: ResyncEngine },
   direction: Direction = "forward",
 ): Pipeline {
+  const view = directionConfig(config, direction);
   return new Pipeline({
-    config: directionConfig(config, direction),
+    config: view,
     original: config,
+    bidirectional: bidirectionalParts(config, direction, wiring),
     settings: pipelineSettings(config, direction),
     source: wiring.source,
     target: wiring.target,
@@ -95,6 +99,30 @@ export function createPipeline(
     observer: parts.observer,
     resyncs: parts.resyncs,
   });
+}
+
+/**
+ * Both directions configured: this direction judges each keyed change against the destination's own
+ * writes (conflicts, recorded in its state) and records its progress for the other direction's judge.
+ */
+function bidirectionalParts(config: Config, direction: Direction, wiring: Wiring): PipelineOptions["bidirectional"] {
+  const opposite = oppositeOf(config, direction);
+  if (!opposite || !config.reverse) return undefined;
+  const view = directionConfig(config, direction);
+  const own = new ConflictLog({ pool: wiring.pools.target, schema: view.target.stateSchema });
+  return {
+    guard: oppositeGuard({
+      direction,
+      resolution: config.reverse.conflicts,
+      pipeline: view.source.slot,
+      stateSchema: view.target.stateSchema,
+      opposite,
+      source: wiring.pools.source,
+    }),
+    recordProgress: async (client, checkpoint) => {
+      if (checkpoint.commitTime) await own.recordProgress(client, view.source.slot, checkpoint.commitTime);
+    },
+  };
 }
 
 /** A pipeline wired, run until `signal` aborts (or it fails), and unwired: for callers that own no other part. */

@@ -141,6 +141,8 @@ export class Applier {
   async execute(statements: readonly Statement[]): Promise<void> {
     await this.begin();
     for (const statement of statements) {
+      // An unrouted change's record is no guarded statement, but its conflict counts all the same.
+      if (statement.recordsConflicts) this.guarded = true;
       // Outside the try: a failure to read the progress is not the target refusing the statement.
       const values = statement.guard ? [...statement.values, ...(await this.guardValues())] : statement.values;
       let result: pg.QueryResult;

@@ -7,17 +7,24 @@
  * unchanged TOAST columns, a TRUNCATE), are barriers: everything before them becomes statements first.
  *
  * With a guard (a pipeline whose target takes writes of its own, apply/conflictGuard.ts), the keyed
- * statements are the guarded variants: each entry keeps the latest source commit time of the changes
- * collapsed into it, and the statement judges conflicts with the target's own writes as it applies.
- * Barriers and keyless tables stay unguarded.
+ * statements are the guarded variants (guardedStatements.ts): each entry keeps the latest source
+ * commit time of the changes collapsed into it, and whether it inserts its row, and the statement
+ * judges conflicts with the target's own writes as it applies. Barriers and keyless tables stay
+ * unguarded. Changes routed nowhere (`unrouted`) are recorded as conflicts, in one statement per
+ * flush; without a guard (forward only, where no edge routes) they have nothing to be recorded in.
  */
+import {
+  guardedDeleteStatement,
+  guardedUpdateRowsStatement,
+  guardedUpsertStatement,
+  unroutedStatement,
+  type GuardSettings,
+  type UnroutedRecord,
+} from "./guardedStatements.js";
 import {
   deleteOwnedStatement,
   deleteRowStatement,
   deleteStatement,
-  guardedDeleteStatement,
-  guardedUpdateRowsStatement,
-  guardedUpsertStatement,
   insertRowsStatement,
   rekeyStatement,
   truncateStatement,
@@ -25,7 +32,6 @@ import {
   updateRowsStatement,
   upsertStatement,
   type Cell,
-  type GuardSettings,
 } from "./statements.js";
 import { UNCHANGED, type TargetChange, type Value } from "../plan/changes.js";
 import type { TargetTable } from "../plan/targetTable.js";
@@ -41,6 +47,12 @@ interface KeyedEntry {
   bytes: number;
   /** The latest source commit time of the changes collapsed into this entry (undefined when none carried one). */
   at: Date | undefined;
+  /**
+   * The entry puts its row on the target: the first change collapsed into it inserted the row
+   * (TargetChange `inserted`), or it follows a delete of the key in this batch. Otherwise a guarded
+   * upsert does not bring back a row the target no longer has.
+   */
+  inserted: boolean;
 }
 
 type KeylessChange = Extract<TargetChange, { kind: "insertRow" | "updateRow" | "deleteRow" }>;
@@ -72,10 +84,11 @@ function latest(a: Date | undefined, b: Date | undefined): Date | undefined {
   return b.getTime() > a.getTime() ? b : a;
 }
 
-/** Rows of one keyed statement, with the commit time of each (used only when guarded). */
+/** Rows of one keyed statement, with the commit time of each and whether it inserts its row (used only when guarded). */
 interface KeyedRows {
   rows: Cell[][];
   at: (Date | undefined)[];
+  inserted: boolean[];
 }
 
 function cells(values: readonly Value[], indexes: readonly number[]): Cell[] {
@@ -97,6 +110,8 @@ export class ChangeBuffer {
   private tables = new Map<TargetTable, TableBuffer>();
   /** Statements fixed by a barrier, in order, ahead of what `tables` still collects. */
   private ready: Statement[] = [];
+  /** Unrouted changes to record (guarded only), written with the next flush. */
+  private unrouted: UnroutedRecord[] = [];
   private entries = 0;
   private heldBytes = 0;
 
@@ -125,7 +140,7 @@ export class ChangeBuffer {
   private collect(change: ApplyChange): void {
     switch (change.kind) {
       case "upsert":
-        this.upsert(change.table, change.values, change.at);
+        this.upsert(change.table, change.values, change.at, change.inserted === true);
         return;
       case "delete":
         this.deleteKey(change.table, change.key, change.at);
@@ -144,6 +159,13 @@ export class ChangeBuffer {
       }
       case "statement":
         this.barrier(change.statement);
+        return;
+      case "unrouted":
+        // Not a barrier: a record in the conflict log depends on no row, so the batch collapses around it.
+        if (!this.options.guard) return;
+        this.unrouted.push({ table: change.table, keyColumns: change.keyColumns, key: change.key, at: change.at });
+        this.entries += 1;
+        this.heldBytes += valueBytes(change.key);
         return;
       case "deleteOwned":
         // Other sources' pending rows in the same table stay; this source's ran before it, in order.
@@ -176,7 +198,7 @@ export class ChangeBuffer {
     return buffer;
   }
 
-  private upsert(table: TargetTable, values: Value[], at: Date | undefined): void {
+  private upsert(table: TargetTable, values: Value[], at: Date | undefined, inserted: boolean): void {
     const buffer = this.bufferFor(table);
     const key = cells(values, table.keyIndexes);
     const id = JSON.stringify(key);
@@ -188,14 +210,16 @@ export class ChangeBuffer {
       merged = values.map((v, i) => (v === UNCHANGED ? (earlier[i] ?? UNCHANGED) : v));
     }
     const replaces = previous !== undefined && (previous.replaces || previous.values === null);
-    this.put(buffer, id, { key, values: merged, replaces, bytes: valueBytes(merged), at: latest(previous?.at, at) });
+    // Decided by the first change of the row in the batch (later ones update what it wrote), or by a delete before.
+    const inserts = previous === undefined ? inserted : previous.values === null || previous.inserted;
+    this.put(buffer, id, { key, values: merged, replaces, bytes: valueBytes(merged), at: latest(previous?.at, at), inserted: inserts });
   }
 
   private deleteKey(table: TargetTable, key: Cell[], at: Date | undefined): void {
     const buffer = this.bufferFor(table);
     const id = JSON.stringify(key);
     const previous = buffer.keyed.get(id);
-    this.put(buffer, id, { key, values: null, replaces: false, bytes: valueBytes(key), at: latest(previous?.at, at) });
+    this.put(buffer, id, { key, values: null, replaces: false, bytes: valueBytes(key), at: latest(previous?.at, at), inserted: false });
   }
 
   private rekey(table: TargetTable, oldKey: Cell[], values: Value[], at: Date | undefined): void {
@@ -206,7 +230,7 @@ export class ChangeBuffer {
       const resolved = values.map((v, i) => (v === UNCHANGED ? (earlier[i] ?? UNCHANGED) : v));
       if (!resolved.includes(UNCHANGED)) {
         this.deleteKey(table, oldKey, at);
-        this.upsert(table, resolved, at);
+        this.upsert(table, resolved, at, true);
         return;
       }
     }
@@ -246,11 +270,13 @@ export class ChangeBuffer {
       if (buffer.keyless.length > 0) this.ready.push(...keylessStatements(buffer.table, buffer.keyless));
     }
     this.tables = new Map();
+    if (this.unrouted.length > 0 && this.options.guard) this.ready.push(unroutedStatement(this.unrouted, this.options.guard));
+    this.unrouted = [];
   }
 
   private keyedStatements(buffer: TableBuffer): Statement[] {
     const { table } = buffer;
-    const deletes: KeyedRows = { rows: [], at: [] };
+    const deletes: KeyedRows = { rows: [], at: [], inserted: [] };
     // Upserts grouped by the set of columns they carry (unchanged TOAST columns left out).
     const groups = new Map<string, KeyedRows & { indexes: number[] }>();
     for (const entry of buffer.keyed.values()) {
@@ -263,11 +289,12 @@ export class ChangeBuffer {
       const mask = indexes.join(",");
       let group = groups.get(mask);
       if (!group) {
-        group = { indexes, rows: [], at: [] };
+        group = { indexes, rows: [], at: [], inserted: [] };
         groups.set(mask, group);
       }
       group.rows.push(cells(entry.values, indexes));
       group.at.push(entry.at);
+      group.inserted.push(entry.inserted);
     }
     const statements: Statement[] = [];
     // A part written only in part carries its row back as updates: its deletes are not its to make.

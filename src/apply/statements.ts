@@ -3,14 +3,16 @@
  * column (`unnest(string_to_array($1, ...), ...)`, see unnestRows), cast to the target column's type inside PostgreSQL, so
  * values never pass through a lossy JavaScript type (docs/design.md, rule 3) and one statement applies a
  * whole group of rows. Statement texts depend only on (table, column set), so they are prepared once
- * per connection and reused. The guarded variants of the keyed statements (at the end) also judge
- * and record conflicts with the target's own writes, in the same statement (conflictGuard.ts).
+ * per connection and reused. The guarded variants of the keyed statements (guardedStatements.ts)
+ * build on the helpers exported here.
  */
 import { createHash } from "node:crypto";
 import { qualifiedName, quoteIdent } from "../sql/quote.js";
 import type { TargetColumn, TargetTable } from "../plan/targetTable.js";
-import type { ConflictGuard } from "./conflictGuard.js";
 import type { Statement } from "./types.js";
+
+// The conflict-checked variants of the keyed statements live in guardedStatements.ts.
+export type { GuardSettings } from "./guardedStatements.js";
 
 export type Cell = string | null;
 
@@ -29,7 +31,7 @@ function statementName(text: string): string {
   return `pgferry_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
 }
 
-function prepared(text: string, values: unknown[], meta: Pick<Statement, "rows" | "table" | "op" | "expectRows" | "guard">): Statement {
+export function prepared(text: string, values: unknown[], meta: Pick<Statement, "rows" | "table" | "op" | "expectRows" | "guard" | "recordsConflicts">): Statement {
   return { name: statementName(text), text, values, ...meta };
 }
 
@@ -46,7 +48,7 @@ const NULL_FIELD = "\x1e";
  * or is the NULL mark, or a column would be a lone empty string (which `string_to_array` reads as no
  * element), sends text[] arrays instead. The two forms have different texts, each prepared once.
  */
-function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: string): { from: string; values: unknown[] } {
+export function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: string): { from: string; values: unknown[] } {
   const columns: Cell[][] = Array.from({ length: width }, () => new Array<Cell>(rows.length));
   let delimited = true;
   rows.forEach((row, r) => {
@@ -81,7 +83,7 @@ export function upsertStatement(table: TargetTable, columnIndexes: readonly numb
 }
 
 /** INSERT ... SELECT from `from` (rows aliased `alias`, filtered by `where`) ... ON CONFLICT: one text for the plain and the guarded upsert. */
-function upsertText(table: TargetTable, columnIndexes: readonly number[], from: string, alias: string, where: string): string {
+export function upsertText(table: TargetTable, columnIndexes: readonly number[], from: string, alias: string, where: string): string {
   const columns = columnIndexes.map((i) => table.columns[i]!);
   const names = columns.map((c) => quoteIdent(c.name));
   const casts = columns.map((c, i) => `${alias}.c${i}::${writeCast(c)}`);
@@ -111,7 +113,7 @@ export function updateRowsStatement(table: TargetTable, columnIndexes: readonly 
 }
 
 /** `col = alias.cN::type, ...` for the non-key columns carried (`columnIndexes`); null when there are none. */
-function updateSets(table: TargetTable, columnIndexes: readonly number[], alias: string): string | null {
+export function updateSets(table: TargetTable, columnIndexes: readonly number[], alias: string): string | null {
   const sets = columnIndexes.flatMap((col, i) =>
     table.keyIndexes.includes(col) ? [] : [`${quoteIdent(table.columns[col]!.name)} = ${alias}.c${i}::${writeCast(table.columns[col]!)}`],
   );
@@ -119,7 +121,7 @@ function updateSets(table: TargetTable, columnIndexes: readonly number[], alias:
 }
 
 /** Key columns of `table` (`t`) compared with the rows aliased `alias`, which carry `columnIndexes` (`t.k = u.c0::type AND ...`). */
-function keyMatch(table: TargetTable, columnIndexes: readonly number[], alias: string): string {
+export function keyMatch(table: TargetTable, columnIndexes: readonly number[], alias: string): string {
   return table.keyIndexes
     .map((key) => `t.${quoteIdent(table.columns[key]!.name)} = ${alias}.c${columnIndexes.indexOf(key)}::${table.columns[key]!.type}`)
     .join(" AND ");
@@ -130,119 +132,6 @@ export function deleteStatement(table: TargetTable, keys: readonly (readonly Cel
   const source = unnestRows(keys, table.keyIndexes.length, "d");
   const text = `DELETE FROM ${qualifiedName(table)} AS t USING ${source.from} WHERE ${keyMatch(table, table.keyIndexes, "d")}`;
   return prepared(text, source.values, { rows: keys.length, table: table.id, op: "delete" });
-}
-
-// ---- guarded statements (conflict detection, apply/conflictGuard.ts) ----
-
-/** The static part of a ConflictGuard: everything a guarded statement's text is built from. */
-export type GuardSettings = Pick<ConflictGuard, "direction" | "resolution" | "stateSchema" | "pipeline">;
-
-/** Rows of a guarded statement, each with its source commit time (undefined: unknown, judged as not having seen the target's write). */
-export interface GuardedRows {
-  rows: readonly (readonly Cell[])[];
-  at: readonly (Date | undefined)[];
-}
-
-/**
- * Whether the incoming row wins a conflict, as SQL over `j` (j.at: its source commit, j.local_at:
- * the target row's). Last-writer-wins breaks a tie for the old project: the forward pipeline's
- * incoming rows come from it, the reverse pipeline's from the new one. A NULL `at` never wins by time.
- */
-function incomingWins(guard: GuardSettings): string {
-  const fromOld = guard.direction === "forward";
-  switch (guard.resolution) {
-    case "last-writer-wins":
-      return fromOld ? "coalesce(j.at >= j.local_at, false)" : "coalesce(j.at > j.local_at, false)";
-    case "prefer-old":
-      return fromOld ? "true" : "false";
-    case "prefer-new":
-      return fromOld ? "false" : "true";
-    case "stop":
-      return "false";
-  }
-}
-
-/**
- * The CTEs every guarded statement starts with, judging the whole batch in the statement that
- * applies it:
- * - `u`: the rows (c0, c1, ... as `carried` lists the table's columns) with their source commit time `at`;
- * - `j`: each row beside the target row with its key: `local_at`, that row's last commit, and
- *   `conflict`: that commit is local (no replication origin: not pgferry's), after `floor` (before
- *   it the opposite pipeline did not exist) and not yet carried to the source when the incoming change
- *   committed there (the earliest `appliedAt` of a progress entry covering it is after `at`, or none);
- * - `c`: one row in the state schema's `conflicts` per conflict: key columns and a fingerprint of
- *   the key (never values), both commit times, the resolution and what was kept.
- * The parameters: the rows' columns, `at`, then pipeline, direction, table, key columns, resolution;
- * the applier appends $floor, $commitTimes and $appliedAt (Statement.guard), known only at run time.
- */
-function guardedSource(table: TargetTable, carried: readonly number[], input: GuardedRows, guard: GuardSettings): { with: string; values: unknown[]; wins: string } {
-  const width = carried.length;
-  const rows = input.rows.map((row, r) => [...row.slice(0, width), input.at[r]?.toISOString() ?? null]);
-  const source = unnestRows(rows, width + 1, "r");
-  const values: unknown[] = [...source.values];
-  const param = (value: unknown, type: string) => {
-    values.push(value);
-    return `$${values.length}::${type}`;
-  };
-  const keyColumns = table.keyIndexes.map((k) => table.columns[k]!);
-  const record = [
-    param(guard.pipeline, "text"),
-    param(guard.direction, "text"),
-    param(table.id, "text"),
-    param(keyColumns.map((c) => c.name).join(", "), "text"),
-  ];
-  const resolution = param(guard.resolution, "text");
-  const floor = `$${values.length + 1}::timestamptz`;
-  const commitTimes = `$${values.length + 2}::timestamptz[]`;
-  const appliedAt = `$${values.length + 3}::timestamptz[]`;
-  const cells = Array.from({ length: width }, (_, i) => `c${i}`);
-  // The key as PostgreSQL prints it, as in a constraint error's detail (ApplyError's fingerprint).
-  const keyText = table.keyIndexes.map((k) => `(j.c${carried.indexOf(k)}::${table.columns[k]!.type})::text`).join(", ");
-  const wins = incomingWins(guard);
-  const kept = guard.resolution === "stop" ? "'stopped'" : `CASE WHEN ${wins} THEN 'incoming' ELSE 'local' END`;
-  const conflicts = `${quoteIdent(guard.stateSchema)}.conflicts`;
-  const text =
-    `WITH u AS (SELECT ${cells.join(", ")}, c${width}::timestamptz AS at FROM ${source.from}), ` +
-    `j AS (SELECT u.*, w.timestamp AS local_at, w.roident = 0 AND w.timestamp IS NOT NULL AND w.timestamp > ${floor} ` +
-    `AND coalesce((SELECT min(p.applied) FROM unnest(${commitTimes}, ${appliedAt}) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true) AS conflict ` +
-    `FROM u LEFT JOIN ${qualifiedName(table)} AS t ON ${keyMatch(table, carried, "u")} ` +
-    `LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS w ON true), ` +
-    `c AS (INSERT INTO ${conflicts} (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ` +
-    `SELECT ${record.join(", ")}, left(encode(sha256(convert_to(concat_ws(', ', ${keyText}), 'UTF8')), 'hex'), 16), j.at, j.local_at, ${resolution}, ${kept} ` +
-    `FROM j WHERE j.conflict)`;
-  return { with: text, values, wins };
-}
-
-/** upsertStatement, conflict-checked: rows whose conflict the target's side won are left as they are. */
-export function guardedUpsertStatement(table: TargetTable, columnIndexes: readonly number[], input: GuardedRows, guard: GuardSettings): Statement {
-  const source = guardedSource(table, columnIndexes, input, guard);
-  const text = `${source.with} ${upsertText(table, columnIndexes, "j", "j", ` WHERE NOT j.conflict OR ${source.wins}`)}`;
-  return prepared(text, source.values, { rows: input.rows.length, table: table.id, op: "insert", guard: true });
-}
-
-/**
- * updateRowsStatement, conflict-checked. It returns one row, `matched`: the rows found on the target,
- * whether written or left as the target's side won them, so the applier counts as missing exactly
- * what the plain UPDATE would (Statement.expectRows).
- */
-export function guardedUpdateRowsStatement(table: TargetTable, columnIndexes: readonly number[], input: GuardedRows, guard: GuardSettings): Statement | null {
-  const sets = updateSets(table, columnIndexes, "j");
-  if (sets === null) return null;
-  const source = guardedSource(table, columnIndexes, input, guard);
-  const text =
-    `${source.with}, written AS (UPDATE ${qualifiedName(table)} AS t SET ${sets} FROM j WHERE ${keyMatch(table, columnIndexes, "j")} ` +
-    `AND (NOT j.conflict OR ${source.wins}) RETURNING 1) ` +
-    `SELECT ((SELECT count(*) FROM written) + (SELECT count(*) FROM j WHERE j.conflict AND NOT ${source.wins}))::int AS matched`;
-  return prepared(text, source.values, { rows: input.rows.length, table: table.id, op: "update", expectRows: true, guard: true });
-}
-
-/** deleteStatement, conflict-checked: a row whose conflict the target's side won stays. */
-export function guardedDeleteStatement(table: TargetTable, keys: GuardedRows, guard: GuardSettings): Statement {
-  const source = guardedSource(table, table.keyIndexes, keys, guard);
-  const text =
-    `${source.with} DELETE FROM ${qualifiedName(table)} AS t USING j WHERE ${keyMatch(table, table.keyIndexes, "j")} ` +
-    `AND (NOT j.conflict OR ${source.wins})`;
-  return prepared(text, source.values, { rows: keys.rows.length, table: table.id, op: "delete", guard: true });
 }
 
 /**

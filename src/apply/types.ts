@@ -7,7 +7,13 @@ import type { TargetChange } from "../plan/changes.js";
 export type ApplyChange =
   | TargetChange
   /** A prepared statement that runs in order with the changes around it (resync range deletes and progress). */
-  | { kind: "statement"; statement: Statement };
+  | { kind: "statement"; statement: Statement }
+  /**
+   * A source row that no edge of its table routes anywhere (a reverse split by constants whose
+   * constants it does not carry, docs/reverse.md): a conflict to record, with nothing written.
+   * `table` is the source table (plan.id); `key` its identity values as text, in `keyColumns` order.
+   */
+  | { kind: "unrouted"; table: string; keyColumns: readonly string[]; key: readonly (string | null)[]; at?: Date };
 
 /** Statements that run in stream order (a resync chunk's range delete and progress); `onApplied` after their commit. */
 export interface OrderedStatements {
@@ -37,4 +43,6 @@ export interface Statement {
    * statement runs.
    */
   guard?: true;
+  /** Writes conflict records without being guarded (an unrouted change): the applier counts the transaction's conflicts all the same. */
+  recordsConflicts?: true;
 }

@@ -43,7 +43,7 @@ export class ControlPlane {
     const listen = options.listen ?? parseListenAddress(config.control.listen);
     if (!listen) throw new PgferryError("config", `control.listen is not host:port: ${config.control.listen}`);
     this.monitor = new PipelineMonitor({ slot: config.source.slot, readyMaxLagSeconds: config.control.readyMaxLagSeconds });
-    this.metrics = new PipelineMetrics({ monitor: this.monitor, resyncs: options.resyncs, direction: options.direction ?? "forward" });
+    this.metrics = new PipelineMetrics({ monitor: this.monitor, resyncs: options.resyncs, direction: options.direction ?? "forward", labelDirection: config.reverse !== undefined });
     this.poller = new StatusPoller({
       sourceUrl: config.source.url,
       targetUrl: config.target.url,

@@ -22,6 +22,8 @@ export interface MetricsOptions {
   processMetrics?: boolean;
   /** Which pipeline this is (the `direction` label of its conflicts); forward unless said. */
   direction?: Direction;
+  /** Both directions configured: every series carries `direction`, so the two pipelines' series stay apart on one dashboard. */
+  labelDirection?: boolean;
 }
 
 export class PipelineMetrics implements PipelineObserver {
@@ -35,11 +37,13 @@ export class PipelineMetrics implements PipelineObserver {
   private readonly pollErrors: Counter<"database">;
   private readonly conflicts: Counter<"table" | "direction" | "resolution" | "kept">;
   private readonly direction: Direction;
+  private readonly originFilteredChanges: Counter<"origin">;
 
   constructor(options: MetricsOptions) {
     this.direction = options.direction ?? "forward";
     const { monitor } = options;
     const registers = [this.registry];
+    if (options.labelDirection) this.registry.setDefaultLabels({ direction: this.direction });
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
 
     new Gauge({
@@ -156,6 +160,16 @@ export class PipelineMetrics implements PipelineObserver {
       labelNames: ["table", "direction", "resolution", "kept"],
       registers,
     });
+    this.originFilteredChanges = new Counter({
+      name: "pgferry_origin_filtered_changes_total",
+      help: "Source row changes left out because the other direction wrote them (its replication origin): each change makes one trip",
+      labelNames: ["origin"],
+      registers,
+    });
+  }
+
+  originFiltered(origin: string, changes: number): void {
+    this.originFilteredChanges.inc({ origin }, changes);
   }
 
   batchApplied(batch: AppliedBatch): void {

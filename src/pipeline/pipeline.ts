@@ -23,7 +23,7 @@ import { raiseNewSideSequences } from "./keyRanges.js";
 import { ensurePublication } from "./publication.js";
 import { runSnapshot } from "./snapshotPhase.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
-import { StreamSession, type StreamSettings } from "./streamSession.js";
+import { StreamSession, type StreamSessionOptions, type StreamSettings } from "./streamSession.js";
 
 export type Phase = "starting" | "standby" | "preflight" | "snapshot" | "streaming" | "retrying" | "stopped" | "failed";
 
@@ -70,6 +70,8 @@ export interface PipelineOptions {
   observer?: PipelineObserver;
   /** Per-table resync while streaming (see resync/resyncEngine.ts); attached to each stream session. */
   resyncs?: ResyncEngine;
+  /** Both directions running: conflict detection and progress records (src/daemon.ts builds them). */
+  bidirectional?: Pick<StreamSessionOptions, "guard" | "recordProgress">;
 }
 
 /** A stretch of healthy streaming after which the retry budget starts over. */
@@ -88,6 +90,7 @@ export class Pipeline {
   private readonly log: Logger;
   private readonly observer: PipelineObserver;
   private readonly resyncs: ResyncEngine | undefined;
+  private readonly bidirectional: PipelineOptions["bidirectional"];
   /** After a unique violation: apply in source order up to this LSN on the next attempts. */
   private orderedThrough: bigint | undefined;
   /** The current (or last) attempt's stream session, for the position it had received when it failed. */
@@ -104,6 +107,7 @@ export class Pipeline {
     this.log = options.log;
     this.observer = options.observer ?? {};
     this.resyncs = options.resyncs;
+    this.bidirectional = options.bidirectional;
   }
 
   /**
@@ -252,6 +256,7 @@ export class Pipeline {
         onCommitted: (batch) => this.observer.batchApplied?.(batch),
         onServerWalEnd: (lsn) => this.observer.serverWalEnd?.(lsn),
         onOriginFiltered: (origin, changes) => this.observer.originFiltered?.(origin, changes),
+        ...this.bidirectional,
       }));
       await session.run(signal);
     } finally {

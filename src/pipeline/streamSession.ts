@@ -4,7 +4,9 @@
  * stopped through `signal` and rejects on any error, after rolling back what was not committed
  * (nothing unacknowledged is lost: the slot keeps it).
  */
+import type pg from "pg";
 import type { Logger } from "pino";
+import type { ConflictGuard } from "../apply/conflictGuard.js";
 import { Applier } from "../apply/applier.js";
 import type { Endpoint } from "../sql/endpoint.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
@@ -60,6 +62,10 @@ export interface StreamSessionOptions {
   onServerWalEnd?(walEnd: bigint): void;
   /** Called at the commit of a source transaction left out for its origin, with the row changes it held. */
   onOriginFiltered?(origin: string, changes: number): void;
+  /** Both directions running: keyed changes are judged against the destination's own writes (src/apply/conflictGuard.ts). */
+  guard?: ConflictGuard;
+  /** Both directions running: records, with each checkpoint, how far this pipeline got, for the other direction's guard. */
+  recordProgress?(client: pg.ClientBase, checkpoint: Checkpoint): Promise<void>;
 }
 
 export class StreamSession {
@@ -89,7 +95,11 @@ export class StreamSession {
       requireOrigin: settings.requireOrigin,
       onMissingRows: (table, missing) =>
         log.warn({ table, missing }, "rows updated on the source are not on the target (it lost them, or they never passed a filter); run pgferry verify and resync the table"),
-      writeCheckpoint: (client, checkpoint) => store.writeCheckpoint(client, checkpoint),
+      guard: options.guard,
+      writeCheckpoint: async (client, checkpoint) => {
+        await store.writeCheckpoint(client, checkpoint);
+        await options.recordProgress?.(client, checkpoint);
+      },
     });
     let replication: ReplicationConnection | undefined;
     let stopping = false;
@@ -114,6 +124,7 @@ export class StreamSession {
         transformer,
         orderedThrough: options.orderedThrough,
         limits: settings.limits,
+        guard: options.guard,
         onCommitted: (batch) => {
           acked = batch.checkpoint.endLsn;
           sendStatus();

@@ -50,8 +50,13 @@ export interface SourceCommit {
  * what a conflict check compares with the target row's own last write (apply/conflictGuard.ts).
  */
 export type TargetChange =
-  /** Insert or update: the row as it must be after the change. UNCHANGED columns keep their target value. */
-  | { kind: "upsert"; table: TargetTable; values: Value[]; at?: Date }
+  /**
+   * Insert or update: the row as it must be after the change. UNCHANGED columns keep their target value.
+   * `inserted`: the change puts the row on the target (a source insert, a row that entered the edge's
+   * filter or route, a new key, a resync); otherwise it updates a row the target should already have,
+   * and a conflict-checked apply does not bring back one the target deleted (apply/guardedStatements.ts).
+   */
+  | { kind: "upsert"; table: TargetTable; values: Value[]; at?: Date; inserted?: boolean }
   /** The row whose key is `key` (values of `keyIndexes`, in order) is gone. */
   | { kind: "delete"; table: TargetTable; key: (string | null)[]; at?: Date }
   /**

@@ -6,10 +6,11 @@
  * kind of plan. Renames invert by themselves; a constant becomes the filter that routes a row back to
  * the source it came from; what SQL derived must be given back by the entry's `reverse` key.
  */
+import type { CatalogTable } from "../catalog/tableCatalog.js";
 import type { ColumnSource, TableMapping } from "../config/index.js";
 import { quoteIdent, quoteLiteral } from "../sql/quote.js";
 import { compileMapping, type CompileInput } from "./mappingCompiler.js";
-import type { EdgePlan, TablePlan } from "./plan.js";
+import type { ColumnOrigin, EdgePlan, TablePlan } from "./plan.js";
 
 export interface ReverseMapping extends TableMapping {
   /** The forward `tables[i]` entry this inverts: problems and the reverse plan's edges name it. */
@@ -19,6 +20,8 @@ export interface ReverseMapping extends TableMapping {
    * only updates existing rows and its deletes are not carried back.
    */
   updateOnly: boolean;
+  /** Its `where` was built from the forward constants: it routes rows back (EdgePlan.filterMode `route`). */
+  route?: true;
 }
 
 export interface InverseMappings {
@@ -114,7 +117,7 @@ function invertEdge(plan: TablePlan, edge: EdgePlan, mapping: TableMapping, out:
     columns,
     exclude: [],
     passthrough: false,
-    ...(routing.length > 0 ? { where: routing.join(" AND ") } : {}),
+    ...(routing.length > 0 ? { where: routing.join(" AND "), route: true as const } : {}),
     ...(spec.hook !== undefined ? { hook: spec.hook } : {}),
     forwardIndex: edge.index,
     updateOnly: required.length > 0,
@@ -228,16 +231,86 @@ function noteSharedColumns(plans: readonly TablePlan[], out: InverseMappings): v
 export function compileInverseMappings(
   input: Omit<CompileInput, "mappings" | "inverse"> & { mappings: readonly ReverseMapping[] },
 ): { plans: TablePlan[]; problems: string[] } {
-  const { plans, problems } = compileMapping({ ...input, inverse: true });
+  const { plans, problems } = compileMapping({ ...input, sourceTables: keyedWhenFull(input.sourceTables), inverse: true });
   const forward = (k: number) => input.mappings[k]?.forwardIndex ?? k;
   for (const plan of plans) for (const edge of plan.edges) edge.index = forward(edge.index);
-  return {
-    plans,
-    problems: problems.map((problem) =>
-      problem
-        .replace(/tables\[(\d+)\]/g, (_m, k: string) => `tables[${forward(Number(k))}].reverse`)
-        // from, to, where and exclude of a generated entry are not keys the operator wrote.
-        .replace(/^(tables\[\d+\]\.reverse)\.(?:from|to|where|exclude)(?=:)/, "$1"),
-    ),
-  };
+  const compiled = problems.map((problem) =>
+    problem
+      .replace(/tables\[(\d+)\]/g, (_m, k: string) => `tables[${forward(Number(k))}].reverse`)
+      // from, to, where and exclude of a generated entry are not keys the operator wrote.
+      .replace(/^(tables\[\d+\]\.reverse)\.(?:from|to|where|exclude)(?=:)/, "$1"),
+  );
+  const entry = (problem: string) => Number(/^tables\[(\d+)\]/.exec(problem)?.[1] ?? -1);
+  return { plans, problems: [...compiled, ...checkReplicaIdentity(plans)].sort((a, b) => entry(a) - entry(b)) };
+}
+
+/**
+ * A new table with REPLICA IDENTITY FULL sends the whole old row with every update and delete, so
+ * its primary key is in each of them: the inverse finds old rows by key through it. (Matching old
+ * rows on all their mapped values, as a keyless table is, fails through reverse expressions and
+ * hooks that do not give a row back exactly.) Without a primary key the table stays keyless.
+ */
+function keyedWhenFull(tables: ReadonlyMap<string, CatalogTable | null>): Map<string, CatalogTable | null> {
+  return new Map(
+    [...tables].map(([id, t]) => [id, t && t.replicaIdentity === "f" && t.primaryKey ? { ...t, identityKey: t.primaryKey } : t]),
+  );
+}
+
+/** The new-side columns an origin reads. */
+function originReads(origin: ColumnOrigin): string[] {
+  return origin.kind === "column" ? [origin.column] : origin.kind === "sql" ? origin.refs : [];
+}
+
+/**
+ * A DELETE on the new side carries only the new table's replica identity (unless it is FULL). Every
+ * column a routing filter reads and every column the old key is computed from must be in it, or the
+ * delete could neither be routed back nor find its old row, and pgferry will not guess. The fix
+ * names a unique key of the new table that covers every column its edges need, if one does.
+ */
+export function checkReplicaIdentity(plans: readonly TablePlan[]): string[] {
+  const problems: string[] = [];
+  for (const plan of plans) {
+    const table = plan.source;
+    if (table.replicaIdentity === "f") continue;
+    const identity = table.identityKey ?? [];
+    const needs = plan.edges.map((edge) => ({
+      edge,
+      route: edge.filterMode === "route" ? (edge.filter?.refs ?? []) : [],
+      key: [...new Set(edge.table.keyIndexes.flatMap((k) => originReads(edge.origins[k]!)))],
+    }));
+    // A new identity replaces the old one: it must cover what every edge needs, not only what is missing.
+    const wanted = [...new Set(needs.flatMap((n) => [...n.key, ...n.route]))];
+    for (const { edge, route, key } of needs) {
+      const keyMissing = key.filter((c) => !identity.includes(c));
+      const routeMissing = route.filter((c) => !identity.includes(c) && !keyMissing.includes(c));
+      if (keyMissing.length === 0 && routeMissing.length === 0) continue;
+      const them = (columns: string[]) => (columns.length > 1 ? "them" : "it");
+      const lacking = [
+        ...(keyMissing.length > 0 ? [`${keyMissing.join(", ")} (the key of ${edge.table.id} is computed from ${them(keyMissing)})`] : []),
+        ...(routeMissing.length > 0 ? [`${routeMissing.join(", ")} (the routing filter reads ${them(routeMissing)})`] : []),
+      ];
+      const routed = route.some((c) => !identity.includes(c));
+      const could = keyMissing.length > 0 && routed ? `neither be routed back nor find its row in ${edge.table.id}` : routed ? "not be routed back" : `not find its row in ${edge.table.id}`;
+      problems.push(
+        `tables[${edge.index}].reverse: a DELETE on ${plan.id} carries only its replica identity (${identity.join(", ")}), not ${lacking.join(" or ")}, ` +
+          `so it could ${could}; ${identityFix(table, wanted)}`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** ALTER TABLE ... REPLICA IDENTITY USING INDEX over a unique key that covers `wanted`, or FULL. */
+function identityFix(table: CatalogTable, wanted: readonly string[]): string {
+  const nullable = (key: readonly string[]) => key.filter((c) => !table.columns.find((col) => col.name === c)?.notNull);
+  const fitting = table.uniqueKeys
+    .filter((key) => wanted.every((c) => key.includes(c)))
+    .sort((a, b) => nullable(a).length - nullable(b).length || a.length - b.length)[0];
+  const full = `ALTER TABLE ${table.id} REPLICA IDENTITY FULL`;
+  if (!fitting) {
+    return `${full} (no unique index of ${table.id} covers (${wanted.join(", ")}); one that did, over NOT NULL columns, could be its REPLICA IDENTITY USING INDEX)`;
+  }
+  // USING INDEX takes only an index whose columns are NOT NULL: the same ALTER TABLE can make them so.
+  const setNotNull = nullable(fitting).map((c) => `ALTER COLUMN ${c} SET NOT NULL, `).join("");
+  return `ALTER TABLE ${table.id} ${setNotNull}REPLICA IDENTITY USING INDEX <its unique index on (${fitting.join(", ")})>, or ${full}`;
 }

@@ -15,6 +15,8 @@ import { referencedColumns } from "./sqlRefs.js";
 export type CompiledMapping = TableMapping & {
   /** The entry writes only part of the target's required columns: it updates existing rows and skips that check. */
   updateOnly?: boolean;
+  /** Its `where` routes rows between the edges of a reverse split instead of filtering them (EdgePlan.filterMode). */
+  route?: boolean;
 };
 
 export interface CompileInput {
@@ -26,7 +28,9 @@ export interface CompileInput {
    * The mappings are the inverse of a forward plan (new → old). Then entries sharing a target are the
    * parts of one forward split, writing the same rows, so they need no discriminator and share the
    * key; an automatic conversion is accepted backwards (text into the enum or char it came from); and
-   * a key computed from other columns than the source key (an old id kept in a column) is accepted.
+   * a key computed from other columns than the source key (an old id kept in a column) is accepted:
+   * whether a DELETE's old tuple carries those columns is checked against the source's replica
+   * identity afterwards (inverseMapping.ts, checkReplicaIdentity), with the fix.
    */
   inverse?: boolean;
 }
@@ -238,8 +242,9 @@ class Compiler {
           const mapped = columns.find((c) => c.column.name === name);
           return mapped !== undefined && accept(mapped.origin);
         });
-      // The inverse may find an old row by an id the new row keeps in another column (legacy_id): the
-      // new row carries it on inserts and updates; docs/reverse.md says what that means for deletes.
+      // The inverse may find an old row by an id the new row keeps in another column (legacy_id). The new
+      // row carries it on inserts and updates; that a delete's old tuple does too is checked afterwards,
+      // against the new table's replica identity (inverseMapping.ts, checkReplicaIdentity).
       const usable =
         candidates.find((key) => mappedBy(key, derivable)) ?? (this.input.inverse ? candidates.find((key) => mappedBy(key, () => true)) : undefined);
       if (usable) {
@@ -282,6 +287,7 @@ class Compiler {
       },
       origins: columns.map(({ origin }) => ({ ...origin, input: -1 }) as ColumnOrigin),
       filter,
+      ...(filter !== null && mapping.route ? { filterMode: "route" as const } : {}),
       hook: mapping.hook ?? null,
       ownership: null,
       copyFormat: binary ? "binary" : "text",

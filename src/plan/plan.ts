@@ -39,6 +39,14 @@ export interface EdgePlan {
   /** Parallel to `table.columns`. */
   origins: ColumnOrigin[];
   filter: SqlFilter | null;
+  /**
+   * What the filter means (absent: `exact`). `exact`, a forward `where`: the target holds exactly the
+   * source rows that pass, so a row that does not pass is deleted by key. `route`, a reverse edge's
+   * filter built from the forward constants (docs/reverse.md): it says which old table a new row goes
+   * back to, and a row that does not pass belongs to another edge, so nothing is deleted for it here;
+   * deletes follow the old row's route.
+   */
+  filterMode?: "exact" | "route";
   /** Absolute path of the code hook module, if any. */
   hook: string | null;
   /**

@@ -209,6 +209,17 @@ export class ConflictLog {
     return { commitTimes: rows.map((r) => date(r.commit_time)), appliedAt: rows.map((r) => date(r.applied_at)) };
   }
 
+  /** The newest progress entry with a commit time before `before`, if any (a quiet pipeline's last word). */
+  async latestProgressBefore(pipeline: string, before: Date): Promise<{ commitTime: Date; appliedAt: Date } | null> {
+    // applied_at as readProgress reads it: the commit, which is later than the row's clock_timestamp().
+    const rows = await this.orNone<{ commit_time: Date; applied_at: Date }>(
+      `SELECT commit_time, CASE WHEN current_setting('track_commit_timestamp')::bool THEN greatest(applied_at, pg_xact_commit_timestamp(xmin)) ELSE applied_at END AS applied_at
+       FROM $S.progress WHERE pipeline = $1 AND commit_time < $2 ORDER BY commit_time DESC LIMIT 1`,
+      [pipeline, before],
+    );
+    return rows[0] ? { commitTime: date(rows[0].commit_time), appliedAt: date(rows[0].applied_at) } : null;
+  }
+
   /** When the pipeline's state was created (`pipelines.created_at`); null without one, or without the state schema. */
   async pipelineCreatedAt(pipeline: string): Promise<Date | null> {
     const rows = await this.orNone<{ created_at: Date }>("SELECT created_at FROM $S.pipelines WHERE pipeline = $1", [pipeline]);

@@ -4,7 +4,8 @@
  * session before the floor (history: not local) and after it (local), some of those already carried
  * to the other side. Guarded batches go through the ChangeBuffer and the real Applier with a stub
  * ConflictGuard whose progress the test sets; each resolution is checked row by row, with the
- * conflicts it records and the counts `commit` returns.
+ * conflicts it records and the counts `commit` returns. Also update-delete conflicts (an update of a
+ * row the target deleted is not applied) and unrouted changes (recorded, nothing written).
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
@@ -12,7 +13,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Applier } from "../../src/apply/applier.js";
 import { ChangeBuffer } from "../../src/apply/changeBuffer.js";
 import type { ConflictGuard, OppositeProgress } from "../../src/apply/conflictGuard.js";
-import type { Statement } from "../../src/apply/types.js";
+import type { ApplyChange, Statement } from "../../src/apply/types.js";
 import { PgferryError } from "../../src/errors.js";
 import { classify } from "../../src/pipeline/errorPolicy.js";
 import { UNCHANGED, type TargetChange } from "../../src/plan/changes.js";
@@ -134,7 +135,7 @@ const fingerprint = (key: string) => createHash("sha256").update(key).digest("he
 const pgText = (at: Date) => `${at.toISOString().replace("T", " ").replace("Z", "").replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "")}+00`;
 
 /** The guarded statements a buffer makes of `changes` (with the test's guard). */
-function batch(changes: TargetChange[]): Statement[] {
+function batch(changes: ApplyChange[]): Statement[] {
   const buffer = new ChangeBuffer({ guard });
   for (const change of changes) buffer.add(change);
   return buffer.drain();
@@ -145,12 +146,13 @@ async function apply(statements: Statement[]) {
   return applier.commit({ commitLsn: 0n, endLsn: 0n, commitTime: null });
 }
 
-const upsert = (id: number, v: string, at: Date | undefined): TargetChange => ({ kind: "upsert", table: items, values: [String(id), v, "1"], at });
+/** An upsert of row `id`; `inserted`: the change inserts it (a source insert), otherwise it updates a row that should be there. */
+const upsert = (id: number, v: string, at: Date | undefined, inserted = false): TargetChange => ({ kind: "upsert", table: items, values: [String(id), v, "1"], at, inserted });
 
-/** Every seeded row upserted: the local ones 3 late, 6 early (so last-writer-wins splits them). */
+/** Every seeded row upserted (row 4, absent, inserted): the local ones 3 late, 6 early (so last-writer-wins splits them). */
 function everyRow(): TargetChange[] {
   const { late, early } = seeded;
-  return [upsert(1, "in", late), upsert(2, "in", late), upsert(3, "in", late), upsert(4, "in", late), upsert(5, "in", late), upsert(6, "in", early)];
+  return [upsert(1, "in", late), upsert(2, "in", late), upsert(3, "in", late), upsert(4, "in", late, true), upsert(5, "in", late), upsert(6, "in", early)];
 }
 
 beforeAll(async () => {
@@ -259,7 +261,7 @@ describe("conflict detection", () => {
   });
 
   it("judges a change without a commit time as not having seen the local write", async () => {
-    const counts = await apply(batch([upsert(3, "in", undefined), upsert(4, "in", undefined)]));
+    const counts = await apply(batch([upsert(3, "in", undefined), upsert(4, "in", undefined, true)]));
     expect(await contents()).toMatchObject({ 3: "local", 4: "in" });
     expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 }]);
     expect((await conflicts())[0]?.incoming).toBeNull();
@@ -272,7 +274,7 @@ describe("conflict detection", () => {
       { kind: "delete", table: items, key: ["3"], at: early },
       { kind: "delete", table: items, key: ["4"], at: late },
       { kind: "delete", table: items, key: ["6"], at: late },
-      upsert(8, "in", late),
+      upsert(8, "in", late, true),
     ]);
     expect(statements.map((s) => s.op)).toEqual(["delete", "insert"]);
     // Applied progressively (two executes) in one transaction: the progress is still read once.
@@ -339,8 +341,79 @@ describe("conflict detection", () => {
     );
     // The session is usable again: the next transaction starts clean.
     guard.resolution = "last-writer-wins";
-    expect(await apply(batch([upsert(4, "after", seeded.late)]))).toEqual([]);
+    expect(await apply(batch([upsert(4, "after", seeded.late, true)]))).toEqual([]);
     expect((await contents())[4]).toBe("after");
+  });
+});
+
+describe("update-delete conflicts: a row the target deleted, updated by the incoming side", () => {
+  it.each([
+    ["last-writer-wins", "forward"],
+    // The resolutions that prefer the incoming side keep the deletion all the same.
+    ["prefer-old", "forward"],
+    ["prefer-new", "reverse"],
+  ] as const)("%s %s: the update does not bring the row back; the deletion is kept and recorded", async (resolution, direction) => {
+    Object.assign(guard, { resolution, direction });
+    const counts = await apply(batch([upsert(4, "in", seeded.late), upsert(5, "in", seeded.late)]));
+    expect(await contents()).toEqual({ 1: "other pipeline", 2: "history", 3: "local", 5: "in", 6: "not yet carried" });
+    expect(await conflicts()).toEqual([
+      { pipeline: "main", direction, table_name: "app.items", key_columns: "id", key_fingerprint: fingerprint("4"), incoming: pgText(seeded.late), local: null, resolution, kept: "local" },
+    ]);
+    expect(counts).toEqual([{ table: "app.items", resolution, kept: "local", count: 1 }]);
+  });
+
+  it("an insert of a row the target does not have inserts it, with no conflict", async () => {
+    expect(await apply(batch([upsert(4, "in", seeded.late, true)]))).toEqual([]);
+    expect((await contents())[4]).toBe("in");
+    expect(await conflicts()).toEqual([]);
+  });
+
+  it("an insert and an update of one row collapsed in a batch insert it", async () => {
+    const statements = batch([upsert(4, "first", seeded.early, true), upsert(4, "second", seeded.late)]);
+    expect(statements).toHaveLength(1);
+    expect(await apply(statements)).toEqual([]);
+    expect((await contents())[4]).toBe("second");
+    expect(await conflicts()).toEqual([]);
+  });
+
+  it("stop: stops the batch like any other conflict", async () => {
+    guard.resolution = "stop";
+    const before = await contents();
+    await applier.execute(batch([upsert(4, "in", seeded.late), upsert(7, "new", seeded.late, true)]));
+    const error = await applier.commit({ commitLsn: 0n, endLsn: 0n, commitTime: null }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((error as PgferryError).kind).toBe("conflict");
+    expect((error as PgferryError).message).toContain(`sha256 ${fingerprint("4")}`);
+    expect(await contents()).toEqual(before);
+    expect((await conflicts()).map((r) => [r.key_fingerprint, r.kept, r.resolution, r.local])).toEqual([[fingerprint("4"), "stopped", "stop", null]]);
+  });
+
+  it("judges nothing while the opposite pipeline has no progress: the row is inserted, as without a guard", async () => {
+    guard.next = { floor: null, commitTimes: [], appliedAt: [] };
+    expect(await apply(batch([upsert(4, "in", seeded.late)]))).toEqual([]);
+    expect((await contents())[4]).toBe("in");
+    expect(await conflicts()).toEqual([]);
+  });
+});
+
+describe("unrouted changes", () => {
+  const unrouted = (at: Date): ApplyChange => ({ kind: "unrouted", table: "sec.api_keys", keyColumns: ["source", "legacy_id"], key: ["api_keys", "42"], at });
+
+  it("are recorded as conflicts kept local (nothing was written), and counted by the commit, whatever the resolution", async () => {
+    const counts = await apply(batch([unrouted(seeded.late), upsert(5, "in", seeded.late)]));
+    expect(counts).toEqual([{ table: "sec.api_keys", resolution: "last-writer-wins", kept: "local", count: 1 }]);
+    // The same fingerprint the guarded statements compute of a key: its values joined by ', '.
+    expect(await conflicts()).toEqual([
+      { pipeline: "main", direction: "forward", table_name: "sec.api_keys", key_columns: "source, legacy_id", key_fingerprint: fingerprint("api_keys, 42"), incoming: pgText(seeded.late), local: null, resolution: "last-writer-wins", kept: "local" },
+    ]);
+    expect((await contents())[5]).toBe("in");
+    // Alone in a transaction, and under stop: counted, not stopped (there is nothing to choose between).
+    guard.resolution = "stop";
+    guard.progressCalls = 0;
+    expect(await apply(batch([unrouted(seeded.early)]))).toEqual([{ table: "sec.api_keys", resolution: "stop", kept: "local", count: 1 }]);
+    expect(guard.progressCalls).toBe(0);
   });
 });
 

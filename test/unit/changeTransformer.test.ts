@@ -3,7 +3,8 @@
  * Evaluator standing in for the source database: inserts, updates and deletes mapped through a
  * plan; a filter moving rows in and out (an update becomes an upsert or a delete); unchanged TOAST
  * values left out (docs/design.md, rule 4) or re-read when the mapping needs them; derived columns;
- * keyless tables; a TRUNCATE of one merged source deleting only its own rows.
+ * keyless tables; a TRUNCATE of one merged source deleting only its own rows; which upserts insert
+ * their row. Route filters (the reverse's) are in routeFilters.test.ts.
  */
 import { describe, expect, it } from "vitest";
 import type { ApplyChange, OrderedStatements } from "../../src/apply/types.js";
@@ -79,6 +80,8 @@ function named(changes: ApplyChange[]): unknown[] {
         return { deleteOwned: c.table.id, match: c.match };
       case "statement":
         return { statement: c.statement.text };
+      case "unrouted":
+        return { unrouted: c.table, key: c.key };
     }
   });
 }
@@ -221,6 +224,54 @@ describe("a filter (rows moving in and out)", () => {
   it("needs an evaluator", async () => {
     const transformer = new ChangeTransformer({ hooks });
     await expect(transformer.transform([change(plan!, "insert", { new: ["1", "h1", "t"] })])).rejects.toThrow("no evaluator was configured");
+  });
+});
+
+describe("which upserts insert their row (what a conflict-checked apply may bring back)", () => {
+  const keys = table("public.api_keys", [column("id", "integer", { notNull: true }), column("key_hash", "text"), column("is_active", "boolean")], ["id"]);
+  const all = table("app.keys", [column("id", "integer", { notNull: true }), column("key_hash", "text"), column("is_active", "boolean")], ["id"]);
+  const active = table("app.active_keys", [column("id", "integer", { notNull: true }), column("key_hash", "text")], ["id"]);
+  const low = table("app.low_keys", [column("id", "integer", { notNull: true }), column("key_hash", "text")], ["id"]);
+  const [plan] = compilePlans(
+    [
+      entry("public.api_keys", "app.keys"),
+      entry("public.api_keys", "app.active_keys", { where: "is_active", exclude: ["is_active"] }),
+      entry("public.api_keys", "app.low_keys", { where: "id < 10", exclude: ["is_active"] }),
+    ],
+    [keys],
+    [all, active, low],
+  );
+  const transformer = new ChangeTransformer({ hooks, evaluator: new FakeEvaluator({ is_active: (row) => row.is_active === "t", "id < 10": (row) => Number(row.id) < 10 }) });
+  /** Per target table, whether each of its upserts inserts. */
+  const inserted = (out: ApplyChange[]) =>
+    out.flatMap((c) => (c.kind === "upsert" ? [`${c.table.name}:${c.values[0] as string}:${c.inserted === true ? "insert" : "update"}`] : []));
+
+  it("marks inserts, new keys and resyncs as inserting, and updates of a row that stays as not", async () => {
+    const out = await transformer.transform([
+      change(plan!, "insert", { new: ["1", "h", "t"] }),
+      change(plan!, "update", { old: ["1", null, null], new: ["2", "h", "t"] }),
+      { ...change(plan!, "update", { new: ["3", "h", "t"] }), resync: true },
+    ]);
+    expect(inserted(out)).toEqual([
+      "keys:1:insert", "active_keys:1:insert", "low_keys:1:insert",
+      "keys:2:insert", "active_keys:2:insert", "low_keys:2:insert",
+      "keys:3:insert", "active_keys:3:insert", "low_keys:3:insert",
+    ]);
+  });
+
+  it("knows an update stayed in a filter from a whole old row, or from the key the filter reads; otherwise it may have entered", async () => {
+    const out = await transformer.transform([
+      // No old tuple: the key (and so `id < 10`) did not change; is_active may have.
+      change(plan!, "update", { new: ["4", "h2", "t"] }),
+      // A whole old row says whether it passed.
+      change(plan!, "update", { old: ["5", "h", "t"], fullOld: true, new: ["5", "h2", "t"] }),
+      change(plan!, "update", { old: ["6", "h", "f"], fullOld: true, new: ["6", "h2", "t"] }),
+    ]);
+    expect(inserted(out)).toEqual([
+      "keys:4:update", "active_keys:4:insert", "low_keys:4:update",
+      "keys:5:update", "active_keys:5:update", "low_keys:5:update",
+      "keys:6:update", "active_keys:6:insert", "low_keys:6:update",
+    ]);
   });
 });
 

@@ -2,7 +2,8 @@
  * Guarded (conflict-checked) statements as text: the CTEs that judge a batch, their parameter order
  * (the rows, their commit times, the conflict record's values, then the three the applier appends),
  * stable names; and the ChangeBuffer's part: which statements it guards, the commit time an entry
- * keeps when changes collapse, and update-only targets. Their effect on PostgreSQL is in
+ * keeps when changes collapse, whether an entry inserts its row (an update of a row the target
+ * deleted does not bring it back), unrouted changes recorded as conflicts, and update-only targets. Their effect on PostgreSQL is in
  * test/integration/conflicts.test.ts.
  */
 import { describe, expect, it } from "vitest";
@@ -11,9 +12,10 @@ import {
   guardedDeleteStatement,
   guardedUpdateRowsStatement,
   guardedUpsertStatement,
-  upsertStatement,
+  unroutedStatement,
   type GuardSettings,
-} from "../../src/apply/statements.js";
+} from "../../src/apply/guardedStatements.js";
+import { upsertStatement } from "../../src/apply/statements.js";
 import type { Statement } from "../../src/apply/types.js";
 import { UNCHANGED } from "../../src/plan/changes.js";
 import type { TargetTable } from "../../src/plan/targetTable.js";
@@ -62,23 +64,26 @@ function lastPlaceholder(text: string): number {
 
 describe("guarded statements", () => {
   it("upsert: judges the rows in CTEs, records conflicts, then writes only rows that are not lost to the target", () => {
-    const statement = guardedUpsertStatement(items, [0, 1, 2], { rows: [["1", "a", "1"], ["2", null, "2"]], at: [t1, undefined] }, guard);
+    const statement = guardedUpsertStatement(items, [0, 1, 2], { rows: [["1", "a", "1"], ["2", null, "2"]], at: [t1, undefined], inserted: [true, false] }, guard);
     const { text } = statement;
-    expect(text.startsWith("WITH u AS (SELECT c0, c1, c2, c3::timestamptz AS at FROM unnest(")).toBe(true);
+    expect(text.startsWith("WITH u AS (SELECT c0, c1, c2, c3::timestamptz AS at, c4::boolean AS inserted FROM unnest(")).toBe(true);
     expect(text).toContain('FROM u LEFT JOIN "app"."items" AS t ON t."id" = u.c0::bigint LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS w ON true)');
-    expect(text).toContain("w.roident = 0 AND w.timestamp IS NOT NULL AND w.timestamp > $10::timestamptz");
-    expect(text).toContain("unnest($11::timestamptz[], $12::timestamptz[]) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true) AS conflict");
+    // Update-delete: a row the target does not have, and that the change does not insert, once the opposite pipeline runs.
+    const missing = `t."id" IS NULL AND NOT u.inserted AND $11::timestamptz < 'infinity'::timestamptz`;
+    expect(text).toContain(`w.timestamp AS local_at, ${missing} AS missing, (${missing}) OR (w.roident = 0 AND w.timestamp IS NOT NULL AND w.timestamp > $11::timestamptz`);
+    expect(text).toContain("unnest($12::timestamptz[], $13::timestamptz[]) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true)) AS conflict");
     expect(text).toContain('c AS (INSERT INTO "pgferry state".conflicts (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept)');
     expect(text).toContain("left(encode(sha256(convert_to(concat_ws(', ', (j.c0::bigint)::text), 'UTF8')), 'hex'), 16)");
-    expect(text).toContain("CASE WHEN coalesce(j.at >= j.local_at, false) THEN 'incoming' ELSE 'local' END FROM j WHERE j.conflict)");
+    // A missing row is never the incoming change's to win: the target keeps it deleted.
+    expect(text).toContain("CASE WHEN (NOT j.missing AND coalesce(j.at >= j.local_at, false)) THEN 'incoming' ELSE 'local' END FROM j WHERE j.conflict)");
     // The write itself is the plain upsert's, over j and restricted to rows not lost to the target.
     expect(text).toContain(
       'INSERT INTO "app"."items" ("id", "body", "n") OVERRIDING SYSTEM VALUE SELECT j.c0::bigint, j.c1::text, j.c2::integer FROM j ' +
-        "WHERE NOT j.conflict OR coalesce(j.at >= j.local_at, false) " +
+        "WHERE NOT j.conflict OR (NOT j.missing AND coalesce(j.at >= j.local_at, false)) " +
         'ON CONFLICT ("id") DO UPDATE SET "body" = EXCLUDED."body", "n" = EXCLUDED."n"',
     );
-    // The rows' columns, their commit times, the conflict record's values; the applier appends the last three.
-    expect(params(statement)).toEqual([["1", "2"], ["a", null], ["1", "2"], ["2025-01-01T00:00:01.000Z", null], "main", "forward", "app.items", "id", "last-writer-wins"]);
+    // The rows' columns, their commit times, whether each inserts, the conflict record's values; the applier appends the last three.
+    expect(params(statement)).toEqual([["1", "2"], ["a", null], ["1", "2"], ["2025-01-01T00:00:01.000Z", null], ["t", "f"], "main", "forward", "app.items", "id", "last-writer-wins"]);
     expect(lastPlaceholder(text)).toBe(statement.values.length + 3);
     expect(statement).toMatchObject({ guard: true, rows: 2, table: "app.items", op: "insert" });
     expect(statement.expectRows).toBeUndefined();
@@ -86,7 +91,8 @@ describe("guarded statements", () => {
 
   it("keeps one text, and so one prepared statement, per table and column set", () => {
     const a = guardedUpsertStatement(items, [0, 1, 2], { rows: [["1", "a", "1"]], at: [t1] }, guard);
-    const b = guardedUpsertStatement(items, [0, 1, 2], { rows: [["2", "b", "2"], ["3", "c", "3"]], at: [undefined, t2] }, guard);
+    // Whether rows insert is a parameter, not part of the text.
+    const b = guardedUpsertStatement(items, [0, 1, 2], { rows: [["2", "b", "2"], ["3", "c", "3"]], at: [undefined, t2], inserted: [true, false] }, guard);
     expect(b.text).toBe(a.text);
     expect(b.name).toBe(a.name);
     expect(a.name).toMatch(/^pgferry_[0-9a-f]{20}$/);
@@ -97,7 +103,7 @@ describe("guarded statements", () => {
     // A value holding the separator sends text[] arrays: another text, with the same parameter order.
     const arrays = guardedUpsertStatement(items, [0, 1, 2], { rows: [["1", "a\x1fb", "1"]], at: [t1] }, guard);
     expect(arrays.text).not.toContain("string_to_array(");
-    expect(arrays.values).toEqual([["1"], ["a\x1fb"], ["1"], ["2025-01-01T00:00:01.000Z"], "main", "forward", "app.items", "id", "last-writer-wins"]);
+    expect(arrays.values).toEqual([["1"], ["a\x1fb"], ["1"], ["2025-01-01T00:00:01.000Z"], ["f"], "main", "forward", "app.items", "id", "last-writer-wins"]);
     expect(lastPlaceholder(arrays.text)).toBe(arrays.values.length + 3);
   });
 
@@ -197,6 +203,89 @@ describe("ChangeBuffer with a guard", () => {
     expect(params(remove)?.slice(0, 2)).toEqual([["1"], ["2025-01-01T00:00:02.000Z"]]);
     expect(params(upsert)?.slice(0, 4)).toEqual([["7"], ["body"], ["2"], ["2025-01-01T00:00:02.000Z"]]);
     expect([remove?.guard, upsert?.guard]).toEqual([true, true]);
+  });
+});
+
+describe("rows an upsert inserts (update-delete conflicts)", () => {
+  /** Each upsert row's key and whether it inserts, from a drained buffer's guarded upsert. */
+  const inserts = (statements: Statement[]) => {
+    const upsert = statements.find((s) => s.op === "insert")!;
+    const p = params(upsert)!;
+    return Object.fromEntries((p[0] as string[]).map((key, i) => [key, (p[4] as string[])[i]]));
+  };
+
+  it("follows the first change collapsed into an entry, or a delete of the key before it", () => {
+    const buffer = new ChangeBuffer({ guard });
+    // Inserted, then updated: the row is still the batch's to insert.
+    buffer.add({ kind: "upsert", table: items, values: ["1", "a", "1"], at: t1, inserted: true });
+    buffer.add({ kind: "upsert", table: items, values: ["1", "b", "2"], at: t2 });
+    // Updated, then "inserted" by a later change: the first said the row should already be there.
+    buffer.add({ kind: "upsert", table: items, values: ["2", "a", "1"], at: t1 });
+    buffer.add({ kind: "upsert", table: items, values: ["2", "b", "2"], at: t2, inserted: true });
+    // Deleted, then written anew: the delete runs first, so the write inserts.
+    buffer.add({ kind: "delete", table: items, key: ["3"], at: t1 });
+    buffer.add({ kind: "upsert", table: items, values: ["3", "c", "3"], at: t2 });
+    // A key change resolved in the buffer: the row under its new key is inserted.
+    buffer.add({ kind: "upsert", table: items, values: ["4", "d", "4"], at: t1 });
+    buffer.add({ kind: "rekey", table: items, oldKey: ["4"], values: ["5", UNCHANGED, "5"], at: t2 });
+    buffer.add({ kind: "upsert", table: items, values: ["6", "e", "6"], at: t1 });
+    expect(inserts(buffer.drain())).toEqual({ "1": "t", "2": "f", "3": "t", "5": "t", "6": "f" });
+  });
+
+  it("changes nothing without a guard: the plain upsert inserts whatever is missing", () => {
+    const buffer = new ChangeBuffer();
+    buffer.add({ kind: "upsert", table: items, values: ["1", "a", "1"], at: t1 });
+    const [statement] = buffer.drain();
+    expect(statement?.text).not.toContain("inserted");
+    expect(statement?.values).toHaveLength(3);
+  });
+});
+
+describe("unrouted changes", () => {
+  it("are recorded in the conflict log as kept local, with the guarded statements' key fingerprint", () => {
+    const statement = unroutedStatement(
+      [
+        { table: "sec.api_keys", keyColumns: ["id"], key: ["8f14e45f-ceea-467f-a0e6-6a4f0e3d0b5c"], at: t1 },
+        { table: "sec.pairs", keyColumns: ["a", "b"], key: ["1", null], at: undefined },
+      ],
+      guard,
+    );
+    expect(statement.text).toBe(
+      'INSERT INTO "pgferry state".conflicts (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ' +
+        "SELECT $1::text, $2::text, r.table_name, r.key_columns, left(encode(sha256(convert_to(r.key, 'UTF8')), 'hex'), 16), r.at, NULL, $3::text, 'local' " +
+        "FROM unnest($4::text[], $5::text[], $6::text[], $7::timestamptz[]) AS r(table_name, key_columns, key, at)",
+    );
+    // A NULL key value is left out of the fingerprinted text, as concat_ws leaves it out.
+    expect(statement.values).toEqual([
+      "main", "forward", "last-writer-wins",
+      ["sec.api_keys", "sec.pairs"], ["id", "a, b"], ["8f14e45f-ceea-467f-a0e6-6a4f0e3d0b5c", "1"], ["2025-01-01T00:00:01.000Z", null],
+    ]);
+    // Not guarded (it needs no progress), but its conflicts are counted with the transaction's.
+    expect(statement).toMatchObject({ recordsConflicts: true, rows: 2, op: "insert", table: "pgferry state.conflicts" });
+    expect(statement.guard).toBeUndefined();
+    expect(unroutedStatement([{ table: "x", keyColumns: ["id"], key: ["1"], at: t2 }], guard).name).toBe(statement.name);
+  });
+
+  it("go into one record statement per flush, without breaking the batch's collapse; without a guard they are dropped", () => {
+    const unrouted = (id: string) => ({ kind: "unrouted" as const, table: "sec.api_keys", keyColumns: ["id"], key: [id], at: t1 });
+    const buffer = new ChangeBuffer({ guard });
+    buffer.add({ kind: "upsert", table: items, values: ["1", "a", "1"], at: t1, inserted: true });
+    buffer.add(unrouted("u1"));
+    buffer.add({ kind: "upsert", table: items, values: ["1", "b", "2"], at: t2 });
+    buffer.add(unrouted("u2"));
+    expect(buffer.rows).toBe(3);
+    const statements = buffer.drain();
+    expect(statements.map((s) => [s.op, s.table, s.rows])).toEqual([
+      ["insert", "app.items", 1],
+      ["insert", "pgferry state.conflicts", 2],
+    ]);
+    expect(statements[1]?.values[5]).toEqual(["u1", "u2"]);
+    expect(buffer.drain()).toEqual([]);
+
+    const unguarded = new ChangeBuffer();
+    unguarded.add(unrouted("u1"));
+    expect(unguarded.rows).toBe(0);
+    expect(unguarded.drain()).toEqual([]);
   });
 });
 

@@ -1,0 +1,179 @@
+/**
+ * The conflict-checked (guarded) variants of the keyed statements of statements.ts, for a target that
+ * takes writes of its own (apply/conflictGuard.ts): each judges and records conflicts with the target's
+ * own writes in the statement that applies the batch, set-based. Also the record of changes routed
+ * nowhere (`unrouted`, docs/reverse.md), which go to the same conflict log. Texts depend only on
+ * (table, column set) and the guard's settings, so they are prepared once per connection.
+ */
+import { qualifiedName, quoteIdent } from "../sql/quote.js";
+import type { TargetTable } from "../plan/targetTable.js";
+import type { ConflictGuard } from "./conflictGuard.js";
+import { keyMatch, prepared, unnestRows, updateSets, upsertText, type Cell } from "./statements.js";
+import type { Statement } from "./types.js";
+
+/** The static part of a ConflictGuard: everything a guarded statement's text is built from. */
+export type GuardSettings = Pick<ConflictGuard, "direction" | "resolution" | "stateSchema" | "pipeline">;
+
+/** Rows of a guarded statement, each with its source commit time (undefined: unknown, judged as not having seen the target's write). */
+export interface GuardedRows {
+  rows: readonly (readonly Cell[])[];
+  at: readonly (Date | undefined)[];
+  /**
+   * Upserts only: whether each row's changes insert it (TargetChange `inserted`). A row that is not,
+   * and that the target does not have, was deleted there: it is not brought back. Absent: none is.
+   */
+  inserted?: readonly boolean[];
+}
+
+/**
+ * Whether the incoming row wins a conflict, as SQL over `j` (j.at: its source commit, j.local_at:
+ * the target row's). Last-writer-wins breaks a tie for the old project: the forward pipeline's
+ * incoming rows come from it, the reverse pipeline's from the new one. A NULL `at` never wins by time.
+ */
+function incomingWins(guard: GuardSettings): string {
+  const fromOld = guard.direction === "forward";
+  switch (guard.resolution) {
+    case "last-writer-wins":
+      return fromOld ? "coalesce(j.at >= j.local_at, false)" : "coalesce(j.at > j.local_at, false)";
+    case "prefer-old":
+      return fromOld ? "true" : "false";
+    case "prefer-new":
+      return fromOld ? "false" : "true";
+    case "stop":
+      return "false";
+  }
+}
+
+/**
+ * The CTEs every guarded statement starts with, judging the whole batch in the statement that
+ * applies it:
+ * - `u`: the rows (c0, c1, ... as `carried` lists the table's columns) with their source commit time
+ *   `at` (and, for upserts, `inserted`);
+ * - `j`: each row beside the target row with its key: `local_at`, that row's last commit, and
+ *   `conflict`: that commit is local (no replication origin: not pgferry's), after `floor` (before
+ *   it the opposite pipeline did not exist) and not yet carried to the source when the incoming change
+ *   committed there (the earliest `appliedAt` of a progress entry covering it is after `at`, or none).
+ *   For upserts also `missing`, an update-delete conflict (PostgreSQL 18 calls it update_missing): the
+ *   row is not on the target and the change does not insert it, so the target deleted it; while the
+ *   opposite pipeline has no progress (floor 'infinity') nothing is judged, and it is inserted as
+ *   without a guard. The target's side always keeps such a row (deleted);
+ * - `c`: one row in the state schema's `conflicts` per conflict: key columns and a fingerprint of
+ *   the key (never values), both commit times, the resolution and what was kept.
+ * The parameters: the rows' columns, `at` (and `inserted`), then pipeline, direction, table, key
+ * columns, resolution; the applier appends $floor, $commitTimes and $appliedAt (Statement.guard),
+ * known only at run time.
+ */
+function guardedSource(table: TargetTable, carried: readonly number[], input: GuardedRows, guard: GuardSettings, upsert: boolean): { with: string; values: unknown[]; wins: string } {
+  const width = carried.length;
+  const rows = input.rows.map((row, r) => [
+    ...row.slice(0, width),
+    input.at[r]?.toISOString() ?? null,
+    ...(upsert ? [input.inserted?.[r] === true ? "t" : "f"] : []),
+  ]);
+  const source = unnestRows(rows, width + (upsert ? 2 : 1), "r");
+  const values: unknown[] = [...source.values];
+  const param = (value: unknown, type: string) => {
+    values.push(value);
+    return `$${values.length}::${type}`;
+  };
+  const keyColumns = table.keyIndexes.map((k) => table.columns[k]!);
+  const record = [
+    param(guard.pipeline, "text"),
+    param(guard.direction, "text"),
+    param(table.id, "text"),
+    param(keyColumns.map((c) => c.name).join(", "), "text"),
+  ];
+  const resolution = param(guard.resolution, "text");
+  const floor = `$${values.length + 1}::timestamptz`;
+  const commitTimes = `$${values.length + 2}::timestamptz[]`;
+  const appliedAt = `$${values.length + 3}::timestamptz[]`;
+  const cells = Array.from({ length: width }, (_, i) => `c${i}`);
+  // The key as PostgreSQL prints it, as in a constraint error's detail (ApplyError's fingerprint).
+  const keyText = table.keyIndexes.map((k) => `(j.c${carried.indexOf(k)}::${table.columns[k]!.type})::text`).join(", ");
+  const local =
+    `w.roident = 0 AND w.timestamp IS NOT NULL AND w.timestamp > ${floor} ` +
+    `AND coalesce((SELECT min(p.applied) FROM unnest(${commitTimes}, ${appliedAt}) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true)`;
+  // A key column of a row that is there is never NULL (it matched by equality).
+  const missing = `t.${quoteIdent(keyColumns[0]!.name)} IS NULL AND NOT u.inserted AND ${floor} < 'infinity'::timestamptz`;
+  const judged = upsert ? `${missing} AS missing, (${missing}) OR (${local}) AS conflict` : `${local} AS conflict`;
+  const wins = upsert ? `(NOT j.missing AND ${incomingWins(guard)})` : incomingWins(guard);
+  const kept = guard.resolution === "stop" ? "'stopped'" : `CASE WHEN ${wins} THEN 'incoming' ELSE 'local' END`;
+  const conflicts = `${quoteIdent(guard.stateSchema)}.conflicts`;
+  const text =
+    `WITH u AS (SELECT ${cells.join(", ")}, c${width}::timestamptz AS at${upsert ? `, c${width + 1}::boolean AS inserted` : ""} FROM ${source.from}), ` +
+    `j AS (SELECT u.*, w.timestamp AS local_at, ${judged} ` +
+    `FROM u LEFT JOIN ${qualifiedName(table)} AS t ON ${keyMatch(table, carried, "u")} ` +
+    `LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS w ON true), ` +
+    `c AS (INSERT INTO ${conflicts} (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ` +
+    `SELECT ${record.join(", ")}, left(encode(sha256(convert_to(concat_ws(', ', ${keyText}), 'UTF8')), 'hex'), 16), j.at, j.local_at, ${resolution}, ${kept} ` +
+    `FROM j WHERE j.conflict)`;
+  return { with: text, values, wins };
+}
+
+/**
+ * upsertStatement, conflict-checked: rows whose conflict the target's side won are left as they are,
+ * and a row the target does not have is inserted only by a change that inserts it (GuardedRows.inserted).
+ */
+export function guardedUpsertStatement(table: TargetTable, columnIndexes: readonly number[], input: GuardedRows, guard: GuardSettings): Statement {
+  const source = guardedSource(table, columnIndexes, input, guard, true);
+  const text = `${source.with} ${upsertText(table, columnIndexes, "j", "j", ` WHERE NOT j.conflict OR ${source.wins}`)}`;
+  return prepared(text, source.values, { rows: input.rows.length, table: table.id, op: "insert", guard: true });
+}
+
+/**
+ * updateRowsStatement, conflict-checked. It returns one row, `matched`: the rows found on the target,
+ * whether written or left as the target's side won them, so the applier counts as missing exactly
+ * what the plain UPDATE would (Statement.expectRows).
+ */
+export function guardedUpdateRowsStatement(table: TargetTable, columnIndexes: readonly number[], input: GuardedRows, guard: GuardSettings): Statement | null {
+  const sets = updateSets(table, columnIndexes, "j");
+  if (sets === null) return null;
+  const source = guardedSource(table, columnIndexes, input, guard, false);
+  const text =
+    `${source.with}, written AS (UPDATE ${qualifiedName(table)} AS t SET ${sets} FROM j WHERE ${keyMatch(table, columnIndexes, "j")} ` +
+    `AND (NOT j.conflict OR ${source.wins}) RETURNING 1) ` +
+    `SELECT ((SELECT count(*) FROM written) + (SELECT count(*) FROM j WHERE j.conflict AND NOT ${source.wins}))::int AS matched`;
+  return prepared(text, source.values, { rows: input.rows.length, table: table.id, op: "update", expectRows: true, guard: true });
+}
+
+/** deleteStatement, conflict-checked: a row whose conflict the target's side won stays. */
+export function guardedDeleteStatement(table: TargetTable, keys: GuardedRows, guard: GuardSettings): Statement {
+  const source = guardedSource(table, table.keyIndexes, keys, guard, false);
+  const text =
+    `${source.with} DELETE FROM ${qualifiedName(table)} AS t USING j WHERE ${keyMatch(table, table.keyIndexes, "j")} ` +
+    `AND (NOT j.conflict OR ${source.wins})`;
+  return prepared(text, source.values, { rows: keys.rows.length, table: table.id, op: "delete", guard: true });
+}
+
+/** A change no edge routes (ApplyChange `unrouted`): its source table, identity columns and values, commit time. */
+export interface UnroutedRecord {
+  table: string;
+  keyColumns: readonly string[];
+  key: readonly (string | null)[];
+  at: Date | undefined;
+}
+
+/**
+ * Records unrouted changes in the conflict log, one row each, with the key fingerprint the guarded
+ * statements compute (the values as PostgreSQL prints them, joined by ', ' without NULLs, as
+ * concat_ws does). Nothing was written for them, so the target's side is what is kept, whatever the
+ * resolution; there is no target row, so no local commit time. `recordsConflicts` has the applier
+ * count them with the transaction's other conflicts.
+ */
+export function unroutedStatement(records: readonly UnroutedRecord[], guard: GuardSettings): Statement {
+  const conflicts = `${quoteIdent(guard.stateSchema)}.conflicts`;
+  const text =
+    `INSERT INTO ${conflicts} (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ` +
+    `SELECT $1::text, $2::text, r.table_name, r.key_columns, left(encode(sha256(convert_to(r.key, 'UTF8')), 'hex'), 16), r.at, NULL, $3::text, 'local' ` +
+    `FROM unnest($4::text[], $5::text[], $6::text[], $7::timestamptz[]) AS r(table_name, key_columns, key, at)`;
+  const values = [
+    guard.pipeline,
+    guard.direction,
+    guard.resolution,
+    records.map((r) => r.table),
+    records.map((r) => r.keyColumns.join(", ")),
+    records.map((r) => r.key.filter((v) => v !== null).join(", ")),
+    records.map((r) => r.at?.toISOString() ?? null),
+  ];
+  return prepared(text, values, { rows: records.length, table: `${guard.stateSchema}.conflicts`, op: "insert", recordsConflicts: true });
+}
