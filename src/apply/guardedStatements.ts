@@ -34,7 +34,7 @@ function incomingWins(guard: GuardSettings): string {
   const fromOld = guard.direction === "forward";
   switch (guard.resolution) {
     case "last-writer-wins":
-      return fromOld ? "coalesce(j.at >= j.local_at, false)" : "coalesce(j.at > j.local_at, false)";
+      return fromOld ? "coalesce(j.at >= j.local_ms, false)" : "coalesce(j.at > j.local_ms, false)";
     case "prefer-old":
       return fromOld ? "true" : "false";
     case "prefer-new":
@@ -56,14 +56,22 @@ function incomingWins(guard: GuardSettings): string {
  *   For upserts also `missing`, an update-delete conflict (PostgreSQL 18 calls it update_missing): the
  *   row is not on the target and the change does not insert it, so the target deleted it; while the
  *   opposite pipeline has no progress (floor 'infinity') nothing is judged, and it is inserted as
- *   without a guard. The target's side always keeps such a row (deleted);
+ *   without a guard. The target's side always keeps such a row (deleted); and the other way round, an
+ *   incoming delete wins over a local update it did not see (recorded, kept 'incoming');
  * - `c`: one row in the state schema's `conflicts` per conflict: key columns and a fingerprint of
  *   the key (never values), both commit times, the resolution and what was kept.
  * The parameters: the rows' columns, `at` (and `inserted`), then pipeline, direction, table, key
  * columns, resolution; the applier appends $floor, $commitTimes and $appliedAt (Statement.guard),
  * known only at run time.
  */
-function guardedSource(table: TargetTable, carried: readonly number[], input: GuardedRows, guard: GuardSettings, upsert: boolean): { with: string; values: unknown[]; wins: string } {
+function guardedSource(
+  table: TargetTable,
+  carried: readonly number[],
+  input: GuardedRows,
+  guard: GuardSettings,
+  upsert: boolean,
+  deletes = false,
+): { with: string; values: unknown[]; wins: string } {
   const width = carried.length;
   const rows = input.rows.map((row, r) => [
     ...row.slice(0, width),
@@ -90,18 +98,24 @@ function guardedSource(table: TargetTable, carried: readonly number[], input: Gu
   const cells = Array.from({ length: width }, (_, i) => `c${i}`);
   // The key as PostgreSQL prints it, as in a constraint error's detail (ApplyError's fingerprint).
   const keyText = table.keyIndexes.map((k) => `(j.c${carried.indexOf(k)}::${table.columns[k]!.type})::text`).join(", ");
+  // Commit times reach pgferry as JavaScript dates, to the millisecond (the incoming change's, the
+  // progress entries'): the local write's is compared at the same precision, or a write would look
+  // newer than itself. A tie within a millisecond goes to the old project (incomingWins).
+  const localAt = "date_trunc('milliseconds', w.timestamp)";
   const local =
-    `w.roident = 0 AND w.timestamp IS NOT NULL AND w.timestamp > ${floor} ` +
-    `AND coalesce((SELECT min(p.applied) FROM unnest(${commitTimes}, ${appliedAt}) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true)`;
+    `w.roident = 0 AND w.timestamp IS NOT NULL AND ${localAt} > ${floor} ` +
+    `AND coalesce((SELECT min(p.applied) FROM unnest(${commitTimes}, ${appliedAt}) AS p(ct, applied) WHERE p.ct >= ${localAt}) > u.at, true)`;
   // A key column of a row that is there is never NULL (it matched by equality).
   const missing = `t.${quoteIdent(keyColumns[0]!.name)} IS NULL AND NOT u.inserted AND ${floor} < 'infinity'::timestamptz`;
   const judged = upsert ? `${missing} AS missing, (${missing}) OR (${local}) AS conflict` : `${local} AS conflict`;
-  const wins = upsert ? `(NOT j.missing AND ${incomingWins(guard)})` : incomingWins(guard);
+  // A delete wins over a concurrent update whatever the resolution (but stop): the deleting side keeps
+  // no row to compare times with, and refuses the update there (missing), so both sides agree.
+  const wins = upsert ? `(NOT j.missing AND ${incomingWins(guard)})` : deletes ? (guard.resolution === "stop" ? "false" : "true") : incomingWins(guard);
   const kept = guard.resolution === "stop" ? "'stopped'" : `CASE WHEN ${wins} THEN 'incoming' ELSE 'local' END`;
   const conflicts = `${quoteIdent(guard.stateSchema)}.conflicts`;
   const text =
-    `WITH u AS (SELECT ${cells.join(", ")}, c${width}::timestamptz AS at${upsert ? `, c${width + 1}::boolean AS inserted` : ""} FROM ${source.from}), ` +
-    `j AS (SELECT u.*, w.timestamp AS local_at, ${judged} ` +
+    `WITH u AS (SELECT ${cells.join(", ")}, date_trunc('milliseconds', c${width}::timestamptz) AS at${upsert ? `, c${width + 1}::boolean AS inserted` : ""} FROM ${source.from}), ` +
+    `j AS (SELECT u.*, w.timestamp AS local_at, ${localAt} AS local_ms, ${judged} ` +
     `FROM u LEFT JOIN ${qualifiedName(table)} AS t ON ${keyMatch(table, carried, "u")} ` +
     `LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS w ON true), ` +
     `c AS (INSERT INTO ${conflicts} (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ` +
@@ -138,7 +152,7 @@ export function guardedUpdateRowsStatement(table: TargetTable, columnIndexes: re
 
 /** deleteStatement, conflict-checked: a row whose conflict the target's side won stays. */
 export function guardedDeleteStatement(table: TargetTable, keys: GuardedRows, guard: GuardSettings): Statement {
-  const source = guardedSource(table, table.keyIndexes, keys, guard, false);
+  const source = guardedSource(table, table.keyIndexes, keys, guard, false, true);
   const text =
     `${source.with} DELETE FROM ${qualifiedName(table)} AS t USING j WHERE ${keyMatch(table, table.keyIndexes, "j")} ` +
     `AND (NOT j.conflict OR ${source.wins})`;

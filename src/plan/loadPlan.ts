@@ -60,7 +60,23 @@ export async function compileReversePlan(
     targetTables: forward.sourceTables,
     snapshotFormat,
   });
+  restrictToForwardRows(plans, forward.plans);
   // Grouped by forward entry, in file order, whichever step found them.
   const entry = (problem: string) => Number(/^tables\[(\d+)\]/.exec(problem)?.[1] ?? -1);
   return { plans, problems: [...inverse.problems, ...problems].sort((a, b) => entry(a) - entry(b)), notes: inverse.notes, mappings: inverse.mappings };
+}
+
+/**
+ * The forward `where` of an entry leaves rows of the old table out of the new one, so its reverse edge
+ * accounts only for the old rows that pass it (EdgePlan.targetFilter): those are what the two
+ * directions converge on, and what `pgferry verify --direction reverse` compares.
+ */
+function restrictToForwardRows(reverse: readonly TablePlan[], forward: readonly TablePlan[]): void {
+  const filters = new Map(forward.flatMap((plan) => plan.edges.flatMap((edge) => (edge.filter ? [[edge.index, edge.filter] as const] : []))));
+  for (const plan of reverse) {
+    for (const edge of plan.edges) {
+      const filter = filters.get(edge.index);
+      if (filter) edge.targetFilter = filter;
+    }
+  }
 }

@@ -47,6 +47,13 @@ export interface EdgePlan {
    * deletes follow the old row's route.
    */
   filterMode?: "exact" | "route";
+  /**
+   * A predicate over the TARGET table, set when the edge accounts for only some of its rows: a reverse
+   * edge's old table holds rows its forward edge does not map (the forward `where` left them out), so
+   * only those that pass the forward filter, evaluated by the old database, are the edge's. Read by
+   * `pgferry verify`; the pipeline never needs it (it writes by key).
+   */
+  targetFilter?: SqlFilter;
   /** Absolute path of the code hook module, if any. */
   hook: string | null;
   /**

@@ -7,10 +7,14 @@
  * types so both print values alike); only buckets that differ are listed key by key. While the
  * pipeline streams, a differing bucket is compared again a few times and reported only if it stays
  * different, so changes in flight are not mistaken for drift.
+ *
+ * The plan may be either direction's: for the reverse (docs/reverse.md) the source is the new
+ * database, the target the old one, and each edge compares only the old rows its forward edge maps
+ * (EdgePlan.targetFilter) on the columns the reverse writes.
  */
 import type pg from "pg";
 import { qualifiedName, quoteIdent, quoteLiteral } from "../sql/quote.js";
-import type { EdgePlan, TablePlan } from "../plan/plan.js";
+import type { ColumnOrigin, EdgePlan, TablePlan } from "../plan/plan.js";
 
 export interface EdgeReport {
   source: string;
@@ -67,18 +71,36 @@ async function castableTypes(source: pg.Pool, types: readonly string[]): Promise
   return new Set(rows.map((r) => r.t));
 }
 
+/**
+ * A json column fed from anything but a json column holds the text its value had there (jsonb's,
+ * with keys sorted and duplicates gone), while the column may still hold the text it was created
+ * with (a reverse edge's old json column before the reverse first writes it): compared by value.
+ */
+function jsonByValue(plan: TablePlan, origin: ColumnOrigin, type: string): boolean {
+  if (type !== "json") return false;
+  return origin.kind !== "column" || plan.source.columns.find((c) => c.name === origin.column)?.type !== "json";
+}
+
 function sides(plan: TablePlan, edge: EdgePlan, options: VerifyOptions, castable: Set<string>): [Side, Side] {
   const columns = edge.table.columns;
+  const asJsonb = edge.origins.map((o, i) => jsonByValue(plan, o, columns[i]!.type));
   const expr = edge.origins.map((o, i) => {
     const value = o.kind === "column" ? `s.${quoteIdent(o.column)}` : o.kind === "const" ? quoteLiteral(o.value) : `(${o.expr})`;
     const type = columns[i]!.type;
-    return castable.has(type) ? `(${value})::${type}` : `(${value})::text`;
+    return asJsonb[i] ? `(${value})::jsonb` : castable.has(type) ? `(${value})::${type}` : `(${value})::text`;
   });
-  const targetExpr = columns.map((c) => (castable.has(c.type) ? `t.${quoteIdent(c.name)}` : `t.${quoteIdent(c.name)}::text`));
+  const targetExpr = columns.map((c, i) =>
+    asJsonb[i] ? `t.${quoteIdent(c.name)}::jsonb` : castable.has(c.type) ? `t.${quoteIdent(c.name)}` : `t.${quoteIdent(c.name)}::text`,
+  );
   const keyed = edge.table.keyIndexes.length > 0;
   const keyOf = (list: string[]) => (keyed ? `ROW(${edge.table.keyIndexes.map((k) => list[k]).join(", ")})::text` : `ROW(${list.join(", ")})::text`);
   const filter = edge.filter ? ` WHERE (${edge.filter.expr})` : "";
-  const owned = edge.ownership ? ` WHERE ${edge.ownership.map((o) => `t.${quoteIdent(o.column)} = ${quoteLiteral(o.value)}::${o.type}`).join(" AND ")}` : "";
+  // The target rows this edge accounts for: a merge's own (its constants), a reverse edge's forward-mapped ones.
+  const targetRows = [
+    ...(edge.ownership ?? []).map((o) => `t.${quoteIdent(o.column)} = ${quoteLiteral(o.value)}::${o.type}`),
+    ...(edge.targetFilter ? [`(${edge.targetFilter.expr})`] : []),
+  ];
+  const owned = targetRows.length > 0 ? ` WHERE ${targetRows.join(" AND ")}` : "";
   // A partitioned source is read through its root (all partitions), like the stream publishes it.
   const source: Side = {
     pool: options.source,

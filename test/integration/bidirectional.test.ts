@@ -164,16 +164,19 @@ describe("reverse replication on the reorganisation example", () => {
   it("resolves same-row conflicts last-writer-wins and records them in both directions", async () => {
     const cfg = config();
     // Both sides write the same two rows while neither pipeline runs: organizations 2 (old first, new last) and 3 (new first, old last).
+    // Each write commits at a later millisecond than the one before (commit times are compared to the millisecond).
     await db.source.query("UPDATE organizations SET name = 'old, earlier' WHERE id = 2");
+    await laterThan(db.source, "organizations", 2);
     await db.target.query("UPDATE shared_services.organizations SET name = 'new, later' WHERE id = 2");
+    await laterThan(db.target, "shared_services.organizations", 2);
     await db.target.query("UPDATE shared_services.organizations SET name = 'new, earlier' WHERE id = 3");
+    await laterThan(db.target, "shared_services.organizations", 3);
     await db.source.query("UPDATE organizations SET name = 'old, later' WHERE id = 3");
     const { forward, reverse } = await startBoth(cfg);
     await roundTrip(db.source, db.target, "old", "marker-old-2", forward);
     await roundTrip(db.target, db.source, "new", "marker-new-2", reverse);
 
     const names = async (pool: pg.Pool, table: string) => (await pool.query<{ id: number; name: string }>(`SELECT id, name FROM ${table} WHERE id IN (2, 3) ORDER BY id`)).rows;
-    console.log("DEBUG", JSON.stringify((await db.target.query("SELECT * FROM _pgferry.conflicts")).rows), JSON.stringify((await db.source.query("SELECT * FROM _pgferry.conflicts")).rows), JSON.stringify((await db.target.query("SELECT id, name, (pg_xact_commit_timestamp_origin(xmin)).* FROM shared_services.organizations WHERE id IN (2,3)")).rows));
     const want = [{ id: 2, name: "new, later" }, { id: 3, name: "old, later" }];
     expect(await names(db.source, "organizations")).toEqual(want);
     expect(await names(db.target, "shared_services.organizations")).toEqual(want);
@@ -210,7 +213,12 @@ describe("reverse replication on the reorganisation example", () => {
     const controller = new AbortController();
     try {
       // Both directions streaming before the new side takes writes (the reverse waits for the forward's copies).
-      await waitFor(() => reverseStreaming(), { description: "the reverse pipeline streaming", timeoutMs: 120_000, intervalMs: 250 }).catch((error: unknown) => {
+      // A daemon that ended by itself (a preflight refusal) will not get there: fail with its output.
+      const ended = () => {
+        const gone = (["forward", "reverse"] as const).find((d) => live[d].child.exitCode !== null);
+        return gone === undefined ? undefined : `the ${gone} daemon exited with ${live[gone].child.exitCode}:\n${live[gone].output.join("").slice(-3000)}`;
+      };
+      await waitFor(() => reverseStreaming(), { description: "the reverse pipeline streaming", timeoutMs: 120_000, intervalMs: 250, failIf: ended }).catch((error: unknown) => {
         console.log(tail());
         throw error;
       });
@@ -231,7 +239,7 @@ describe("reverse replication on the reorganisation example", () => {
       expect(oldCommitted).toBeGreaterThan(20);
       expect(newCommitted).toBeGreaterThan(20);
 
-      const settled = await waitFor(difference, { description: "both sides equal through the mapping", until: (d) => d === null, timeoutMs: 120_000, intervalMs: 250 }).catch((error: unknown) => {
+      const settled = await waitFor(difference, { description: "both sides equal through the mapping", until: (d) => d === null, timeoutMs: 120_000, intervalMs: 250, failIf: ended }).catch((error: unknown) => {
         console.log(tail());
         throw error;
       });
@@ -253,6 +261,16 @@ describe("reverse replication on the reorganisation example", () => {
     }
   });
 });
+
+/** Waits until both clocks are a millisecond past the commit of the row's last write (both clusters run on this host). */
+async function laterThan(pool: pg.Pool, table: string, id: number): Promise<void> {
+  const { committed } = await one<{ committed: string }>(pool, `SELECT pg_xact_commit_timestamp(xmin)::text AS committed FROM ${table} WHERE id = $1`, [id]);
+  await waitFor(() => one<{ past: boolean }>(db.source, "SELECT date_trunc('milliseconds', clock_timestamp()) > date_trunc('milliseconds', $1::timestamptz) AS past", [committed]), {
+    description: `a millisecond past ${committed}`,
+    until: (r) => r.past,
+    intervalMs: 1,
+  });
+}
 
 /** Whether the reverse pipeline has its state on the old side with every table ready (it streams from then on). */
 async function reverseStreaming(): Promise<boolean> {

@@ -241,7 +241,8 @@ describe("conflict detection", () => {
   });
 
   it("last-writer-wins breaks a tie of commit times for the old project", async () => {
-    // A Date holds milliseconds: the tie is made with the local commit time's own text (microseconds).
+    // Commit times are compared to the millisecond (a Date's precision): the local commit time's own
+    // text (microseconds) ties with it, and is recorded as compared.
     const tied = (direction: "forward" | "reverse") => {
       guard.direction = direction;
       const [statement] = batch([upsert(3, direction, seeded.local[3].at)]);
@@ -255,8 +256,8 @@ describe("conflict detection", () => {
     expect((await contents())[3]).toBe("forward");
     const recorded = await conflicts();
     expect(recorded.map((r) => [r.direction, r.incoming, r.local, r.kept])).toEqual([
-      ["reverse", seeded.local[3].text, seeded.local[3].text, "local"],
-      ["forward", seeded.local[3].text, seeded.local[3].text, "incoming"],
+      ["reverse", toMillisecond(seeded.local[3].text), seeded.local[3].text, "local"],
+      ["forward", toMillisecond(seeded.local[3].text), seeded.local[3].text, "incoming"],
     ]);
   });
 
@@ -267,7 +268,7 @@ describe("conflict detection", () => {
     expect((await conflicts())[0]?.incoming).toBeNull();
   });
 
-  it("guards deletes: a row lost to the target stays, the others go", async () => {
+  it("guards deletes: a delete wins over a local update it did not see, and is recorded", async () => {
     const { late, early } = seeded;
     const statements = batch([
       { kind: "delete", table: items, key: ["1"], at: late },
@@ -281,11 +282,9 @@ describe("conflict detection", () => {
     await applier.execute(statements.slice(0, 1));
     const counts = await apply(statements.slice(1));
     expect(guard.progressCalls).toBe(1);
-    expect(await contents()).toEqual({ 2: "history", 3: "local", 5: "carried", 8: "in" });
-    expect(counts).toEqual([
-      { table: "app.items", resolution: "last-writer-wins", kept: "incoming", count: 1 },
-      { table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 },
-    ]);
+    // Row 3's local write is later than its delete, yet the delete wins (the deleting side could not keep the update).
+    expect(await contents()).toEqual({ 2: "history", 5: "carried", 8: "in" });
+    expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "incoming", count: 2 }]);
   });
 
   it("guards updates of rows with unchanged columns, and counts a row kept as the target's as found", async () => {
@@ -432,3 +431,8 @@ describe("update-only targets", () => {
     ]);
   });
 });
+
+/** `2026-01-01 10:00:00.123456+00` → `2026-01-01 10:00:00.123+00`: a commit time as the guard compares it. */
+function toMillisecond(text: string): string {
+  return text.replace(/(\.\d{3})\d*/, "$1").replace(/\.000(?=\+)/, "");
+}

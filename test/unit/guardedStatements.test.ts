@@ -66,20 +66,20 @@ describe("guarded statements", () => {
   it("upsert: judges the rows in CTEs, records conflicts, then writes only rows that are not lost to the target", () => {
     const statement = guardedUpsertStatement(items, [0, 1, 2], { rows: [["1", "a", "1"], ["2", null, "2"]], at: [t1, undefined], inserted: [true, false] }, guard);
     const { text } = statement;
-    expect(text.startsWith("WITH u AS (SELECT c0, c1, c2, c3::timestamptz AS at, c4::boolean AS inserted FROM unnest(")).toBe(true);
+    expect(text.startsWith("WITH u AS (SELECT c0, c1, c2, date_trunc('milliseconds', c3::timestamptz) AS at, c4::boolean AS inserted FROM unnest(")).toBe(true);
     expect(text).toContain('FROM u LEFT JOIN "app"."items" AS t ON t."id" = u.c0::bigint LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS w ON true)');
     // Update-delete: a row the target does not have, and that the change does not insert, once the opposite pipeline runs.
     const missing = `t."id" IS NULL AND NOT u.inserted AND $11::timestamptz < 'infinity'::timestamptz`;
-    expect(text).toContain(`w.timestamp AS local_at, ${missing} AS missing, (${missing}) OR (w.roident = 0 AND w.timestamp IS NOT NULL AND w.timestamp > $11::timestamptz`);
-    expect(text).toContain("unnest($12::timestamptz[], $13::timestamptz[]) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true)) AS conflict");
+    expect(text).toContain(`w.timestamp AS local_at, date_trunc('milliseconds', w.timestamp) AS local_ms, ${missing} AS missing, (${missing}) OR (w.roident = 0 AND w.timestamp IS NOT NULL AND date_trunc('milliseconds', w.timestamp) > $11::timestamptz`);
+    expect(text).toContain("unnest($12::timestamptz[], $13::timestamptz[]) AS p(ct, applied) WHERE p.ct >= date_trunc('milliseconds', w.timestamp)) > u.at, true)) AS conflict");
     expect(text).toContain('c AS (INSERT INTO "pgferry state".conflicts (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept)');
     expect(text).toContain("left(encode(sha256(convert_to(concat_ws(', ', (j.c0::bigint)::text), 'UTF8')), 'hex'), 16)");
     // A missing row is never the incoming change's to win: the target keeps it deleted.
-    expect(text).toContain("CASE WHEN (NOT j.missing AND coalesce(j.at >= j.local_at, false)) THEN 'incoming' ELSE 'local' END FROM j WHERE j.conflict)");
+    expect(text).toContain("CASE WHEN (NOT j.missing AND coalesce(j.at >= j.local_ms, false)) THEN 'incoming' ELSE 'local' END FROM j WHERE j.conflict)");
     // The write itself is the plain upsert's, over j and restricted to rows not lost to the target.
     expect(text).toContain(
       'INSERT INTO "app"."items" ("id", "body", "n") OVERRIDING SYSTEM VALUE SELECT j.c0::bigint, j.c1::text, j.c2::integer FROM j ' +
-        "WHERE NOT j.conflict OR (NOT j.missing AND coalesce(j.at >= j.local_at, false)) " +
+        "WHERE NOT j.conflict OR (NOT j.missing AND coalesce(j.at >= j.local_ms, false)) " +
         'ON CONFLICT ("id") DO UPDATE SET "body" = EXCLUDED."body", "n" = EXCLUDED."n"',
     );
     // The rows' columns, their commit times, whether each inserts, the conflict record's values; the applier appends the last three.
@@ -109,11 +109,11 @@ describe("guarded statements", () => {
 
   it("says when the incoming row wins, per resolution and direction (a last-writer tie goes to the old project)", () => {
     const winsIn = (resolution: GuardSettings["resolution"], direction: GuardSettings["direction"]) => {
-      const { text } = guardedDeleteStatement(items, { rows: [["1"]], at: [t1] }, { ...guard, resolution, direction });
-      return /AND \(NOT j\.conflict OR (.+)\)$/.exec(text)?.[1];
+      const { text } = guardedUpdateRowsStatement(pairs, [0, 2, 1], { rows: [["1", "b", "x"]], at: [t1] }, { ...guard, resolution, direction })!;
+      return /AND \(NOT j\.conflict OR (.+?)\) RETURNING 1\)/.exec(text)?.[1];
     };
-    expect(winsIn("last-writer-wins", "forward")).toBe("coalesce(j.at >= j.local_at, false)");
-    expect(winsIn("last-writer-wins", "reverse")).toBe("coalesce(j.at > j.local_at, false)");
+    expect(winsIn("last-writer-wins", "forward")).toBe("coalesce(j.at >= j.local_ms, false)");
+    expect(winsIn("last-writer-wins", "reverse")).toBe("coalesce(j.at > j.local_ms, false)");
     expect(winsIn("prefer-old", "forward")).toBe("true");
     expect(winsIn("prefer-old", "reverse")).toBe("false");
     expect(winsIn("prefer-new", "forward")).toBe("false");
@@ -129,8 +129,8 @@ describe("guarded statements", () => {
     expect(statement.text).toContain("concat_ws(', ', (j.c0::integer)::text, (j.c1::text)::text)");
     expect(statement.text).toContain(
       'written AS (UPDATE "app"."pairs" AS t SET "v" = j.c2::character varying FROM j WHERE t."a" = j.c0::integer AND t."b" = j.c1::text ' +
-        "AND (NOT j.conflict OR coalesce(j.at >= j.local_at, false)) RETURNING 1) " +
-        "SELECT ((SELECT count(*) FROM written) + (SELECT count(*) FROM j WHERE j.conflict AND NOT coalesce(j.at >= j.local_at, false)))::int AS matched",
+        "AND (NOT j.conflict OR coalesce(j.at >= j.local_ms, false)) RETURNING 1) " +
+        "SELECT ((SELECT count(*) FROM written) + (SELECT count(*) FROM j WHERE j.conflict AND NOT coalesce(j.at >= j.local_ms, false)))::int AS matched",
     );
     expect(params(statement)).toEqual([["1"], ["b"], ["x"], ["2025-01-01T00:00:01.000Z"], "main", "forward", "app.pairs", "a, b", "last-writer-wins"]);
     expect(statement).toMatchObject({ guard: true, expectRows: true, op: "update" });
@@ -138,11 +138,12 @@ describe("guarded statements", () => {
     expect(guardedUpdateRowsStatement(pairs, [0, 2], { rows: [["1", "b"]], at: [t1] }, guard)).toBeNull();
   });
 
-  it("delete: a row lost to the target stays", () => {
+  it("delete: wins over a local update it did not see (recorded), except under stop", () => {
     const statement = guardedDeleteStatement(items, { rows: [["1"], ["2"]], at: [t1, t2] }, guard);
-    expect(statement.text).toContain(
-      'DELETE FROM "app"."items" AS t USING j WHERE t."id" = j.c0::bigint AND (NOT j.conflict OR coalesce(j.at >= j.local_at, false))',
-    );
+    expect(statement.text).toContain('DELETE FROM "app"."items" AS t USING j WHERE t."id" = j.c0::bigint AND (NOT j.conflict OR true)');
+    expect(statement.text).toContain("CASE WHEN true THEN 'incoming' ELSE 'local' END FROM j WHERE j.conflict)");
+    const stop = guardedDeleteStatement(items, { rows: [["1"]], at: [t1] }, { ...guard, resolution: "stop" });
+    expect(stop.text).toContain("AND (NOT j.conflict OR false)");
     expect(params(statement)).toEqual([["1", "2"], ["2025-01-01T00:00:01.000Z", "2025-01-01T00:00:02.000Z"], "main", "forward", "app.items", "id", "last-writer-wins"]);
     expect(statement).toMatchObject({ guard: true, rows: 2, op: "delete" });
   });

@@ -58,6 +58,8 @@ const mergedKeys = table("sec.api_keys", [
   column("id", "uuid", { notNull: true }), column("source", "text", { notNull: true }), column("legacy_id", "text", { notNull: true }),
   column("key_hash", "text", { notNull: true }), column("status", "text"),
 ], ["id"], { uniqueKeys: [["id"], ["source", "legacy_id"]] });
+/** The same, with REPLICA IDENTITY USING INDEX on its unique (source, legacy_id): a delete carries the route and the old id. */
+const mergedKeysByIndex: CatalogTable = { ...mergedKeys, replicaIdentity: "i", identityKey: ["source", "legacy_id"] };
 const apiKeysEntry = (reverse?: TableMapping["reverse"]) =>
   entry("public.api_keys", "sec.api_keys", {
     columns: { id: { sql: "md5('api_keys:' || id)::uuid" }, source: { value: "api_keys" }, legacy_id: { sql: "id::text" }, status: { sql: "CASE WHEN is_active THEN 'active' ELSE 'revoked' END" } },
@@ -119,7 +121,7 @@ describe("invertMappings", () => {
       apiKeysEntry({ columns: { id: "legacy_id::integer", is_active: "status = 'active'" }, forwardOnly: [] }),
       vendorKeysEntry({ columns: { id: "legacy_id::integer" }, forwardOnly: [] }),
     ];
-    const result = reverse(mappings, [apiKeys, vendorKeys], [mergedKeys]);
+    const result = reverse(mappings, [apiKeys, vendorKeys], [mergedKeysByIndex]);
     expect(result.problems).toEqual([]);
     expect(result.mappings.map((m) => [m.from, m.to, m.where, m.columns])).toEqual([
       ["sec.api_keys", "public.api_keys", `"source" = 'api_keys'`, { key_hash: "key_hash", id: { sql: "legacy_id::integer" }, is_active: { sql: "status = 'active'" } }],
@@ -135,10 +137,56 @@ describe("invertMappings", () => {
     expect(result.plans).toHaveLength(1);
     const [toApi, toVendor] = result.plans[0]!.edges;
     expect(toApi!.filter).toEqual({ expr: `"source" = 'api_keys'`, refs: ["source"] });
+    // A routing filter, not a forward one: a row that does not pass is the other edge's (changeTransformer.ts).
+    expect([toApi!.filterMode, toVendor!.filterMode]).toEqual(["route", "route"]);
     expect(toApi!.table.keyIndexes).toEqual([1]);
     expect(origins(result.plans, "sec.api_keys", "public.vendor_api_keys")).toEqual({ key_hash: "key_hash", id: "legacy_id::integer (sql)" });
     expect([toApi!.index, toVendor!.index]).toEqual([0, 1]);
     expect(toApi!.ownership).toBeNull();
+  });
+
+  describe("the new table's replica identity", () => {
+    const mappings = () => [
+      apiKeysEntry({ columns: { id: "legacy_id::integer", is_active: "status = 'active'" }, forwardOnly: [] }),
+      vendorKeysEntry({ columns: { id: "legacy_id::integer" }, forwardOnly: [] }),
+    ];
+
+    it("must carry what routes a delete and what its old key is computed from, or the fix is named", () => {
+      // Identity (id): a delete on sec.api_keys carries only the uuid.
+      const result = reverse(mappings(), [apiKeys, vendorKeys], [mergedKeys]);
+      const fix = "ALTER TABLE sec.api_keys REPLICA IDENTITY USING INDEX <its unique index on (source, legacy_id)>, or ALTER TABLE sec.api_keys REPLICA IDENTITY FULL";
+      expect(result.compileProblems).toEqual([
+        `tables[0].reverse: a DELETE on sec.api_keys carries only its replica identity (id), not legacy_id (the key of public.api_keys is computed from it) or source (the routing filter reads it), so it could neither be routed back nor find its row in public.api_keys; ${fix}`,
+        `tables[1].reverse: a DELETE on sec.api_keys carries only its replica identity (id), not legacy_id (the key of public.vendor_api_keys is computed from it) or source (the routing filter reads it), so it could neither be routed back nor find its row in public.vendor_api_keys; ${fix}`,
+      ]);
+    });
+
+    it("says which columns of the fitting unique key must be made NOT NULL first, and offers FULL alone when none fits", () => {
+      const nullable = table("sec.api_keys", mergedKeys.columns.map((c) => (c.name === "legacy_id" ? { ...c, notNull: false } : c)), ["id"], {
+        uniqueKeys: [["id"], ["source", "legacy_id"]],
+      });
+      expect(reverse(mappings(), [apiKeys, vendorKeys], [nullable]).compileProblems[0]).toMatch(
+        /; ALTER TABLE sec\.api_keys ALTER COLUMN legacy_id SET NOT NULL, REPLICA IDENTITY USING INDEX <its unique index on \(source, legacy_id\)>, or ALTER TABLE sec\.api_keys REPLICA IDENTITY FULL$/,
+      );
+      const noKey = table("sec.api_keys", mergedKeys.columns, ["id"]);
+      expect(reverse(mappings(), [apiKeys, vendorKeys], [noKey]).compileProblems[0]).toMatch(
+        /; ALTER TABLE sec\.api_keys REPLICA IDENTITY FULL \(no unique index of sec\.api_keys covers \(legacy_id, source\); one that did, over NOT NULL columns, could be its REPLICA IDENTITY USING INDEX\)$/,
+      );
+    });
+
+    it("is enough when FULL: the inverse then keys on the primary key, which every old tuple carries", () => {
+      const full: CatalogTable = { ...mergedKeys, replicaIdentity: "f", identityKey: null };
+      const result = reverse(mappings(), [apiKeys, vendorKeys], [full]);
+      expect(result.compileProblems).toEqual([]);
+      const plan = result.plans[0]!;
+      expect(plan.keyInputs.map((i) => plan.sourceColumns[i])).toEqual(["id"]);
+      expect(plan.edges.map((e) => e.table.keyIndexes.map((k) => e.table.columns[k]!.name))).toEqual([["id"], ["id"]]);
+    });
+
+    it("needs nothing more for a key copied from the identity (a plain move)", () => {
+      const result = reverse([entry("public.organizations", "shared.organizations", { columns: { plan: "plan_tier" }, exclude: ["legacy_billing_id"] })], [organizations], [newOrganizations]);
+      expect(result.compileProblems).toEqual([]);
+    });
   });
 
   it("names a merged source that is forward-only in the merge note", () => {

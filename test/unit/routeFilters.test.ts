@@ -106,7 +106,7 @@ describe("a reverse split by constants", () => {
     evaluator: new FakeEvaluator({
       [`"source" = 'api'`]: (row) => row.source === "api",
       [`"source" = 'vendor'`]: (row) => row.source === "vendor",
-      "legacy_id::integer": (row) => row.legacy_id,
+      "legacy_id::integer": (row) => row.legacy_id ?? null,
     }),
   });
   const key = (source: string, legacyId: string): Row => ({ source, legacy_id: legacyId });

@@ -13,6 +13,8 @@ export interface LagProbeOptions {
   targetUrl: string;
   /** Schema of `bench_heartbeat` in the target. */
   targetSchema: string;
+  /** Schema of `bench_heartbeat` in the source; default: the source's search_path (public). */
+  sourceSchema?: string;
   /** Heartbeat ids used are firstId, firstId + 1, ... */
   firstId: number;
   intervalMs?: number;
@@ -67,11 +69,12 @@ export class LagProbe {
   }
 
   private async write(client: pg.Client): Promise<void> {
-    const { intervalMs = 100 } = this.options;
+    const { intervalMs = 100, sourceSchema } = this.options;
+    const sql = `INSERT INTO ${heartbeatTable(sourceSchema)} (id, sent_at) VALUES ($1, clock_timestamp())`;
     let due = performance.now();
     while (this.writing) {
       const id = this.next++;
-      await client.query("INSERT INTO bench_heartbeat (id, sent_at) VALUES ($1, clock_timestamp())", [id]);
+      await client.query(sql, [id]);
       this.committed.set(id, performance.now());
       due += intervalMs;
       const wait = due - performance.now();
@@ -93,11 +96,15 @@ export class LagProbe {
   }
 }
 
+function heartbeatTable(schema: string | undefined): string {
+  return schema === undefined ? "bench_heartbeat" : `${quoteIdent(schema)}.bench_heartbeat`;
+}
+
 /** One marker row: inserted on the source (durably) after a workload, awaited on the target. */
-export async function insertMarker(sourceUrl: string, id: number): Promise<void> {
+export async function insertMarker(sourceUrl: string, id: number, schema?: string): Promise<void> {
   const client = await connect(sourceUrl);
   try {
-    await client.query("INSERT INTO bench_heartbeat (id, sent_at) VALUES ($1, clock_timestamp())", [id]);
+    await client.query(`INSERT INTO ${heartbeatTable(schema)} (id, sent_at) VALUES ($1, clock_timestamp())`, [id]);
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -10,12 +10,13 @@ import { join, relative } from "node:path";
 import { REPO_ROOT } from "../repoRoot.js";
 import { Cleanup } from "./cleanup.js";
 import { summarizeProfile, type ProfileSummary } from "./cpuProfile.js";
-import { CLUSTER_SETTINGS, createTemplate, startPair, TEMPLATE_DB } from "./clusters.js";
+import { CLUSTER_SETTINGS, createTemplate, startPair, TEMPLATE_DB, type ClusterPair } from "./clusters.js";
 import { describeEnvironment, loadAverageNow } from "./environment.js";
 import { fixtureSize } from "./fixture.js";
 import { parseOptions, USAGE, UsageError, type BenchOptions } from "./options.js";
 import { seconds } from "./poll.js";
 import { evaluateGoals, markdownReport, type BenchResult } from "./report.js";
+import { runReverseScenarios, type ReverseScenarios } from "./reverseScenario.js";
 import { prepareNative, preparePgferry, runCopyPipe, runReorg, type BenchContext } from "./scenarios.js";
 import type { SystemResult } from "./systemRun.js";
 
@@ -27,6 +28,26 @@ const LAG_RATE = 100;
 async function pgferryVersion(): Promise<string> {
   const pkg = JSON.parse(await readFile(join(REPO_ROOT, "package.json"), "utf8")) as { version: string };
   return pkg.version;
+}
+
+/** Snapshot, drain and lag (those asked for), native then pgferry, on one initial copy per system. */
+async function runOneWay(ctx: BenchContext, nativePair: ClusterPair, pgferryPair: ClusterPair): Promise<SystemResult[]> {
+  const systems = [await prepareNative(ctx, nativePair), await preparePgferry(ctx, pgferryPair)];
+  // Scenario by scenario, native then pgferry: load from elsewhere on the machine hits both alike.
+  for (const system of systems) await system.run.snapshot();
+  for (const scenario of ["drain", "lag"] as const) {
+    if (!ctx.session.scenarios.has(scenario)) continue;
+    for (const system of systems) {
+      ctx.cleanup.checkInterrupted();
+      await system.run[scenario]();
+    }
+  }
+  const results: SystemResult[] = [];
+  for (const system of systems) {
+    results.push(await system.run.finish());
+    await system.drop();
+  }
+  return results;
 }
 
 async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) => void): Promise<BenchResult> {
@@ -62,27 +83,21 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
 
   const copyPipe = options.scenarios.has("snapshot") ? await runCopyPipe(ctx, nativePair) : undefined;
   cleanup.checkInterrupted();
-  const systems = [await prepareNative(ctx, nativePair), await preparePgferry(ctx, pgferryPair)];
-  // Scenario by scenario, native then pgferry: load from elsewhere on the machine hits both alike.
-  for (const system of systems) await system.run.snapshot();
-  for (const scenario of ["drain", "lag"] as const) {
-    if (!options.scenarios.has(scenario)) continue;
-    for (const system of systems) {
-      cleanup.checkInterrupted();
-      await system.run[scenario]();
-    }
-  }
-  const results: SystemResult[] = [];
-  for (const system of systems) {
-    results.push(await system.run.finish());
-    await system.drop();
-  }
+  // The one-way scenarios share one initial copy per system; the two-way ones have databases of their own.
+  const oneWay = (["snapshot", "drain", "lag"] as const).some((s) => options.scenarios.has(s));
+  const results = oneWay ? await runOneWay(ctx, nativePair, pgferryPair) : [{ system: "native" }, { system: "pgferry" }];
   const [native, pgferry] = results as [SystemResult, SystemResult];
   cleanup.checkInterrupted();
   const reorg = options.scenarios.has("snapshot") ? await runReorg(ctx, pgferryPair) : undefined;
+  cleanup.checkInterrupted();
+  // The reverse pipeline's scenarios last, on databases of their own: the one-way figures are taken as before.
+  const twoWay: ReverseScenarios | undefined =
+    options.scenarios.has("reverse") || options.scenarios.has("bidirectional") ? await runReverseScenarios(ctx, { native: nativePair, pgferry: pgferryPair }, size) : undefined;
+  if (twoWay?.reverse && pgferry.drain) twoWay.reverse.forwardDrainChangesPerSecond = pgferry.drain.changesPerSecond;
 
   const cpuProfiles: ProfileSummary[] = [];
-  for (const file of pgferry.cpuProfiles ?? []) cpuProfiles.push(await summarizeProfile(file).catch((error: unknown) => ({ file, totalMs: 0, idlePercent: 0, top: [], error: String(error) })));
+  const profiles = [...(pgferry.cpuProfiles ?? []), ...(twoWay?.twoWay.flatMap((s) => s.cpuProfiles ?? []) ?? [])];
+  for (const file of profiles) cpuProfiles.push(await summarizeProfile(file).catch((error: unknown) => ({ file, totalMs: 0, idlePercent: 0, top: [], error: String(error) })));
 
   const environment = await describeEnvironment(pgferryPair.source.url(TEMPLATE_DB), await pgferryVersion(), loadAtStart);
   const notes = [
@@ -90,6 +105,8 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
       "pgferry runs with its default snapshot/apply settings; " +
       `the native subscription uses synchronous_commit = '${options.nativeCommit}'${options.nativeCommit === "on" ? " (like pgferry's apply session)" : " (PostgreSQL's default for subscriptions)"}, ` +
       "text format and 4 table-sync workers. Scenarios alternate native, pgferry; each is followed by VACUUM and CHECKPOINT.",
+  ];
+  const oneWayNotes = [
     `Snapshot: from starting pgferry (the CLI process) or CREATE SUBSCRIPTION until every table is ready; MB = heap + TOAST of the source tables. ` +
       `The binary COPY pipe is the floor: no snapshot export, no state, 2 tables at a time.`,
     `Backlog: ${backlogTransactions.toLocaleString("en-US")} transactions × 8 row changes (event-log inserts, partitioned and keyless inserts, ` +
@@ -98,8 +115,29 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
       `Drain CPU: user + system seconds of the pgferry process, the source walsender and the target apply backend(s).`,
     `Lag: ${LAG_RATE} transactions/s (${LAG_RATE * 8} changes/s) for ${options.lagSeconds} s; a heartbeat row every 100 ms, target polled every 20 ms ` +
       `(figures err high by up to 20 ms). Peak RSS: VmHWM of the pgferry process, one process per scenario.`,
-    ...(profileDir ? [`CPU profiling was on (slower figures); profiles in ${profileDir}.`] : []),
   ];
+  notes.push(
+    ...(oneWay ? oneWayNotes : []),
+    ...(twoWay?.reverse
+      ? [
+          `Reverse drain (new → old): each system on fresh databases, the old one cloned from the fixture and the new one filled by the forward ` +
+            `direction's copy; the same backlog (${backlogTransactions.toLocaleString("en-US")} × 8 changes, bench_tx on the new tables) written on the new side ` +
+            `while the reverse is stopped, timed from starting it (pgferry: spawning \`pgferry run --direction reverse\`; native: ALTER SUBSCRIPTION ENABLE ` +
+            `of a subscription in the old database to a publication in the new one) until a marker row committed after it is in the old database. ` +
+            `pgferry's forward process keeps running (it reads the reverse's writes in the old database's WAL and drops them by origin); ` +
+            `native's forward subscription is disabled (PostgreSQL 15 has no origin filter, so both subscriptions on would loop), and its ENABLE waits until ` +
+            `wal_retrieve_retry_interval has passed since the DISABLE (PostgreSQL 15's launcher would otherwise hold the worker back that long).`,
+        ]
+      : []),
+    ...(twoWay?.bidirectional
+      ? [
+          `Bidirectional lag (pgferry only): both directions running (two processes, one config with a reverse section), each side writing ` +
+            `${LAG_RATE} transactions/s (8 changes each, disjoint rows: bench_lane_tx) for ${options.lagSeconds} s, and a heartbeat each way every 100 ms, ` +
+            `measured as the steady lag (the other side polled every 20 ms).`,
+        ]
+      : []),
+    ...(profileDir ? [`CPU profiling was on (slower figures); profiles in ${profileDir}.`] : []),
+  );
   return {
     startedAt: startedAt.toISOString(),
     wallSeconds: seconds(t0),
@@ -112,6 +150,9 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
     pgferry,
     native,
     ...(reorg ? { reorg } : {}),
+    ...(twoWay?.reverse ? { reverse: twoWay.reverse } : {}),
+    ...(twoWay?.bidirectional ? { bidirectional: twoWay.bidirectional } : {}),
+    ...(twoWay ? { twoWay: twoWay.twoWay } : {}),
     goals: evaluateGoals(pgferry, native),
     ...(cpuProfiles.length > 0 ? { cpuProfiles } : {}),
     notes,
@@ -147,7 +188,7 @@ async function main(argv: string[]): Promise<number> {
     await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : markdownReport(result));
     log(`results written to ${relative(process.cwd(), file)}`);
-    const failed = [result.pgferry, result.native].some((s) => s.error !== undefined || (s.mismatches?.length ?? 0) > 0);
+    const failed = [result.pgferry, result.native, ...(result.twoWay ?? [])].some((s) => s.error !== undefined || (s.mismatches?.length ?? 0) > 0);
     return failed ? 1 : 0;
   } catch (error) {
     log(`bench failed: ${(error as Error).stack ?? String(error)}`);

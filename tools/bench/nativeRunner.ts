@@ -23,6 +23,8 @@ export interface NativeRunnerOptions {
   /** The subscription's synchronous_commit: 'on' matches pgferry; 'off' is PostgreSQL's default for subscriptions. */
   synchronousCommit: "on" | "off";
   cleanup: Cleanup;
+  /** Copy the tables when subscribing (default); false when the target holds them already (the reverse direction). */
+  copyData?: boolean;
 }
 
 export class NativeReplicator implements Replicator {
@@ -49,7 +51,7 @@ export class NativeReplicator implements Replicator {
     try {
       await client.query(
         `CREATE SUBSCRIPTION ${this.sub} CONNECTION ${quoteLiteral(conninfo)} PUBLICATION ${this.sub} ` +
-          `WITH (copy_data = true, synchronous_commit = '${this.options.synchronousCommit}')`,
+          `WITH (copy_data = ${this.options.copyData ?? true}, synchronous_commit = '${this.options.synchronousCommit}')`,
       );
       await pollUntil(
         async () => {

@@ -7,7 +7,7 @@ export interface BenchOptions {
   scale: number;
   scenarios: Set<Scenario>;
   json: boolean;
-  /** Seconds of steady writes in the lag scenario. */
+  /** Seconds of steady writes in the lag and bidirectional scenarios. */
   lagSeconds: number;
   /** Write V8 CPU profiles of the pgferry processes and list their hot spots. */
   profile: boolean;
@@ -18,13 +18,16 @@ export interface BenchOptions {
 export const USAGE = `Usage: npm run bench -- [options]
 
 Compares pgferry with native logical replication (CREATE PUBLICATION/SUBSCRIPTION) on throwaway
-local clusters: initial snapshot, backlog drain, steady lag, pgferry's peak memory.
+local clusters: initial snapshot, backlog drain, steady lag, pgferry's peak memory; and pgferry's
+reverse pipeline (new → old): its backlog drain beside native replication in that direction, and the
+lag of each direction with both running and both sides taking writes.
 
 Options:
   --scale <n>          fixture size; 1 = about 200 MB and a 60k-transaction backlog (default 1)
-  --only <scenario>    snapshot, drain or lag; repeat or comma-separate (default: all)
+  --only <scenario>    snapshot, drain, lag, reverse or bidirectional; repeat or comma-separate
+                       (default: all)
   --json               print the result as JSON instead of the markdown table
-  --lag-seconds <n>    length of the steady-lag window (default 30)
+  --lag-seconds <n>    length of the steady-lag windows, one way and bidirectional (default 30)
   --profile            CPU-profile the pgferry processes (slower) and list their hot spots
   --native-commit <on|off>
                        synchronous_commit of the native subscription (default on, like pgferry's
@@ -34,7 +37,7 @@ Options:
 Results are also written to bench/results/<date>.json.
 `;
 
-const SCENARIOS: readonly Scenario[] = ["snapshot", "drain", "lag"];
+const SCENARIOS: readonly Scenario[] = ["snapshot", "drain", "lag", "reverse", "bidirectional"];
 
 export class UsageError extends Error {}
 

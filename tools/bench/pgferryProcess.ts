@@ -30,10 +30,10 @@ export class PgferryProcess {
   private peak = 0;
   private readonly sampler: NodeJS.Timeout;
 
-  /** `profileDir`: write a V8 CPU profile named `<label>.cpuprofile` there on exit. */
-  constructor(configFile: string, readonly label: string, readonly profileDir?: string) {
+  /** `profileDir`: write a V8 CPU profile named `<label>.cpuprofile` there on exit. `runArgs`: more flags of `pgferry run` (`--direction reverse`). */
+  constructor(configFile: string, readonly label: string, readonly profileDir?: string, runArgs: readonly string[] = []) {
     const nodeFlags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`] : [];
-    this.child = spawn(process.execPath, [...nodeFlags, CLI, "run", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(process.execPath, [...nodeFlags, CLI, "run", "--config", configFile, ...runArgs], { stdio: ["ignore", "pipe", "pipe"] });
     this.child.stdout?.on("data", (chunk: Buffer) => this.onOutput(chunk));
     this.child.stderr?.on("data", (chunk: Buffer) => this.onOutput(chunk));
     this.exited = new Promise((resolveExit) => {

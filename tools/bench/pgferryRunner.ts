@@ -29,6 +29,14 @@ export interface PgferryRunnerOptions {
   profileDir?: string;
   /** Extra top-level YAML (e.g. a mapping's other sections); appended before `tables`. */
   extraYaml?: string;
+  /**
+   * `reverse`: `pgferry run --direction reverse` on this config (which needs a `reverse` section in
+   * `extraYaml`). The URLs keep the config's meaning (source = old, target = new); the reverse keeps
+   * its state in the old database and copies nothing. Default `forward`.
+   */
+  direction?: "forward" | "reverse";
+  /** Prefix of the processes' labels (log tails, CPU profile names), when several replicators run in one bench. */
+  labelPrefix?: string;
 }
 
 export class PgferryReplicator implements Replicator {
@@ -52,9 +60,11 @@ export class PgferryReplicator implements Replicator {
     await this.writeConfig();
     this.unregister = this.options.cleanup.add("pgferry", () => this.dispose());
     this.start("snapshot");
-    // One state row per source table: a split names its source in several entries.
-    const expected = new Set(this.options.tables.map((t) => String(t.from))).size;
-    const client = await connect(this.options.targetUrl, "pgferry-bench-state-poll");
+    // One state row per source table: a split names its source in several entries. The reverse's
+    // sources are the new tables, and its state is in the old database.
+    const reverse = this.options.direction === "reverse";
+    const expected = new Set(this.options.tables.map((t) => String(reverse ? t.to : t.from))).size;
+    const client = await connect(reverse ? this.options.sourceUrl : this.options.targetUrl, "pgferry-bench-state-poll");
     try {
       await pollUntil(
         async () => {
@@ -95,10 +105,16 @@ export class PgferryReplicator implements Replicator {
     const { sourceUrl, targetUrl } = this.options;
     // pgferry's own connections are named pgferry-<role>; the bench's pollers pgferry-bench-*.
     const ours = "datname = $1 AND application_name LIKE 'pgferry%' AND application_name NOT LIKE 'pgferry-bench%'";
-    const [source, target] = await Promise.all([
-      serverCpuSeconds(sourceUrl, ours, [databaseOf(sourceUrl)]),
-      serverCpuSeconds(targetUrl, ours, [databaseOf(targetUrl)]),
-    ]);
+    // The reverse reads the new database and writes the old one. With the forward running beside
+    // it, the reverse's walsender is the only one on the new side, and the old side's walsender is
+    // the forward's.
+    const [source, target] =
+      this.options.direction === "reverse"
+        ? await Promise.all([
+            serverCpuSeconds(targetUrl, `${ours} AND backend_type = 'walsender'`, [databaseOf(targetUrl)]),
+            serverCpuSeconds(sourceUrl, `${ours} AND backend_type <> 'walsender'`, [databaseOf(sourceUrl)]),
+          ])
+        : await Promise.all([serverCpuSeconds(sourceUrl, ours, [databaseOf(sourceUrl)]), serverCpuSeconds(targetUrl, ours, [databaseOf(targetUrl)])]);
     const pid = this.process?.pid;
     return { replicator: (pid === undefined ? undefined : cpuSeconds(pid)) ?? 0, sourceBackends: source, targetBackends: target };
   }
@@ -120,7 +136,8 @@ export class PgferryReplicator implements Replicator {
 
   private start(label: string): void {
     if (!this.configFile) throw new Error("pgferry config not written yet");
-    this.process = new PgferryProcess(this.configFile, label, this.options.profileDir);
+    const { labelPrefix, profileDir, direction } = this.options;
+    this.process = new PgferryProcess(this.configFile, labelPrefix ? `${labelPrefix}-${label}` : label, profileDir, direction === "reverse" ? ["--direction", "reverse"] : []);
   }
 
   private async writeConfig(): Promise<void> {

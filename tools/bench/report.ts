@@ -5,6 +5,7 @@
 import type { ProfileSummary } from "./cpuProfile.js";
 import type { BenchEnvironment } from "./environment.js";
 import type { FixtureStats } from "./fixture.js";
+import type { BidirectionalResult, ReverseResult, TwoWaySystemResult } from "./reverseScenario.js";
 import type { Scenario, SnapshotResult, SystemResult } from "./systemRun.js";
 
 export interface PipeResult {
@@ -26,6 +27,12 @@ export interface BenchResult {
   pgferry: SystemResult;
   native: SystemResult;
   reorg?: { snapshot?: SnapshotResult; note: string };
+  /** The reverse pipeline's drain (new → old) beside native replication in that direction. */
+  reverse?: ReverseResult;
+  /** Lag of each direction with both running and both sides taking writes (pgferry only). */
+  bidirectional?: BidirectionalResult;
+  /** Each system's two-way run: errors, final comparison of the two databases, conflicts. */
+  twoWay?: TwoWaySystemResult[];
   goals: Goal[];
   cpuProfiles?: ProfileSummary[];
   notes: string[];
@@ -81,7 +88,7 @@ function ratio(a: number | undefined, b: number | undefined): string {
 
 type Row = [string, string, string, string, string];
 
-function systemRows(p: SystemResult, n: SystemResult, pipe: PipeResult | undefined): Row[] {
+function systemRows(p: SystemResult, n: SystemResult, pipe: PipeResult | undefined, reverse?: ReverseResult, bidirectional?: BidirectionalResult): Row[] {
   const rows: Row[] = [];
   const add = (metric: string, pv: number | undefined, nv: number | undefined, f: (v: number | undefined) => string, pipeValue = "") =>
     rows.push([metric, f(pv), f(nv), ratio(pv, nv), pipeValue]);
@@ -98,14 +105,33 @@ function systemRows(p: SystemResult, n: SystemResult, pipe: PipeResult | undefin
     add("drain CPU: source walsender", p.drain?.cpuSeconds.sourceBackends, n.drain?.cpuSeconds.sourceBackends, fmt.cpu);
     add("drain CPU: target apply backend", p.drain?.cpuSeconds.targetBackends, n.drain?.cpuSeconds.targetBackends, fmt.cpu);
   }
+  if (reverse) {
+    const [pr, nr] = [reverse.pgferry, reverse.native];
+    add("reverse drain (new → old): wall time", pr?.seconds, nr?.seconds, fmt.s);
+    add("reverse drain: changes/s", pr?.changesPerSecond, nr?.changesPerSecond, fmt.n);
+    if (pr?.startupSeconds !== undefined) rows.push(["reverse drain: pgferry start-up (included above)", fmt.s(pr.startupSeconds), "—", "", ""]);
+    rows.push(["reverse drain CPU: pgferry reverse / forward process", pr ? `${fmt.cpu(pr.cpuSeconds.replicator)} / ${fmt.cpu(pr.cpuSeconds.forwardReplicator)}` : "—", "—", "", ""]);
+    add("reverse drain CPU: new-side walsender", pr?.cpuSeconds.sourceBackends, nr?.cpuSeconds.sourceBackends, fmt.cpu);
+    add("reverse drain CPU: old-side apply backend", pr?.cpuSeconds.targetBackends, nr?.cpuSeconds.targetBackends, fmt.cpu);
+  }
   if (p.lag || n.lag) {
     add("steady lag: p50", p.lag?.lagSeconds.p50, n.lag?.lagSeconds.p50, fmt.lag);
     add("steady lag: p99", p.lag?.lagSeconds.p99, n.lag?.lagSeconds.p99, fmt.lag);
     add("steady lag: max", p.lag?.lagSeconds.max, n.lag?.lagSeconds.max, fmt.lag);
   }
+  if (bidirectional) {
+    for (const [name, d] of [["old → new", bidirectional.forward], ["new → old", bidirectional.reverse]] as const) {
+      const lost = d.heartbeatsSent - d.heartbeatsSeen;
+      rows.push([`bidirectional lag ${name}: p50 / p99 / max${lost > 0 ? ` (${lost} heartbeats never arrived)` : ""}`, [d.lagSeconds.p50, d.lagSeconds.p99, d.lagSeconds.max].map(fmt.lag).join(" / "), "—", "", ""]);
+    }
+  }
   for (const phase of ["snapshot", "drain", "lag"] as const) {
     const rss = p[phase]?.peakRssBytes;
     if (rss !== undefined) rows.push([`pgferry peak RSS: ${phase}`, fmt.mb(rss), "—", "", ""]);
+  }
+  if (reverse?.pgferry?.peakRssBytes !== undefined) rows.push(["pgferry peak RSS: reverse drain", fmt.mb(reverse.pgferry.peakRssBytes), "—", "", ""]);
+  if (bidirectional) {
+    rows.push(["pgferry peak RSS: bidirectional, forward / reverse", `${fmt.mb(bidirectional.forward.peakRssBytes)} / ${fmt.mb(bidirectional.reverse.peakRssBytes)}`, "—", "", ""]);
   }
   return rows;
 }
@@ -126,7 +152,7 @@ export function markdownReport(r: BenchResult): string {
     `Fixture: ${fmt.n(r.fixture.rows)} rows, ${(r.fixture.bytes / MB).toFixed(0)} MB in ${Object.keys(r.fixture.tables).length} tables ` +
       `(${Object.entries(r.fixture.tables).map(([t, s]) => `${t} ${fmt.n(s.rows)}`).join(", ")}).`,
     "",
-    table(["metric", "pgferry", "native", "pgferry / native", "binary COPY pipe"], systemRows(r.pgferry, r.native, pipe)),
+    table(["metric", "pgferry", "native", "pgferry / native", "binary COPY pipe"], systemRows(r.pgferry, r.native, pipe, r.reverse, r.bidirectional)),
   ];
   if (r.reorg) lines.push("", `pgferry with config/reorg.example.yaml: ${r.reorg.snapshot ? `snapshot ${fmt.s(r.reorg.snapshot.seconds)}` : ""}${r.reorg.note}`);
   lines.push("", table(["goal (issue 7)", "measured", "met"], r.goals.map((g) => [g.goal, g.measured, g.met === null ? "n/a" : g.met ? "yes" : "no"])));
@@ -134,6 +160,11 @@ export function markdownReport(r: BenchResult): string {
     ...(s.error ? [`${s.system} failed: ${s.error}`] : []),
     ...(s.mismatches?.length ? [`${s.system}: tables differ from the source: ${s.mismatches.join("; ")}`] : []),
   ]);
+  for (const s of r.twoWay ?? []) {
+    if (s.error) problems.push(`${s.system} two-way (reverse) run failed: ${s.error}`);
+    if (s.mismatches?.length) problems.push(`${s.system} two-way: the old and new databases differ: ${s.mismatches.join("; ")}`);
+    if (s.conflicts) problems.push(`${s.system} two-way: ${s.conflicts} conflicts recorded (the two sides write disjoint rows: none expected)`);
+  }
   if (r.copyPipe && "error" in r.copyPipe) problems.push(`binary COPY pipe failed: ${r.copyPipe.error}`);
   if (problems.length > 0) lines.push("", "**Problems:**", ...problems.map((p) => `- ${p}`));
   lines.push("", ...r.notes.map((n) => `- ${n}`), `- Bench wall time ${fmt.s(r.wallSeconds)}.`);

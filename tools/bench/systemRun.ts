@@ -15,7 +15,8 @@ import type { Distribution } from "./stats.js";
 import { verifyTables } from "./verifyTables.js";
 import { CHANGES_PER_TRANSACTION, runBacklog, runSteady } from "./workload.js";
 
-export type Scenario = "snapshot" | "drain" | "lag";
+/** The one-way scenarios run by SystemRun, and the reverse pipeline's (reverseScenario.ts). */
+export type Scenario = "snapshot" | "drain" | "lag" | "reverse" | "bidirectional";
 
 export interface SessionSettings {
   scenarios: ReadonlySet<Scenario>;
