@@ -89,7 +89,7 @@ export function upsertText(table: TargetTable, columnIndexes: readonly number[],
   const casts = columns.map((c, i) => `${alias}.c${i}::${writeCast(c)}`);
   const keyNames = table.keyIndexes.map((i) => quoteIdent(table.columns[i]!.name));
   const updates = columnIndexes
-    .filter((i) => !table.keyIndexes.includes(i))
+    .filter((i) => !table.keyIndexes.includes(i) && !table.insertOnly?.includes(i))
     .map((i) => `${quoteIdent(table.columns[i]!.name)} = EXCLUDED.${quoteIdent(table.columns[i]!.name)}`);
   const onConflict = updates.length > 0 ? `DO UPDATE SET ${updates.join(", ")}` : "DO NOTHING";
   return (
@@ -115,7 +115,7 @@ export function updateRowsStatement(table: TargetTable, columnIndexes: readonly 
 /** `col = alias.cN::type, ...` for the non-key columns carried (`columnIndexes`); null when there are none. */
 export function updateSets(table: TargetTable, columnIndexes: readonly number[], alias: string): string | null {
   const sets = columnIndexes.flatMap((col, i) =>
-    table.keyIndexes.includes(col) ? [] : [`${quoteIdent(table.columns[col]!.name)} = ${alias}.c${i}::${writeCast(table.columns[col]!)}`],
+    table.keyIndexes.includes(col) || table.insertOnly?.includes(col) ? [] : [`${quoteIdent(table.columns[col]!.name)} = ${alias}.c${i}::${writeCast(table.columns[col]!)}`],
   );
   return sets.length === 0 ? null : sets.join(", ");
 }

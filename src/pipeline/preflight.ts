@@ -98,7 +98,7 @@ export async function preflight(config: Config, source: pg.Pool, target: pg.Pool
   if (await findPoolers(config, problems)) throw new PreflightError(problems);
   const loading =
     direction === "forward"
-      ? loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, source, target)
+      ? loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format, bidirectional: original.reverse !== undefined }, source, target)
       : compileReversePlan({ mappings: original.tables }, { old: target, new: source });
   const [slotExists, , { plans, problems: planProblems }] = await Promise.all([
     checkSource(source, config, problems),

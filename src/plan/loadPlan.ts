@@ -19,7 +19,7 @@ export interface LoadedPlan {
 }
 
 export async function loadPlan(
-  options: { mappings: readonly TableMapping[]; snapshotFormat: CompileInput["snapshotFormat"] },
+  options: { mappings: readonly TableMapping[]; snapshotFormat: CompileInput["snapshotFormat"]; bidirectional?: boolean },
   source: Queryable,
   target: Queryable,
 ): Promise<LoadedPlan> {
@@ -27,7 +27,9 @@ export async function loadPlan(
     describeTables(source, options.mappings.map((t) => t.from)),
     describeTables(target, options.mappings.map((t) => t.to)),
   ]);
-  const { plans, problems } = compileMapping({ mappings: options.mappings, sourceTables, targetTables, snapshotFormat: options.snapshotFormat });
+  const { plans, problems } = compileMapping({
+    mappings: options.mappings, sourceTables, targetTables, snapshotFormat: options.snapshotFormat, bidirectional: options.bidirectional === true,
+  });
   return { plans, problems, sourceTables, targetTables };
 }
 
@@ -51,7 +53,7 @@ export async function compileReversePlan(
   databases: { old: Queryable; new: Queryable },
 ): Promise<ReversePlan> {
   const snapshotFormat = options.snapshotFormat ?? "auto";
-  const forward = await loadPlan({ mappings: options.mappings, snapshotFormat }, databases.old, databases.new);
+  const forward = await loadPlan({ mappings: options.mappings, snapshotFormat, bidirectional: true }, databases.old, databases.new);
   if (forward.problems.length > 0) return { plans: [], problems: forward.problems, notes: [], mappings: [] };
   const inverse = invertMappings(forward.plans, options.mappings);
   const { plans, problems } = compileInverseMappings({

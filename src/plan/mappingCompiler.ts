@@ -33,6 +33,13 @@ export interface CompileInput {
    * identity afterwards (inverseMapping.ts, checkReplicaIdentity), with the fix.
    */
   inverse?: boolean;
+  /**
+   * Both directions run (the config has a `reverse` section). A forward target keyed by a value
+   * derived from the source key (md5 of the id) then matches rows on a key the reverse reads the old
+   * key back from, when it has one ((source, legacy_id)): rows created on the new side have their own
+   * derived value (their own uuid), which only such a key finds. The derived value becomes insert-only.
+   */
+  bidirectional?: boolean;
 }
 
 const JSON_TYPES = new Set(["json", "jsonb"]);
@@ -234,6 +241,7 @@ class Compiler {
     const derivable = (origin: DraftOrigin) =>
       origin.kind === "const" || (origin.kind === "column" ? sourceKey.includes(origin.column) : origin.refs.every((r) => sourceKey.includes(r)));
     let keyIndexes: number[] = [];
+    let insertOnly: number[] = [];
     if (sourceKey.length > 0) {
       // The primary key is also among the unique keys: each key once, the primary key first.
       const candidates = [...new Map([target.primaryKey, ...target.uniqueKeys].filter((k): k is string[] => k !== null).map((k) => [k.join("\u0000"), k])).values()];
@@ -245,10 +253,15 @@ class Compiler {
       // The inverse may find an old row by an id the new row keeps in another column (legacy_id). The new
       // row carries it on inserts and updates; that a delete's old tuple does too is checked afterwards,
       // against the new table's replica identity (inverseMapping.ts, checkReplicaIdentity).
-      const usable =
-        candidates.find((key) => mappedBy(key, derivable)) ?? (this.input.inverse ? candidates.find((key) => mappedBy(key, () => true)) : undefined);
+      const first = candidates.find((key) => mappedBy(key, derivable));
+      const usable = this.stableKey(mapping, target, candidates, first, (key) => mappedBy(key, derivable)) ?? first ??
+        (this.input.inverse ? candidates.find((key) => mappedBy(key, () => true)) : undefined);
       if (usable) {
         keyIndexes = usable.map((name) => columns.findIndex((c) => c.column.name === name));
+        if (first && usable !== first) {
+          // The derived key not matched on: written by inserts, never overwritten by updates.
+          insertOnly = first.filter((name) => !usable.includes(name)).map((name) => columns.findIndex((c) => c.column.name === name));
+        }
       } else {
         const keyTargets = sourceKey.map((k) => columns.find((c) => c.origin.kind === "column" && c.origin.column === k)?.column.name ?? k);
         this.problems.push(
@@ -284,6 +297,7 @@ class Compiler {
       table: {
         id: `${target.schema}.${target.name}`, schema: target.schema, name: target.name, columns: tableColumns, keyIndexes,
         ...(mapping.updateOnly ? { updateOnly: true } : {}),
+        ...(insertOnly.length > 0 ? { insertOnly } : {}),
       },
       origins: columns.map(({ origin }) => ({ ...origin, input: -1 }) as ColumnOrigin),
       filter,
@@ -293,6 +307,35 @@ class Compiler {
       copyFormat: binary ? "binary" : "text",
       evaluated: filter !== null || columns.some((c) => c.origin.kind === "sql"),
     };
+  }
+
+  /**
+   * Bidirectional only: when the first usable key has a column derived by SQL that the reverse does not
+   * read the old key back from, a usable key whose derived columns all are read back (the columns a
+   * `reverse.columns` expression for a source key column reads), if the target has one.
+   */
+  private stableKey(
+    mapping: CompiledMapping,
+    target: CatalogTable,
+    candidates: readonly string[][],
+    first: string[] | undefined,
+    usable: (key: string[]) => boolean,
+  ): string[] | undefined {
+    if (!this.input.bidirectional || !first || !mapping.reverse) return undefined;
+    const sourceKey = this.input.sourceTables.get(mapping.from)?.identityKey ?? [];
+    const targetNames = target.columns.map((c) => c.name);
+    const readBack = new Set(
+      Object.entries(mapping.reverse.columns)
+        .filter(([column]) => sourceKey.includes(column))
+        .flatMap(([, expr]) => referencedColumns(expr, targetNames)),
+    );
+    const derived = (name: string) => {
+      const spec = mapping.columns[name];
+      return spec !== undefined && typeof spec === "object" && "sql" in spec;
+    };
+    const stable = (key: string[]) => key.every((name) => !derived(name) || readBack.has(name));
+    if (stable(first)) return undefined;
+    return candidates.find((key) => usable(key) && stable(key));
   }
 
   /** Several sources into one target: their rows must be told apart, and their keys must not collide. */

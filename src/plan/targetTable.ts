@@ -26,4 +26,11 @@ export interface TargetTable {
    * would insert a row updates it if it is there, and deletes are not applied.
    */
   updateOnly?: boolean;
+  /**
+   * Columns written by an insert and never by an update (indexes into `columns`): a value derived
+   * from the source key alone (which an update never changes) that is not the key rows are matched
+   * on. With both directions running, a row created on the new side keeps its own value there (a
+   * uuid of its own where old rows get one derived from their id).
+   */
+  insertOnly?: readonly number[];
 }

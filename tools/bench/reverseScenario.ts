@@ -16,7 +16,7 @@
  * CHECKPOINT, and each system with both databases compared table by table.
  */
 import type { ClusterPair } from "./clusters.js";
-import { connect, currentWalLsn, withClient } from "./db.js";
+import { checkpoint, connect, currentWalLsn, withClient } from "./db.js";
 import type { FixtureSize } from "./fixture.js";
 import { insertMarker, LagProbe, waitForMarker } from "./lagProbe.js";
 import { seconds, sleep } from "./poll.js";
@@ -157,7 +157,7 @@ async function reverseDrain(run: TwoWayRun, ctx: BenchContext): Promise<DrainRes
   const marker = twoWay.marker();
   await insertMarker(twoWay.newUrl, marker, twoWay.newSchema);
   const sourceLsn = await currentWalLsn(twoWay.newUrl);
-  await twoWay.settle();
+  await checkpoint(...twoWay.clusters);
   log(`${name}: backlog built in ${backlogSeconds.toFixed(1)} s (new side at ${sourceLsn}); draining`);
   if (twoWay.system === "native") {
     // PostgreSQL 15's launcher, woken by ENABLE less than wal_retrieve_retry_interval after it last

@@ -66,7 +66,7 @@ export const planCommand: Command = {
           return EXIT_FAILURE;
         }
       }
-      const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, source, target);
+      const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format, bidirectional: config.reverse !== undefined }, source, target);
       io.stdout.write(formatPlan(plans));
       if (problems.length > 0) io.stdout.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
       io.stderr.write(PLAN_ONLY_NOTE);

@@ -32,7 +32,7 @@ interface DirectionRun {
 }
 
 async function forwardRun(config: Config, pools: DatabasePools): Promise<DirectionRun> {
-  const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, pools.source, pools.target);
+  const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format, bidirectional: config.reverse !== undefined }, pools.source, pools.target);
   if (problems.length > 0) throw new PgferryError("mapping", `the mapping does not compile:\n${problems.map((p) => `  - ${p}`).join("\n")}`, { hint: "run pgferry plan --check" });
   return { direction: "forward", plans, source: pools.source, target: pools.target, skipped: [] };
 }
