@@ -154,9 +154,9 @@ GRANT SET ON PARAMETER session_replication_role TO pgferry_target;
 -- alone tags its writes only when it may. They are superuser-only functions until granted.
 -- ---------------------------------------------------------------------------------------------
 \if :is_source
-GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text) TO pgferry_source;
+GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text), pg_replication_origin_xact_reset() TO pgferry_source;
 \else
-GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text) TO pgferry_target;
+GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text), pg_replication_origin_xact_reset() TO pgferry_target;
 \endif
 
 \if :{?bypassrls}

@@ -116,15 +116,17 @@ export class Applier {
   private constructor(
     private readonly client: pg.Client,
     private readonly options: Pick<ApplierOptions, "onMissingRows" | "writeCheckpoint" | "guard">,
+    /** The session carries a replication origin: each transaction resets its origin timestamp (BEGIN_TAGGED). */
+    private readonly tagged = false,
   ) {}
 
   static async connect(options: ApplierOptions): Promise<Applier> {
     const client = await options.target.applySession(options.applicationName);
     try {
       // Tagged where the role may (see setupOrigin); untagged writes work the same, unless required.
-      if (options.origin) await setupOrigin(client, options.origin, options.requireOrigin ?? false);
-      else if (options.requireOrigin) throw new PgferryError("internal", "requireOrigin without an origin to tag the apply session with");
-      return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint, guard: options.guard });
+      if (!options.origin && options.requireOrigin) throw new PgferryError("internal", "requireOrigin without an origin to tag the apply session with");
+      const tagged = options.origin ? await setupOrigin(client, options.origin, options.requireOrigin ?? false) : false;
+      return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint, guard: options.guard }, tagged);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw tagEndpoint(error, options.target.side, options.target.url);
@@ -133,7 +135,7 @@ export class Applier {
 
   async begin(): Promise<void> {
     if (this.open) return;
-    await this.client.query("BEGIN");
+    await this.client.query(this.tagged ? BEGIN_TAGGED : "BEGIN");
     this.open = true;
   }
 
@@ -256,7 +258,7 @@ export class Applier {
 
 /** The grants setupOrigin needs (pg_replication_origin itself is readable by everyone). */
 export function originGrants(role: string): string {
-  return `GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text) TO ${role}`;
+  return `GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text), pg_replication_origin_xact_reset() TO ${role}`;
 }
 
 /**
@@ -266,15 +268,18 @@ export function originGrants(role: string): string {
  * error naming the GRANT; anything else (the origin held by a predecessor session still alive)
  * passes through for the error policy to retry.
  */
-async function setupOrigin(client: pg.Client, origin: string, required: boolean): Promise<void> {
+async function setupOrigin(client: pg.Client, origin: string, required: boolean): Promise<boolean> {
   try {
     await client.query(
       "SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)",
       [origin],
     );
+    // Checked now, as each transaction will call it (see BEGIN_TAGGED).
+    await client.query("SELECT pg_replication_origin_xact_reset()");
     await client.query("SELECT pg_replication_origin_session_setup($1)", [origin]);
+    return true;
   } catch (error) {
-    if (!required) return;
+    if (!required) return false;
     if ((error as { code?: unknown }).code !== "42501") throw error;
     const role = await client.query<{ role: string }>("SELECT quote_ident(current_user) AS role").then((r) => r.rows[0]?.role ?? "<role>", () => "<role>");
     throw new PgferryError(
@@ -285,3 +290,11 @@ async function setupOrigin(client: pg.Client, origin: string, required: boolean)
     );
   }
 }
+
+/**
+ * BEGIN of a tagged session. The session's origin timestamp, once set by a commit, would otherwise be
+ * recorded as the commit time of every later transaction of the session (PostgreSQL sets it only
+ * while it is 0), and the other direction would read those stale times as the commit times of what
+ * pgferry applied (its checkpoints, lag and conflict judgement). Reset, each commit records its own.
+ */
+const BEGIN_TAGGED = "BEGIN; SELECT pg_replication_origin_xact_reset()";

@@ -10,14 +10,17 @@ import { closestKey } from "../config/problems.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, unexpectedPositionals, type Command, type CommandIo, type CommandValues } from "./command.js";
 import { describeError, formatErrorReport, translatePgWarnings } from "./errorReport.js";
 import { conflictsCommand } from "./commands/conflicts.js";
+import { cutoverCommand } from "./commands/cutover.js";
 import { planCommand } from "./commands/plan.js";
 import { resyncCommand } from "./commands/resync.js";
+import { rollbackCommand } from "./commands/rollback.js";
 import { runCommand } from "./commands/run.js";
+import { sequencesCommand } from "./commands/sequences.js";
 import { slotCommand } from "./commands/slot.js";
 import { statusCommand } from "./commands/status.js";
 import { verifyCommand } from "./commands/verify.js";
 
-const COMMANDS: readonly Command[] = [runCommand, statusCommand, conflictsCommand, resyncCommand, planCommand, verifyCommand, slotCommand];
+const COMMANDS: readonly Command[] = [runCommand, statusCommand, conflictsCommand, resyncCommand, planCommand, verifyCommand, sequencesCommand, cutoverCommand, rollbackCommand, slotCommand];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

@@ -4,7 +4,7 @@
  * sections default to `{}` so a missing section reports its own required keys.
  */
 import { z } from "zod";
-import { byteSize, connectionUrl, identifier, integer, listenAddress, slotName } from "./fields.js";
+import { byteSize, connectionUrl, IDENTIFIER, identifier, integer, listenAddress, slotName } from "./fields.js";
 import { isLoopbackHost, parseListenAddress } from "./listenAddress.js";
 import { tableMappingsSchema } from "./tableMapping.js";
 
@@ -84,6 +84,59 @@ const reverseSchema = z.strictObject({
   listen: listenAddress().default("127.0.0.1:9188"),
 });
 
+/** `schema.sequence`, each part an unquoted identifier (as the catalog spells it). */
+function qualifiedSequenceName() {
+  return z.string().refine((text) => {
+    const dot = text.indexOf(".");
+    return dot > 0 && IDENTIFIER.test(text.slice(0, dot)) && IDENTIFIER.test(text.slice(dot + 1));
+  }, { error: 'expected "schema.sequence"' });
+}
+
+/**
+ * `pgferry sequences sync` (docs/cutover.md): each new-side sequence behind a key is moved to at least
+ * max(the old side's sequence, the column's max) + gap before the switch, so the new project's first
+ * insert cannot take a key the old one used. `extra` names sequences the plan does not find (one that
+ * feeds a non-key column, such as a legacy id): target on the new database, source on the old one; a
+ * target listed several times is set past all its sources. `syncEverySeconds` > 0: `run` repeats the
+ * sync while it streams.
+ */
+const sequencesSchema = z.strictObject({
+  gap: integer(0).default(1000),
+  extra: z.array(z.strictObject({ target: qualifiedSequenceName(), source: qualifiedSequenceName() })).default([]),
+  syncEverySeconds: integer(0).default(0),
+});
+
+export type SequencesConfig = z.output<typeof sequencesSchema>;
+
+/** The section's defaults: what a config without `sequences` gets (sequenceSettings). */
+export const SEQUENCES_DEFAULTS: SequencesConfig = { gap: 1000, extra: [], syncEverySeconds: 0 };
+
+/** The `sequences` section with every default applied, whether or not the file has one. */
+export function sequenceSettings(config: { sequences?: SequencesConfig | undefined }): SequencesConfig {
+  return config.sequences ?? SEQUENCES_DEFAULTS;
+}
+
+/**
+ * `pgferry cutover --check` and the daemon's `pgferry_ready{check}` (src/cutover/readiness.ts): the
+ * limits a cutover step is gated on. Optional like `sequences`, read through cutoverSettings.
+ */
+const cutoverSchema = z.strictObject({
+  maxLagSeconds: integer(0).default(5),
+  maxRetainedWalBytes: byteSize().default(1024 * MiB),
+  verifyMaxAgeSeconds: integer(1).default(3600),
+  /** Roles `pgferry cutover` makes read-only on the old database (and `rollback` on the new one), their sessions ended. */
+  freezeRoles: z.strictObject({ old: z.array(z.string().min(1)).default([]), new: z.array(z.string().min(1)).default([]) }).prefault({}),
+});
+
+export type CutoverConfig = z.output<typeof cutoverSchema>;
+
+export const CUTOVER_DEFAULTS: CutoverConfig = { maxLagSeconds: 5, maxRetainedWalBytes: 1024 * MiB, verifyMaxAgeSeconds: 3600, freezeRoles: { old: [], new: [] } };
+
+/** The `cutover` section with every default applied, whether or not the file has one. */
+export function cutoverSettings(config: { cutover?: CutoverConfig | undefined }): CutoverConfig {
+  return config.cutover ?? CUTOVER_DEFAULTS;
+}
+
 const logSchema = z.strictObject({
   level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   format: z.enum(["auto", "json", "pretty"]).default("auto"),
@@ -99,6 +152,9 @@ export const configSchema = z.strictObject({
   resync: resyncSchema.prefault({}),
   log: logSchema.prefault({}),
   reverse: reverseSchema.optional(),
+  // Optional (absent: SEQUENCES_DEFAULTS, through sequenceSettings) so that a config without it stays as it was.
+  sequences: sequencesSchema.optional(),
+  cutover: cutoverSchema.optional(),
   tables: tableMappingsSchema,
 }).superRefine((config, ctx) => {
   if (config.reverse && config.reverse.slot === config.source.slot) {

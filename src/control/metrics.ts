@@ -109,6 +109,24 @@ export class PipelineMetrics implements PipelineObserver {
       },
     });
     new Gauge({
+      name: "pgferry_ready",
+      help: "1 when the cutover readiness check is ready, else 0: lag, slot, tables, resync, conflicts, reverse (pgferry cutover --check also checks sequences and verify)",
+      labelNames: ["check"],
+      registers,
+      collect() {
+        this.reset();
+        for (const item of monitor.readinessChecks()) this.set({ check: item.name }, item.ready ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "pgferry_cutover_step",
+      help: "Where pgferry cutover stands, from the state schema: 0 none (or a rollback since), 1..4 the step running (or failed), 5 done",
+      registers,
+      collect() {
+        this.set(monitor.cutoverStep());
+      },
+    });
+    new Gauge({
       name: "pgferry_resync_in_progress",
       help: "1 while a resync of the table runs, else 0",
       labelNames: ["table"],

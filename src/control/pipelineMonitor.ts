@@ -4,16 +4,27 @@
  * the status poller (the source's WAL and slot, the target's `_pgferry` state, every few seconds), so
  * the status API and the metrics answer without touching a database and work in every phase.
  * Conflicts (a bidirectional pipeline's) are counted as applied batches report them, since start;
- * `pgferry conflicts` reads the full log.
+ * `pgferry conflicts` reads the full log. The cheap cutover readiness items (cutover/readinessItems.ts)
+ * are judged from the same readings, and the last hour of lag and applied changes is sampled into a
+ * ring buffer for the status page's charts.
  */
 import type { ConflictCount } from "../apply/conflictGuard.js";
+import type { Config } from "../config/schema.js";
+import type { Direction } from "../config/directions.js";
+import {
+  judgeConflicts, judgeLag, judgeResyncs, judgeReverse, judgeSlot, judgeTables, readinessLimits, type ReadinessLimits, type RunningResync,
+} from "../cutover/readinessItems.js";
+import type { ReadinessItem, ReadinessItemName } from "../cutover/types.js";
 import { redactSecrets } from "../redact.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { Phase, PipelineObserver } from "../pipeline/pipeline.js";
+import type { CountedOp } from "../pipeline/streamEvents.js";
 import { formatLsn } from "../source/lsn.js";
 import type { PipelineState, TableState, TableStatus } from "../state/checkpointStore.js";
 import type { Checkpoint } from "../plan/changes.js";
 import { LagTracker } from "./lagTracker.js";
+import { RingBuffer } from "./ringBuffer.js";
+import { chart, rates, CHART_HEIGHT, CHART_WIDTH, CHART_WINDOW_MS, type Chart } from "./statusCharts.js";
 
 export const PHASES: readonly Phase[] = ["starting", "standby", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];
 export const TABLE_STATES: readonly TableState[] = ["pending", "copying", "ready", "errored"];
@@ -22,6 +33,8 @@ export interface SlotReading {
   restartLsn: bigint | null;
   confirmedFlushLsn: bigint | null;
   active: boolean;
+  /** `pg_replication_slots.wal_status` (`reserved`, `extended`, `unreserved`, `lost`); absent when not read. */
+  walStatus?: string | null;
   /** The source's WAL position minus the slot's restart LSN: WAL the source keeps for the slot. */
   retainedBytes: number | null;
   /** The source's WAL position minus the slot's confirmed flush LSN. */
@@ -38,6 +51,43 @@ export interface TargetReading {
   /** null before the first run created the pipeline's state. */
   state: (PipelineState & { createdAt: Date }) | null;
   tables: readonly TableStatus[];
+  /** The pipeline's running resyncs (absent: not read). */
+  resyncs?: readonly RunningResync[];
+  /** Conflicts the pipeline stopped on and has not applied past since (absent: not read). */
+  unresolvedConflicts?: number;
+  /** Where `pgferry cutover` stands (state/cutoverSteps.ts cutoverStep): 0 none, 1..4 the step, 5 done. */
+  cutoverStep?: number;
+}
+
+/** The other direction of a bidirectional config, as this pipeline's poller reads it (statusPoller.ts readOpposite). */
+export interface OppositeReading extends TargetReading {
+  slot: string;
+  stateSchema: string;
+  /** When the read of its source began. */
+  startedAt: number;
+  /** Its source's WAL position and its slot; undefined when the read failed. */
+  source: SourceReading | undefined;
+  /** Why it could not be read. */
+  error?: string;
+}
+
+/** Row changes applied since the process started, per source table, with the target tables it feeds. */
+export interface StreamedTable {
+  table: string;
+  targets: string[];
+  changes: Record<CountedOp, number>;
+  total: number;
+}
+
+/** The last hour, one sample per `sampleSeconds`, as chart polylines (control/statusCharts.ts). */
+export interface HistoryReport {
+  windowSeconds: number;
+  sampleSeconds: number;
+  /** The polylines' box: `0 0 width height`. */
+  width: number;
+  height: number;
+  lagSeconds: Chart;
+  appliedPerSecond: Chart;
 }
 
 export interface TableReport {
@@ -89,6 +139,10 @@ export interface PipelineStatus {
   tables: TableReport[];
   errors: { total: number; byKind: Record<string, number>; last: { kind: string; message: string; at: string } | null };
   conflicts: { since: string; total: number; byTable: ConflictReport[] };
+  /** The cheap cutover readiness items (`pgferry cutover --check` also checks sequences and verify). */
+  readinessChecks: ReadinessItem[];
+  streamed: StreamedTable[];
+  history: HistoryReport;
   polled: { source: string | null; target: string | null };
 }
 
@@ -97,6 +151,45 @@ export interface PipelineMonitorOptions {
   slot: string;
   readyMaxLagSeconds: number;
   now?: () => number;
+  /** The cutover limits the readiness items are judged by (config `cutover`); its defaults when absent. */
+  readinessLimits?: ReadinessLimits;
+  /** Per source table, the target tables it feeds (sourceTargets); unknown when absent. */
+  targets?: ReadonlyMap<string, readonly string[]>;
+  /** Which pipeline this is, for the words of the readiness items (forward when absent). */
+  direction?: Direction;
+  /** At most one history sample per this many ms (default 10 s: 360 samples are an hour). */
+  sampleIntervalMs?: number;
+}
+
+/** The history's length and default spacing. */
+export const HISTORY_SAMPLES = 360;
+export const HISTORY_SAMPLE_MS = 10_000;
+
+const COUNTED_OPS: readonly CountedOp[] = ["insert", "update", "delete", "truncate", "resync"];
+
+/** Per source table of `direction`'s plan, the target tables it feeds: the mapping as written, or its inverse. */
+export function sourceTargets(config: Pick<Config, "tables">, direction: Direction = "forward"): Map<string, string[]> {
+  const targets = new Map<string, string[]>();
+  for (const t of config.tables) {
+    if (direction === "reverse" && t.reverse === false) continue;
+    const [from, to] = direction === "forward" ? [t.from, t.to] : [t.to, t.from];
+    const list = targets.get(from) ?? [];
+    if (!list.includes(to)) list.push(to);
+    targets.set(from, list);
+  }
+  return targets;
+}
+
+/** Feeds a lag tracker with one reading of a pipeline's source (begun at `startedAt`) and its state. */
+export function trackLag(tracker: LagTracker, source: SourceReading | undefined, startedAt: number, state: TargetReading["state"]): void {
+  if (source) {
+    tracker.sourcePosition(source.walLsn, startedAt);
+    if (source.slot?.confirmedFlushLsn != null) tracker.appliedPosition(source.slot.confirmedFlushLsn);
+  }
+  if (state) {
+    tracker.pipelineCreated(state.createdAt);
+    tracker.appliedPosition(state.checkpoint.endLsn, state.checkpoint.commitTime);
+  }
 }
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
@@ -119,11 +212,22 @@ export class PipelineMonitor implements PipelineObserver {
   /** When the latest completed source poll began. */
   private sourcePollStartedAt: number | undefined;
   private targetPolledAt: number | undefined;
+  private resyncs: readonly RunningResync[] = [];
+  private unresolved = 0;
+  private cutoverStepValue = 0;
+  private opposite: OppositeReading | undefined;
+  private readonly oppositeLag = new LagTracker();
+  private readonly limits: ReadinessLimits;
+  /** Applied row changes since start, per source table and operation. */
+  private readonly streamedCounts = new Map<string, Record<CountedOp, number>>();
+  private appliedTotal = 0;
+  private readonly samples = new RingBuffer<{ at: number; lagSeconds: number | null; applied: number }>(HISTORY_SAMPLES);
 
   constructor(private readonly options: PipelineMonitorOptions) {
     this.now = options.now ?? Date.now;
     this.phaseSince = this.now();
     this.startedAt = this.phaseSince;
+    this.limits = options.readinessLimits ?? readinessLimits({});
   }
 
   // ---- PipelineObserver ----
@@ -136,6 +240,12 @@ export class PipelineMonitor implements PipelineObserver {
 
   batchApplied(batch: AppliedBatch): void {
     this.recordCheckpoint(batch.checkpoint);
+    this.appliedTotal += batch.changes;
+    for (const [table, ops] of batch.perTable) {
+      const counts = this.streamedCounts.get(table) ?? { insert: 0, update: 0, delete: 0, truncate: 0, resync: 0 };
+      for (const op of COUNTED_OPS) counts[op] += ops[op] ?? 0;
+      this.streamedCounts.set(table, counts);
+    }
     for (const c of batch.conflicts ?? []) {
       if (c.count <= 0) continue;
       const key = JSON.stringify([c.table, c.resolution, c.kept]);
@@ -169,6 +279,7 @@ export class PipelineMonitor implements PipelineObserver {
     this.slot = reading.slot;
     this.sourcePolledAt = this.now();
     this.sourcePollStartedAt = startedAt;
+    this.sample();
   }
 
   targetPolled(reading: TargetReading): void {
@@ -177,7 +288,24 @@ export class PipelineMonitor implements PipelineObserver {
       this.recordCheckpoint(reading.state.checkpoint);
     }
     this.tableStates = new Map(reading.tables.map((t) => [t.table, t]));
+    this.resyncs = reading.resyncs ?? [];
+    this.unresolved = reading.unresolvedConflicts ?? 0;
+    this.cutoverStepValue = reading.cutoverStep ?? 0;
     this.targetPolledAt = this.now();
+  }
+
+  /** The other direction (a bidirectional config's forward pipeline reads the reverse's), for the `reverse` item. */
+  oppositePolled(reading: OppositeReading): void {
+    trackLag(this.oppositeLag, reading.source, reading.startedAt, reading.state);
+    this.opposite = reading;
+  }
+
+  /** One history sample per interval, taken as the source is polled (lag moves with the source's position). */
+  private sample(): void {
+    const at = this.now();
+    const last = this.samples.last();
+    if (last && at - last.at < (this.options.sampleIntervalMs ?? HISTORY_SAMPLE_MS)) return;
+    this.samples.push({ at, lagSeconds: this.lagSeconds() ?? null, applied: this.appliedTotal });
   }
 
   // ---- readings ----
@@ -194,6 +322,11 @@ export class PipelineMonitor implements PipelineObserver {
     return this.lag.seconds(this.now());
   }
 
+  /** The `pgferry cutover` step recorded in this pipeline's state (0 none, 1..4 running or failed there, 5 done). */
+  cutoverStep(): number {
+    return this.cutoverStepValue;
+  }
+
   slotReading(): SlotReading | null | undefined {
     return this.slot;
   }
@@ -205,6 +338,63 @@ export class PipelineMonitor implements PipelineObserver {
   /** Conflicts since start, ordered by table, then resolution and kept. */
   conflicts(): ConflictReport[] {
     return [...this.conflictCounts.values()].sort((a, b) => a.table.localeCompare(b.table) || a.resolution.localeCompare(b.resolution) || a.kept.localeCompare(b.kept));
+  }
+
+  /**
+   * The readiness items this process can judge from its readings: lag, slot, tables, resync,
+   * conflicts, and (once the other direction is read) reverse. Not measured yet reads as not ready.
+   */
+  readinessChecks(): ReadinessItem[] {
+    const limits = this.limits;
+    const direction = this.options.direction ?? "forward";
+    const label = { slot: this.options.slot, sourceName: "source database" };
+    const waiting = (name: ReadinessItemName): ReadinessItem => ({
+      name, ready: false, detail: "not read yet (waiting for the first poll of the target)", hint: "wait for the next poll; if it stays, check that the target is reachable (pgferry_status_poll_errors_total)",
+    });
+    const polled = this.targetPolledAt !== undefined;
+    const items: ReadinessItem[] = [
+      judgeLag({ bytes: this.lagBytes(), seconds: this.lagSeconds() }, limits),
+      judgeSlot(this.slot, limits, label),
+      polled ? judgeTables(this.tables(), this.options.targets ? [...this.options.targets.keys()] : undefined, label) : waiting("tables"),
+      polled ? judgeResyncs(this.resyncs) : waiting("resync"),
+    ];
+    const opposite = this.opposite;
+    if (opposite) {
+      items.push(
+        opposite.error !== undefined
+          ? { name: "reverse", ready: false, detail: `could not read the ${direction === "forward" ? "reverse" : "forward"} pipeline ${opposite.slot}: ${redactSecrets(opposite.error)}`, hint: "check that both databases are reachable" }
+          : judgeReverse({ stateSchema: opposite.stateSchema, slot: opposite.slot, exists: opposite.state !== null, tables: opposite.tables, lag: { bytes: this.oppositeLag.bytes(), seconds: this.oppositeLag.seconds(this.now()) } }, limits),
+      );
+    }
+    const conflicts = [{ direction, count: this.unresolved }];
+    if (opposite && opposite.error === undefined) conflicts.push({ direction: direction === "forward" ? "reverse" : "forward", count: opposite.unresolvedConflicts ?? 0 });
+    items.push(polled ? judgeConflicts(conflicts) : waiting("conflicts"));
+    return items;
+  }
+
+  /** Applied row changes per source table since start, with the targets each feeds; every mapped table listed. */
+  streamed(): StreamedTable[] {
+    const targets = this.options.targets;
+    const tables = new Set([...(targets?.keys() ?? []), ...this.tableStates.keys(), ...this.streamedCounts.keys()]);
+    return [...tables].sort().map((table) => {
+      const changes = { ...(this.streamedCounts.get(table) ?? { insert: 0, update: 0, delete: 0, truncate: 0, resync: 0 }) };
+      return { table, targets: [...(targets?.get(table) ?? [])], changes, total: COUNTED_OPS.reduce((sum, op) => sum + changes[op], 0) };
+    });
+  }
+
+  /** The last hour as chart polylines; the newest point is now, so a chart has a line from its first sample on. */
+  history(): HistoryReport {
+    const now = this.now();
+    const samples = [...this.samples.toArray(), { at: now, lagSeconds: this.lagSeconds() ?? null, applied: this.appliedTotal }];
+    const frame = { now, windowMs: CHART_WINDOW_MS, width: CHART_WIDTH, height: CHART_HEIGHT };
+    return {
+      windowSeconds: CHART_WINDOW_MS / 1000,
+      sampleSeconds: (this.options.sampleIntervalMs ?? HISTORY_SAMPLE_MS) / 1000,
+      width: CHART_WIDTH,
+      height: CHART_HEIGHT,
+      lagSeconds: chart(samples.map((s) => ({ at: s.at, value: s.lagSeconds })), frame),
+      appliedPerSecond: chart(rates(samples.map((s) => ({ at: s.at, total: s.applied }))), frame),
+    };
   }
 
   readiness(): Readiness {
@@ -261,6 +451,9 @@ export class PipelineMonitor implements PipelineObserver {
         last: this.lastError ? { kind: this.lastError.kind, message: this.lastError.message, at: new Date(this.lastError.at).toISOString() } : null,
       },
       conflicts: { since: new Date(this.startedAt).toISOString(), total: conflicts.reduce((sum, c) => sum + c.count, 0), byTable: conflicts },
+      readinessChecks: this.readinessChecks(),
+      streamed: this.streamed(),
+      history: this.history(),
       polled: {
         source: this.sourcePolledAt === undefined ? null : new Date(this.sourcePolledAt).toISOString(),
         target: this.targetPolledAt === undefined ? null : new Date(this.targetPolledAt).toISOString(),

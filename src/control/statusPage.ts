@@ -4,10 +4,15 @@
  * a Resync button that POSTs to the resync endpoint with the admin token the operator types in (kept
  * in sessionStorage, so it lasts for the tab only). A Conflicts section counts, since the process
  * started, the rows both databases wrote between two syncs, per table and the side kept (a
- * bidirectional pipeline's; `pgferry conflicts` lists them). Text from the server is escaped, and the
- * script writes only through textContent.
+ * bidirectional pipeline's; `pgferry conflicts` lists them). The cutover readiness items the daemon
+ * judges (the same as `pgferry_ready{check}`), charts of lag and applied changes per second over the
+ * last hour (SVG polylines drawn here and in `/v1/status`, statusCharts.ts), and each source table's
+ * targets with the changes streamed since start follow. Text from the server is escaped, and the
+ * script writes only through textContent and the polylines' `points` attribute.
  */
-import type { ConflictReport, PipelineStatus, TableReport } from "./pipelineMonitor.js";
+import type { ReadinessItem } from "../cutover/types.js";
+import type { ConflictReport, PipelineStatus, StreamedTable, TableReport } from "./pipelineMonitor.js";
+import { renderChart } from "./statusCharts.js";
 
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
@@ -62,6 +67,28 @@ function conflictRows(status: PipelineStatus): string {
   return status.conflicts.byTable.length === 0 ? NO_CONFLICTS : status.conflicts.byTable.map(conflictRow).join("\n");
 }
 
+function checkRow(item: ReadinessItem): string {
+  return `<tr>${cell(item.name, "name")}${cell(item.ready ? "ready" : "NOT READY", `check check-${item.ready ? "ready" : "not-ready"}`)}${cell(item.detail, "detail")}${cell(item.hint ?? null, "hint")}</tr>`;
+}
+
+function streamedRow(t: StreamedTable): string {
+  const { insert, update, delete: deletes, truncate, resync } = t.changes;
+  return `<tr>${cell(t.table, "name")}${cell(t.targets.length > 0 ? t.targets.join(", ") : null, "targets")}${[insert, update, deletes, truncate, resync, t.total].map((n) => cell(n, "num")).join("")}</tr>`;
+}
+
+const NO_STREAMED = `<tr><td colspan="8" class="none">none</td></tr>`;
+
+const perSecond = (value: number) => `${value.toFixed(1)}/s`;
+
+function charts(status: PipelineStatus): string {
+  const { history } = status;
+  const size = { width: history.width, height: history.height };
+  return [
+    renderChart({ id: "chart-lag", title: "Replication lag", chart: history.lagSeconds, format: (v) => formatSeconds(v), ...size }),
+    renderChart({ id: "chart-applied", title: "Applied changes", chart: history.appliedPerSecond, format: perSecond, ...size }),
+  ].join("\n");
+}
+
 function summary(status: PipelineStatus): string {
   const items: [string, string, string][] = [
     ["phase", "Phase", status.phase],
@@ -96,6 +123,14 @@ export function renderStatusPage(status: PipelineStatus, nonce: string): string 
   td.error { color: #cf222e; max-width: 30rem; overflow-wrap: anywhere; }
   h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; } h2 small { font-weight: normal; color: #667; }
   .kept-local { color: #9a6700; } td.none { color: #667; }
+  td.check-ready { color: #1a7f37; } td.check-not-ready { color: #cf222e; font-weight: 600; } td.hint { color: #667; }
+  .charts { display: flex; flex-wrap: wrap; gap: 1rem 2rem; }
+  figure.chart { margin: 0; width: 24rem; max-width: 100%; }
+  figure.chart figcaption { font-size: .85rem; margin-bottom: .25rem; }
+  figure.chart svg { display: block; width: 100%; height: 5rem; background: #f4f5f8; }
+  figure.chart .line { fill: none; stroke: #0969da; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
+  figure.chart .axis, figure.chart .grid { stroke: #c8ccd6; stroke-width: 1; vector-effect: non-scaling-stroke; }
+  .chart-scale { display: flex; justify-content: space-between; font-size: .75rem; color: #667; }
   form { margin: 1.5rem 0 .5rem; }
   pre { background: #f4f5f8; padding: .6rem; min-height: 1.5rem; white-space: pre-wrap; }
 </style>
@@ -116,6 +151,24 @@ ${status.tables.map(tableRow).join("\n")}
 <thead><tr><th>Table</th><th>Resolution</th><th>Kept</th><th>Count</th></tr></thead>
 <tbody id="conflicts">
 ${conflictRows(status)}
+</tbody>
+</table>
+<h2>Cutover readiness <small>(what this process can judge; <code>pgferry cutover --check</code> also checks sequences and verify)</small></h2>
+<table>
+<thead><tr><th>Check</th><th>Status</th><th>Detail</th><th>Hint</th></tr></thead>
+<tbody id="checks">
+${status.readinessChecks.map(checkRow).join("\n")}
+</tbody>
+</table>
+<h2>Last hour <small>(one sample per <span id="history-sample">${status.history.sampleSeconds}</span> s)</small></h2>
+<div class="charts">
+${charts(status)}
+</div>
+<h2>Streamed changes <small>since the process started, per source table</small></h2>
+<table>
+<thead><tr><th>Table</th><th>Targets</th><th>Inserts</th><th>Updates</th><th>Deletes</th><th>Truncates</th><th>Resync rows</th><th>Total</th></tr></thead>
+<tbody id="streamed">
+${status.streamed.length === 0 ? NO_STREAMED : status.streamed.map(streamedRow).join("\n")}
 </tbody>
 </table>
 <form id="token-form" autocomplete="off">
@@ -149,7 +202,14 @@ const CLIENT_SCRIPT = String.raw`"use strict";
     return (u === 0 ? b : b.toFixed(1)) + " " + units[u];
   };
   const seconds = (s) => (s === null ? "\u2013" : s.toFixed(1) + " s");
+  const perSecond = (v) => v.toFixed(1) + "/s";
   const set = (id, text) => { document.getElementById(id).textContent = text; };
+
+  function chart(id, c, format) {
+    document.getElementById(id + "-line").setAttribute("points", c.points);
+    set(id + "-max", format(c.max));
+    set(id + "-latest", c.latest === null ? "\u2013" : format(c.latest));
+  }
 
   function td(text, cls) {
     const el = document.createElement("td");
@@ -196,6 +256,30 @@ const CLIENT_SCRIPT = String.raw`"use strict";
       conflicts.push(tr);
     }
     document.getElementById("conflicts").replaceChildren(...conflicts);
+    document.getElementById("checks").replaceChildren(...(s.readinessChecks || []).map((c) => {
+      const tr = document.createElement("tr");
+      tr.append(td(c.name, "name"), td(c.ready ? "ready" : "NOT READY", "check check-" + (c.ready ? "ready" : "not-ready")), td(c.detail, "detail"), td(c.hint, "hint"));
+      return tr;
+    }));
+    if (s.history) {
+      chart("chart-lag", s.history.lagSeconds, seconds);
+      chart("chart-applied", s.history.appliedPerSecond, perSecond);
+    }
+    const streamed = (s.streamed || []).map((t) => {
+      const tr = document.createElement("tr");
+      const c = t.changes;
+      tr.append(td(t.table, "name"), td(t.targets.length > 0 ? t.targets.join(", ") : null, "targets"),
+        ...[c.insert, c.update, c.delete, c.truncate, c.resync, t.total].map((n) => td(n, "num")));
+      return tr;
+    });
+    if (streamed.length === 0) {
+      const none = td("none", "none");
+      none.colSpan = 8;
+      const tr = document.createElement("tr");
+      tr.append(none);
+      streamed.push(tr);
+    }
+    document.getElementById("streamed").replaceChildren(...streamed);
     set("updated", new Date().toISOString());
   }
 

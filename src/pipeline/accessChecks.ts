@@ -171,12 +171,12 @@ export async function checkPinnedSettings(db: pg.Pool, side: Side, problems: str
 export async function checkOriginPrivileges(db: pg.Pool, side: Side, problems: string[] = []): Promise<string[]> {
   const { rows } = await db.query<{ missing: string[]; role: string }>(
     `SELECT ARRAY(SELECT f FROM unnest($1::text[]) AS f WHERE NOT has_function_privilege(f, 'EXECUTE')) AS missing, quote_ident(current_user) AS role`,
-    [["pg_replication_origin_create(text)", "pg_replication_origin_session_setup(text)"]],
+    [["pg_replication_origin_create(text)", "pg_replication_origin_session_setup(text)", "pg_replication_origin_xact_reset()"]],
   );
   const r = rows[0]!;
   if (r.missing.length === 0) return problems;
   problems.push(
-    `${side}: the role lacks EXECUTE on ${r.missing.join(" and ")}, which the apply session needs to tag its writes with its replication origin ` +
+    `${side}: the role lacks EXECUTE on ${r.missing.join(", ")}, which the apply session needs to tag its writes with its replication origin ` +
       `so the pipeline running the other way does not replicate them back (as a superuser: ${originGrants(r.role)}; see docs/privileges.sql)`,
   );
   return problems;

@@ -3,7 +3,8 @@
  * atomically with the data. One row in `pipelines` per replication slot, one in `tables` per source
  * table. It owns the state schema's migrations: its own tables', then the resync store's (whose
  * records reference the pipeline row, and go with it on `reset`), then the conflict and progress
- * logs' (conflictLog.ts).
+ * logs' (conflictLog.ts), then the verify results' (verificationLog.ts), then the cutover steps'
+ * (cutoverSteps.ts).
  */
 import pg from "pg";
 import { withPooledClient } from "../sql/pools.js";
@@ -14,6 +15,8 @@ import type { CheckpointStore, PipelineState, PipelineSummary, TableState, Table
 import type { Checkpoint } from "../plan/changes.js";
 import { RESYNC_MIGRATIONS } from "./postgresResyncStore.js";
 import { CONFLICT_MIGRATIONS } from "./conflictLog.js";
+import { VERIFICATION_MIGRATIONS } from "./verificationLog.js";
+import { CUTOVER_MIGRATIONS } from "./cutoverSteps.js";
 import type { Migration } from "./migration.js";
 
 
@@ -48,7 +51,7 @@ const CHECKPOINT_MIGRATIONS: readonly Migration[] = [
 
 /** The state schema's steps in version order, checked to run 1, 2, … without a gap or a repeat. */
 function stateSchemaMigrations(): string[] {
-  const steps = [...CHECKPOINT_MIGRATIONS, ...RESYNC_MIGRATIONS, ...CONFLICT_MIGRATIONS].sort((a, b) => a.version - b.version);
+  const steps = [...CHECKPOINT_MIGRATIONS, ...RESYNC_MIGRATIONS, ...CONFLICT_MIGRATIONS, ...VERIFICATION_MIGRATIONS, ...CUTOVER_MIGRATIONS].sort((a, b) => a.version - b.version);
   steps.forEach((step, i) => {
     if (step.version !== i + 1) throw new Error(`state schema migrations: version ${i + 1} expected, found ${step.version}`);
   });

@@ -244,6 +244,10 @@ describe("reverse replication on the reorganisation example", () => {
         throw error;
       });
       expect(settled).toBeNull();
+      // pgferry's own check agrees, in both directions (the reverse: each old table against the inverse of the new side).
+      const verify = runCli(["verify", "--config", file, "--direction", "both"], env());
+      const verified = await verify.exited;
+      expect(verified.code, verify.output.join("").slice(-3000)).toBe(0);
       // The new side's own inserts are on the old side too, under the same keys.
       const ids = async (pool: pg.Pool, orgs: string, messages: string) =>
         one<{ orgs: string; messages: string }>(

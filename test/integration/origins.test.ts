@@ -151,7 +151,7 @@ describe("replication origins (loop prevention)", () => {
   it("requireOrigin: a role that may not tag its writes fails the apply session with the GRANT; best effort connects untagged", async () => {
     const asRole = openPool(urlAs(db.sourceUrl), { applicationName: "origins-test", max: 1 });
     try {
-      const grant = `GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text) TO ${role}`;
+      const grant = `GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text), pg_replication_origin_xact_reset() TO ${role}`;
       const failure = await applier(urlAs(db.sourceUrl), OURS, true).then(
         () => undefined,
         (error: unknown) => error,
@@ -163,7 +163,7 @@ describe("replication origins (loop prevention)", () => {
       await untagged.close();
 
       expect(await checkOriginPrivileges(asRole, "source")).toEqual([
-        `source: the role lacks EXECUTE on pg_replication_origin_create(text) and pg_replication_origin_session_setup(text), which the apply session needs to tag its writes ` +
+        `source: the role lacks EXECUTE on pg_replication_origin_create(text), pg_replication_origin_session_setup(text), pg_replication_origin_xact_reset(), which the apply session needs to tag its writes ` +
           `with its replication origin so the pipeline running the other way does not replicate them back (as a superuser: ${grant}; see docs/privileges.sql)`,
       ]);
       // The other checks' style too: pushed onto the list it is given.

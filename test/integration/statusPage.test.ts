@@ -2,7 +2,8 @@
  * The built-in status page in headless Chromium (Debian's package, installed by
  * scripts/install-test-tools.sh, driven by playwright-core): it shows the pipeline's tables and
  * state; the Resync button sends the POST with the token typed in (remembered for the tab), the
- * injected resync engine receives the table, and the page shows the answer.
+ * injected resync engine receives the table, and the page shows the answer. Its readiness items,
+ * charts (inline SVG under the page's Content-Security-Policy) and streamed counts refresh too.
  */
 import { accessSync, constants } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -102,6 +103,19 @@ describe("status page", () => {
     await db.source.query("INSERT INTO accounts (id, email) VALUES (7, 'page@example.com')");
     await expect.poll(() => page.locator("#checkpoint").textContent(), { timeout: 15_000 }).not.toBe(checkpoint);
     await expect.poll(() => page.locator("#tables tr").count()).toBe(4);
+
+    // The readiness items the daemon judges, the last hour's charts and the changes streamed per
+    // source table, refreshed with the rest (the insert above is one).
+    const checks = page.locator("#checks tr");
+    expect(await checks.locator("td.name").allTextContents()).toEqual(["lag", "slot", "tables", "resync", "conflicts"]);
+    await expect.poll(() => checks.locator("td.check").allTextContents(), { timeout: 15_000 }).toEqual(["ready", "ready", "ready", "ready", "ready"]);
+    await expect.poll(() => page.locator('#streamed tr:has(td.name:text-is("public.accounts")) td.num').allTextContents(), { timeout: 15_000 }).toEqual(["1", "0", "0", "0", "0", "1"]);
+    expect(await page.locator("#streamed td.name").allTextContents()).toEqual(["public.accounts", "public.audit", "public.events", "public.items"]);
+    for (const id of ["chart-lag", "chart-applied"]) {
+      expect(await page.locator(`#${id}-line`).getAttribute("points"), id).toMatch(/^\d+(\.\d)?,\d+(\.\d)?( \d+(\.\d)?,\d+(\.\d)?)*$/);
+      expect(await page.locator(`#${id}`).boundingBox(), id).toMatchObject({ width: expect.any(Number) as number, height: expect.any(Number) as number });
+    }
+    expect(await page.locator("#chart-applied-latest").textContent()).toMatch(/^\d+\.\d\/s$/);
 
     // The token is kept for the tab: after a reload it is still there and a resync works at once.
     await page.reload();

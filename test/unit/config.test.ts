@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, expect } from "vitest";
 import { loadConfig, parseConfig, type Config } from "../../src/config/index.js";
+import { SEQUENCES_DEFAULTS, sequenceSettings } from "../../src/config/schema.js";
 import { ConfigError } from "../../src/errors.js";
 
 const ENV = {
@@ -305,5 +306,46 @@ tables:
     const missing = join(tmpdir(), "pgferry-no-such-dir", "pgferry.yaml");
     expect(() => loadConfig(missing, ENV)).toThrow(ConfigError);
     expect(() => loadConfig(missing, ENV)).toThrow(`invalid config ${missing}:\n  - (file): file not found`);
+  });
+});
+
+describe("parseConfig: the sequences section (pgferry sequences sync)", () => {
+  it("is optional; absent or partial, sequenceSettings gives the defaults", () => {
+    const without = parseConfig(minimal(), "pgferry.yaml", ENV);
+    expect(without.sequences).toBeUndefined();
+    expect(sequenceSettings(without)).toEqual({ gap: 1000, extra: [], syncEverySeconds: 0 });
+    expect(sequenceSettings(without)).toEqual(SEQUENCES_DEFAULTS);
+    const partial = parseConfig(minimal("sequences:\n  gap: 50"), "pgferry.yaml", ENV);
+    expect(sequenceSettings(partial)).toEqual({ gap: 50, extra: [], syncEverySeconds: 0 });
+  });
+
+  it("reads gap, extra and syncEverySeconds (numbers from the environment too)", () => {
+    const text = minimal(`sequences:
+  gap: \${GAP}
+  syncEverySeconds: 30
+  extra:
+    - { target: security_service.api_keys_legacy_id_seq, source: public.api_keys_id_seq }
+    - { target: security_service.api_keys_legacy_id_seq, source: public.service_tokens_id_seq }`);
+    expect(parseConfig(text, "pgferry.yaml", { ...ENV, GAP: "0" }).sequences).toEqual({
+      gap: 0,
+      syncEverySeconds: 30,
+      extra: [
+        { target: "security_service.api_keys_legacy_id_seq", source: "public.api_keys_id_seq" },
+        { target: "security_service.api_keys_legacy_id_seq", source: "public.service_tokens_id_seq" },
+      ],
+    });
+  });
+
+  it("reports each bad key by its path", () => {
+    expect(problemsOf(minimal("sequences:\n  gap: -1\n  syncEverySeconds: 1.5"))).toEqual([
+      "sequences.gap: must be at least 0",
+      "sequences.syncEverySeconds: expected an integer, got 1.5",
+    ]);
+    expect(problemsOf(minimal("sequences:\n  extra:\n    - { target: orgs_seq, source: public.orgs_id_seq }\n    - { target: a.b, sources: public.x }"))).toEqual([
+      'sequences.extra[0].target: expected "schema.sequence"',
+      "sequences.extra[1].source: required",
+      "sequences.extra[1].sources: unknown key (did you mean source?)",
+    ]);
+    expect(problemsOf(minimal("sequences:\n  gaps: 10"))).toEqual(["sequences.gaps: unknown key (did you mean gap?)"]);
   });
 });

@@ -87,6 +87,24 @@ describe("PromQL metric-name extraction", () => {
   });
 });
 
+describe("dashboard layout", () => {
+  it("has a Readiness row right after the overview, and no two panels overlap", () => {
+    const dashboard = JSON.parse(readFileSync(resolve(ROOT, "grafana/dashboards/pgferry.json"), "utf8")) as { panels: (Panel & { id: number; type: string; gridPos: { x: number; y: number; w: number; h: number } })[] };
+    const rows = dashboard.panels.filter((p) => p.type === "row").map((p) => p.title);
+    expect(rows.slice(0, 2)).toEqual(["Overview", "Readiness"]);
+    expect(new Set(dashboard.panels.map((p) => p.id)).size).toBe(dashboard.panels.length);
+    const cells = new Set<string>();
+    for (const { title, gridPos: g } of dashboard.panels) {
+      for (let x = g.x; x < g.x + g.w; x += 1) {
+        for (let y = g.y; y < g.y + g.h; y += 1) {
+          expect(cells.has(`${x},${y}`), `panel "${title}" overlaps another at ${x},${y}`).toBe(false);
+          cells.add(`${x},${y}`);
+        }
+      }
+    }
+  });
+});
+
 describe("dashboard and alert rules", () => {
   it("use only metrics that pgferry's registry has", async () => {
     const known = await registryNames();
@@ -106,11 +124,16 @@ describe("dashboard and alert rules", () => {
     // Conflicts have a panel and an alert of their own, not only a mention.
     expect(dashboardExpressions().filter((e) => e.expr.includes("pgferry_conflicts_total")).map((e) => e.where)).toEqual(['panel "Conflicts per second, by table, direction and side kept"']);
     expect(alertExpressions().filter((e) => e.expr.includes("pgferry_conflicts_total")).map((e) => e.where)).toEqual(["alert PgferryConflicts"]);
+    // Cutover readiness: per check on the dashboard, and an alert while a cutover step runs.
+    expect(dashboardExpressions().filter((e) => e.expr.includes("pgferry_ready")).map((e) => e.where)).toEqual(['panel "Cutover readiness by check"', 'panel "Readiness over time"']);
+    expect(dashboardExpressions().filter((e) => e.expr.includes("pgferry_ready")).every((e) => /\bby \(check\)/.test(e.expr))).toBe(true);
+    expect(alertExpressions().filter((e) => e.expr.includes("pgferry_ready")).map((e) => e.where)).toEqual(["alert PgferryNotReadyDuringCutover"]);
+    expect(alertExpressions().find((e) => e.where === "alert PgferryNotReadyDuringCutover")?.expr).toMatch(/pgferry_ready == 0 and on \(job, instance\) pgferry_cutover_step > 0/);
     // What the dashboard and alerts exist for is all there.
     for (const name of [
       "pgferry_replication_lag_bytes", "pgferry_replication_lag_seconds", "pgferry_applied_changes_total", "pgferry_apply_batch_seconds_bucket",
       "pgferry_snapshot_rows_total", "pgferry_snapshot_rows_estimated", "pgferry_table_state", "pgferry_resync_in_progress",
-      "pgferry_errors_total", "pgferry_slot_retained_wal_bytes", "pgferry_pipeline_phase", "pgferry_conflicts_total", "up",
+      "pgferry_errors_total", "pgferry_slot_retained_wal_bytes", "pgferry_pipeline_phase", "pgferry_conflicts_total", "pgferry_ready", "pgferry_cutover_step", "up",
     ]) {
       expect(used, name).toContain(name);
     }

@@ -3,7 +3,9 @@
  * the source, by bucketed counts and row hashes, narrowing down to the differing keys. Exit 0 when
  * equal, 1 when not. Safe while the pipeline streams (differences are re-checked before they count).
  * `--direction reverse` compares the old tables with what the inverse mapping makes of the new ones
- * (docs/reverse.md); `both` runs the two comparisons, one after the other.
+ * (docs/reverse.md); `both` runs the two comparisons, one after the other. A run over every table
+ * records its outcome per direction in that direction's state schema (state/verificationLog.ts),
+ * which `pgferry cutover --check` reads.
  */
 import type pg from "pg";
 import { loadConfig, type Config } from "../../config/index.js";
@@ -13,6 +15,9 @@ import { checkRowSecurity } from "../../pipeline/accessChecks.js";
 import { databasePools, type DatabasePools } from "../../sql/pools.js";
 import { compileReversePlan, loadPlan } from "../../plan/loadPlan.js";
 import type { TablePlan } from "../../plan/plan.js";
+import { redactSecrets } from "../../redact.js";
+import { postgresStores } from "../../state/postgresStores.js";
+import { VerificationLog } from "../../state/verificationLog.js";
 import { formatReports, verify, type EdgeReport } from "../../verify/verifier.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 
@@ -50,6 +55,28 @@ async function reverseRun(config: Config, pools: DatabasePools): Promise<Directi
     return [{ source: t.to, target: t.from, rows: 0, status: "skipped", reason, missing: 0, extra: 0, changed: 0, examples: [] }];
   });
   return { direction: "reverse", plans: reverse.plans, source: pools.target, target: pools.source, skipped };
+}
+
+/**
+ * Best effort: the direction's outcome in its state schema (the forward's on the target, the
+ * reverse's on the source), when that schema exists (a pipeline has run). A failure is a note on
+ * stderr; the comparison's result and exit code stand.
+ */
+async function recordOutcome(config: Config, pools: DatabasePools, direction: Direction, reports: readonly EdgeReport[], stderr: NodeJS.WritableStream): Promise<void> {
+  const state = direction === "forward"
+    ? { pool: pools.target, schema: config.target.stateSchema, pipeline: config.source.slot }
+    : config.reverse && { pool: pools.source, schema: config.reverse.stateSchema, pipeline: config.reverse.slot };
+  if (!state) return;
+  const compared = reports.filter((r) => r.status !== "skipped");
+  const different = compared.filter((r) => r.status === "different").length;
+  try {
+    const { checkpoints } = postgresStores(state);
+    if (!(await checkpoints.exists())) return;
+    await checkpoints.migrate();
+    await new VerificationLog(state).record({ pipeline: state.pipeline, direction, equal: different === 0, tables: compared.length, different });
+  } catch (error) {
+    stderr.write(`pgferry verify: note: the ${direction} result was not recorded for pgferry cutover --check: ${redactSecrets((error as Error).message)}\n`);
+  }
 }
 
 const HEADINGS: Record<Direction, string> = { forward: "forward (old database -> new database):\n", reverse: "reverse (new database -> old database):\n" };
@@ -98,6 +125,8 @@ export const verifyCommand: Command = {
         const options = { source: run.source, target: run.target, examples: Number(values.examples), rechecks: 3, recheckDelayMs: 1000 };
         const compared = [...(await verify(run.plans, options, only)), ...run.skipped.filter((s) => !only || s.source === only || s.target === only)];
         reports.push(...compared.map((report) => ({ direction: run.direction, ...report })));
+        // Only a comparison of every table says the direction is equal.
+        if (!only) await recordOutcome(config, pools, run.direction, compared, io.stderr);
         text += `${asked === "forward" ? "" : HEADINGS[run.direction]}${formatReports(compared)}`;
       }
       io.stdout.write(values.json ? `${JSON.stringify(reports, null, 2)}\n` : text);
