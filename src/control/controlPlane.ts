@@ -6,13 +6,14 @@
  */
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
-import type { Direction } from "../config/directions.js";
+import { oppositeOf, type Direction } from "../config/directions.js";
+import { readinessLimits } from "../cutover/readinessItems.js";
 import { parseListenAddress, type Config, type ListenAddress } from "../config/index.js";
 import { PgferryError } from "../errors.js";
 import type { PipelineObserver } from "../pipeline/pipeline.js";
 import { ControlServer } from "./controlServer.js";
 import { PipelineMetrics } from "./metrics.js";
-import { PipelineMonitor } from "./pipelineMonitor.js";
+import { PipelineMonitor, sourceTargets } from "./pipelineMonitor.js";
 import type { ResyncController } from "./resyncController.js";
 import { StatusPoller } from "./statusPoller.js";
 
@@ -42,7 +43,14 @@ export class ControlPlane {
     const { config, log } = options;
     const listen = options.listen ?? parseListenAddress(config.control.listen);
     if (!listen) throw new PgferryError("config", `control.listen is not host:port: ${config.control.listen}`);
-    this.monitor = new PipelineMonitor({ slot: config.source.slot, readyMaxLagSeconds: config.control.readyMaxLagSeconds });
+    const direction = options.direction ?? "forward";
+    this.monitor = new PipelineMonitor({
+      slot: config.source.slot,
+      readyMaxLagSeconds: config.control.readyMaxLagSeconds,
+      readinessLimits: readinessLimits(config),
+      targets: sourceTargets(config, direction),
+      direction,
+    });
     this.metrics = new PipelineMetrics({ monitor: this.monitor, resyncs: options.resyncs, direction: options.direction ?? "forward", labelDirection: config.reverse !== undefined });
     this.poller = new StatusPoller({
       sourceUrl: config.source.url,
@@ -54,6 +62,9 @@ export class ControlPlane {
       onSource: (reading, startedAt) => this.monitor.sourcePolled(reading, startedAt),
       onTarget: (reading) => this.monitor.targetPolled(reading),
       onFailure: (database) => this.metrics.pollFailed(database),
+      // The forward daemon also reads the reverse pipeline, for the `reverse` readiness item.
+      opposite: direction === "forward" ? oppositeOf(config, "forward") : null,
+      onOpposite: (reading) => this.monitor.oppositePolled(reading),
     });
     this.server = new ControlServer({
       listen,

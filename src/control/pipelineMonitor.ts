@@ -5,11 +5,10 @@
  * the status API and the metrics answer without touching a database and work in every phase.
  * Conflicts (a bidirectional pipeline's) are counted as applied batches report them, since start;
  * `pgferry conflicts` reads the full log. The cheap cutover readiness items (cutover/readinessItems.ts)
- * are judged from the same readings, and the last hour of lag and applied changes is sampled into a
- * ring buffer for the status page's charts.
+ * are judged from the same readings, and applied changes and the last hour of lag are kept for the
+ * status page (statusHistory.ts).
  */
 import type { ConflictCount } from "../apply/conflictGuard.js";
-import type { Config } from "../config/schema.js";
 import type { Direction } from "../config/directions.js";
 import {
   judgeConflicts, judgeLag, judgeResyncs, judgeReverse, judgeSlot, judgeTables, readinessLimits, type ReadinessLimits, type RunningResync,
@@ -18,13 +17,13 @@ import type { ReadinessItem, ReadinessItemName } from "../cutover/types.js";
 import { redactSecrets } from "../redact.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { Phase, PipelineObserver } from "../pipeline/pipeline.js";
-import type { CountedOp } from "../pipeline/streamEvents.js";
 import { formatLsn } from "../source/lsn.js";
 import type { PipelineState, TableState, TableStatus } from "../state/checkpointStore.js";
 import type { Checkpoint } from "../plan/changes.js";
 import { LagTracker } from "./lagTracker.js";
-import { RingBuffer } from "./ringBuffer.js";
-import { chart, rates, CHART_HEIGHT, CHART_WIDTH, CHART_WINDOW_MS, type Chart } from "./statusCharts.js";
+import { StatusHistory, type HistoryReport, type StreamedTable } from "./statusHistory.js";
+
+export { sourceTargets, type HistoryReport, type StreamedTable } from "./statusHistory.js";
 
 export const PHASES: readonly Phase[] = ["starting", "standby", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];
 export const TABLE_STATES: readonly TableState[] = ["pending", "copying", "ready", "errored"];
@@ -69,25 +68,6 @@ export interface OppositeReading extends TargetReading {
   source: SourceReading | undefined;
   /** Why it could not be read. */
   error?: string;
-}
-
-/** Row changes applied since the process started, per source table, with the target tables it feeds. */
-export interface StreamedTable {
-  table: string;
-  targets: string[];
-  changes: Record<CountedOp, number>;
-  total: number;
-}
-
-/** The last hour, one sample per `sampleSeconds`, as chart polylines (control/statusCharts.ts). */
-export interface HistoryReport {
-  windowSeconds: number;
-  sampleSeconds: number;
-  /** The polylines' box: `0 0 width height`. */
-  width: number;
-  height: number;
-  lagSeconds: Chart;
-  appliedPerSecond: Chart;
 }
 
 export interface TableReport {
@@ -161,25 +141,6 @@ export interface PipelineMonitorOptions {
   sampleIntervalMs?: number;
 }
 
-/** The history's length and default spacing. */
-export const HISTORY_SAMPLES = 360;
-export const HISTORY_SAMPLE_MS = 10_000;
-
-const COUNTED_OPS: readonly CountedOp[] = ["insert", "update", "delete", "truncate", "resync"];
-
-/** Per source table of `direction`'s plan, the target tables it feeds: the mapping as written, or its inverse. */
-export function sourceTargets(config: Pick<Config, "tables">, direction: Direction = "forward"): Map<string, string[]> {
-  const targets = new Map<string, string[]>();
-  for (const t of config.tables) {
-    if (direction === "reverse" && t.reverse === false) continue;
-    const [from, to] = direction === "forward" ? [t.from, t.to] : [t.to, t.from];
-    const list = targets.get(from) ?? [];
-    if (!list.includes(to)) list.push(to);
-    targets.set(from, list);
-  }
-  return targets;
-}
-
 /** Feeds a lag tracker with one reading of a pipeline's source (begun at `startedAt`) and its state. */
 export function trackLag(tracker: LagTracker, source: SourceReading | undefined, startedAt: number, state: TargetReading["state"]): void {
   if (source) {
@@ -218,16 +179,14 @@ export class PipelineMonitor implements PipelineObserver {
   private opposite: OppositeReading | undefined;
   private readonly oppositeLag = new LagTracker();
   private readonly limits: ReadinessLimits;
-  /** Applied row changes since start, per source table and operation. */
-  private readonly streamedCounts = new Map<string, Record<CountedOp, number>>();
-  private appliedTotal = 0;
-  private readonly samples = new RingBuffer<{ at: number; lagSeconds: number | null; applied: number }>(HISTORY_SAMPLES);
+  private readonly recent: StatusHistory;
 
   constructor(private readonly options: PipelineMonitorOptions) {
     this.now = options.now ?? Date.now;
     this.phaseSince = this.now();
     this.startedAt = this.phaseSince;
     this.limits = options.readinessLimits ?? readinessLimits({});
+    this.recent = new StatusHistory({ sampleIntervalMs: options.sampleIntervalMs, targets: options.targets });
   }
 
   // ---- PipelineObserver ----
@@ -240,12 +199,7 @@ export class PipelineMonitor implements PipelineObserver {
 
   batchApplied(batch: AppliedBatch): void {
     this.recordCheckpoint(batch.checkpoint);
-    this.appliedTotal += batch.changes;
-    for (const [table, ops] of batch.perTable) {
-      const counts = this.streamedCounts.get(table) ?? { insert: 0, update: 0, delete: 0, truncate: 0, resync: 0 };
-      for (const op of COUNTED_OPS) counts[op] += ops[op] ?? 0;
-      this.streamedCounts.set(table, counts);
-    }
+    this.recent.batchApplied(batch);
     for (const c of batch.conflicts ?? []) {
       if (c.count <= 0) continue;
       const key = JSON.stringify([c.table, c.resolution, c.kept]);
@@ -279,7 +233,8 @@ export class PipelineMonitor implements PipelineObserver {
     this.slot = reading.slot;
     this.sourcePolledAt = this.now();
     this.sourcePollStartedAt = startedAt;
-    this.sample();
+    // One history sample per interval, taken as the source is polled (lag moves with the source's position).
+    this.recent.sample(this.now(), this.lagSeconds());
   }
 
   targetPolled(reading: TargetReading): void {
@@ -298,14 +253,6 @@ export class PipelineMonitor implements PipelineObserver {
   oppositePolled(reading: OppositeReading): void {
     trackLag(this.oppositeLag, reading.source, reading.startedAt, reading.state);
     this.opposite = reading;
-  }
-
-  /** One history sample per interval, taken as the source is polled (lag moves with the source's position). */
-  private sample(): void {
-    const at = this.now();
-    const last = this.samples.last();
-    if (last && at - last.at < (this.options.sampleIntervalMs ?? HISTORY_SAMPLE_MS)) return;
-    this.samples.push({ at, lagSeconds: this.lagSeconds() ?? null, applied: this.appliedTotal });
   }
 
   // ---- readings ----
@@ -374,27 +321,12 @@ export class PipelineMonitor implements PipelineObserver {
 
   /** Applied row changes per source table since start, with the targets each feeds; every mapped table listed. */
   streamed(): StreamedTable[] {
-    const targets = this.options.targets;
-    const tables = new Set([...(targets?.keys() ?? []), ...this.tableStates.keys(), ...this.streamedCounts.keys()]);
-    return [...tables].sort().map((table) => {
-      const changes = { ...(this.streamedCounts.get(table) ?? { insert: 0, update: 0, delete: 0, truncate: 0, resync: 0 }) };
-      return { table, targets: [...(targets?.get(table) ?? [])], changes, total: COUNTED_OPS.reduce((sum, op) => sum + changes[op], 0) };
-    });
+    return this.recent.streamed(this.tableStates.keys());
   }
 
-  /** The last hour as chart polylines; the newest point is now, so a chart has a line from its first sample on. */
+  /** The last hour of lag and applied changes per second, as the status page's chart polylines. */
   history(): HistoryReport {
-    const now = this.now();
-    const samples = [...this.samples.toArray(), { at: now, lagSeconds: this.lagSeconds() ?? null, applied: this.appliedTotal }];
-    const frame = { now, windowMs: CHART_WINDOW_MS, width: CHART_WIDTH, height: CHART_HEIGHT };
-    return {
-      windowSeconds: CHART_WINDOW_MS / 1000,
-      sampleSeconds: (this.options.sampleIntervalMs ?? HISTORY_SAMPLE_MS) / 1000,
-      width: CHART_WIDTH,
-      height: CHART_HEIGHT,
-      lagSeconds: chart(samples.map((s) => ({ at: s.at, value: s.lagSeconds })), frame),
-      appliedPerSecond: chart(rates(samples.map((s) => ({ at: s.at, total: s.applied }))), frame),
-    };
+    return this.recent.report(this.now(), this.lagSeconds());
   }
 
   readiness(): Readiness {

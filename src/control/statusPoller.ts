@@ -76,10 +76,17 @@ export async function readSource(db: pg.Pool | pg.ClientBase, slot: string, posi
   };
 }
 
+/** Undefined table (42P01) or schema (3F000): a state schema not migrated that far yet. */
+function isMissingRelation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "42P01" || code === "3F000";
+}
+
 /**
  * Conflicts the pipeline stopped on (kept = 'stopped', resolution `stop`) that it has not applied
  * past since: a batch that stopped is applied again when pgferry restarts after the fix, which moves
  * the checkpoint (`pipelines.updated_at`) past the conflict's `detected_at`. 0 without a conflict log.
+ * (ConflictLog.unresolved counts every stopped row ever, which a fixed and resumed stop never leaves.)
  */
 export async function unresolvedConflicts(db: pg.Pool, stateSchema: string, pipeline: string): Promise<number> {
   const schema = quoteIdent(stateSchema);
@@ -92,8 +99,7 @@ export async function unresolvedConflicts(db: pg.Pool, stateSchema: string, pipe
     );
     return Number(rows[0]?.n ?? 0);
   } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code === "42P01" || code === "3F000") return 0;
+    if (isMissingRelation(error)) return 0;
     throw error;
   }
 }
@@ -103,7 +109,11 @@ export async function readTarget(db: pg.Pool, stateSchema: string, pipeline: str
   const { checkpoints, resyncs } = stores ?? postgresStores({ pool: db, schema: stateSchema, pipeline });
   // Before the first run there is no state schema; that is not a failure.
   if (!(await checkpoints.exists())) return { state: null, tables: [], resyncs: [], unresolvedConflicts: 0, cutoverStep: 0 };
-  const running = await resyncs.running();
+  // A state schema from before resyncs (until the starting pipeline migrates it) has none running.
+  const running = await resyncs.running().catch((error: unknown) => {
+    if (isMissingRelation(error)) return [];
+    throw error;
+  });
   return {
     state: await checkpoints.summary(),
     tables: await checkpoints.tables(),

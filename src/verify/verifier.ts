@@ -94,6 +94,9 @@ function sides(plan: TablePlan, edge: EdgePlan, options: VerifyOptions, castable
   );
   const keyed = edge.table.keyIndexes.length > 0;
   const keyOf = (list: string[]) => (keyed ? `ROW(${edge.table.keyIndexes.map((k) => list[k]).join(", ")})::text` : `ROW(${list.join(", ")})::text`);
+  // Insert-only columns (a uuid derived from the old id, with both directions running) hold the new
+  // side's own value on rows created there: compared only through the key rows are matched on.
+  const compared = (list: string[]) => list.filter((_, i) => !edge.table.insertOnly?.includes(i));
   const filter = edge.filter ? ` WHERE (${edge.filter.expr})` : "";
   // The target rows this edge accounts for: a merge's own (its constants), a reverse edge's forward-mapped ones.
   const targetRows = [
@@ -104,9 +107,9 @@ function sides(plan: TablePlan, edge: EdgePlan, options: VerifyOptions, castable
   // A partitioned source is read through its root (all partitions), like the stream publishes it.
   const source: Side = {
     pool: options.source,
-    rows: `SELECT ${keyOf(expr)}, ROW(${expr.join(", ")})::text FROM ${quoteIdent(plan.source.schema)}.${quoteIdent(plan.source.name)} AS s${filter}`,
+    rows: `SELECT ${keyOf(expr)}, ROW(${compared(expr).join(", ")})::text FROM ${quoteIdent(plan.source.schema)}.${quoteIdent(plan.source.name)} AS s${filter}`,
   };
-  const target: Side = { pool: options.target, rows: `SELECT ${keyOf(targetExpr)}, ROW(${targetExpr.join(", ")})::text FROM ${qualifiedName(edge.table)} AS t${owned}` };
+  const target: Side = { pool: options.target, rows: `SELECT ${keyOf(targetExpr)}, ROW(${compared(targetExpr).join(", ")})::text FROM ${qualifiedName(edge.table)} AS t${owned}` };
   return [source, target];
 }
 

@@ -331,5 +331,13 @@ describe("cutover and rollback on the reorganisation example", () => {
     expect(dry.out).toMatch(/\[4\/4\] rollback unfreeze-old: dry run: would put back/);
     expect(await readOnlySettings(db.target, ROLES.new)).toEqual([null, null]);
     expect(await readOnlySettings(db.source, ROLES.old)).toEqual(["on", "on"]);
+
+    // `pgferry cutover` is the same procedure the other way round; its dry run plans the freeze of the old roles.
+    const cutoverDry = await run(["cutover", "--config", file, "--dry-run", "--timeout", "5s"]);
+    expect(cutoverDry.err).toBe("");
+    expect(cutoverDry.out).toMatch(/\[1\/4\] cutover /);
+    const mixed = await run(["cutover", "--config", file, "--dry-run", "--json"]);
+    expect(mixed.code).toBe(2);
+    expect(mixed.err).toMatch(/--json goes with --check/);
   });
 });

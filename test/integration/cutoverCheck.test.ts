@@ -16,9 +16,12 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { main } from "../../src/cli/main.js";
+import { oppositeOf } from "../../src/config/directions.js";
+import { loadConfig } from "../../src/config/index.js";
 import { PipelineMetrics } from "../../src/control/metrics.js";
-import { PipelineMonitor } from "../../src/control/pipelineMonitor.js";
+import { PipelineMonitor, sourceTargets } from "../../src/control/pipelineMonitor.js";
 import { StatusPoller } from "../../src/control/statusPoller.js";
+import { readinessLimits } from "../../src/cutover/readinessItems.js";
 import type { ReadinessItem, ReadinessItemName } from "../../src/cutover/types.js";
 import { capturingLogger, streaming } from "../harness/pipelineRunner.js";
 import { configText, writeConfigFile } from "../harness/processRunner.js";
@@ -270,10 +273,29 @@ describe("pgferry cutover --check", () => {
   });
 
   it("reverse: a reverse section without the reverse pipeline", async () => {
-    const { code, items } = await check(await configFile(`${QUICK}reverse:\n  slot: ${slot()}_rev\n  publication: ${slot()}_rev\n`));
+    const file = await configFile(`${QUICK}reverse:\n  slot: ${slot()}_rev\n  publication: ${slot()}_rev\n`);
+    const { code, items } = await check(file);
     expect(code).toBe(1);
     expect(items.reverse).toMatchObject({ ready: false, detail: `reverse pipeline ${slot()}_rev has no state in _pgferry on the old database` });
     expect(items.reverse.hint).toContain("pgferry run --direction reverse");
+
+    // The forward daemon reads the other direction too (its state on the old database, its slot on the new one).
+    const withReverse = loadConfig(file, env());
+    const monitor = new PipelineMonitor({ slot: slot(), readyMaxLagSeconds: 30, readinessLimits: readinessLimits(withReverse), targets: sourceTargets(withReverse) });
+    const poller = new StatusPoller({
+      sourceUrl: pair.db.sourceUrl, targetUrl: pair.db.targetUrl, stateSchema: "_pgferry", slot: slot(), intervalMs: 60_000, log: capturingLogger().log,
+      onSource: (reading, startedAt) => monitor.sourcePolled(reading, startedAt),
+      onTarget: (reading) => monitor.targetPolled(reading),
+      opposite: oppositeOf(withReverse, "forward"),
+      onOpposite: (reading) => monitor.oppositePolled(reading),
+    });
+    try {
+      await poller.pollNow();
+      expect(monitor.readinessChecks().find((i) => i.name === "reverse")).toEqual(items.reverse);
+      expect(monitor.streamed().map((t) => [t.table, t.targets])).toEqual([["public.items", ["shop.items"]], ["public.orders", ["shop.orders"]]]);
+    } finally {
+      await poller.stop();
+    }
   });
 
   it("conflicts: a conflict the pipeline stopped on and has not applied past", async () => {

@@ -140,7 +140,8 @@ describe("readiness items in the daemon", () => {
     let now = 1_000_000;
     const monitor = new PipelineMonitor({ slot: "s", readyMaxLagSeconds: 30, now: () => now, readinessLimits: { maxLagSeconds: 5, maxRetainedWalBytes: 1000, verifyMaxAgeSeconds: 60 } });
     const metrics = new PipelineMetrics({ monitor, processMetrics: false });
-    const ready = async () => Object.fromEntries((await metrics.registry.getSingleMetric("pgferry_ready")!.get()).values.map((v) => [v.labels.check, v.value]));
+    const ready = async (): Promise<Record<string, number>> =>
+      Object.fromEntries((await metrics.registry.getSingleMetric("pgferry_ready")!.get()).values.map((v) => [String(v.labels.check), v.value]));
 
     // Before any poll: nothing is known, nothing is ready.
     expect(monitor.readinessChecks().every((i) => !i.ready)).toBe(true);

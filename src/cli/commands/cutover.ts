@@ -10,7 +10,8 @@ import { loadConfig } from "../../config/index.js";
 import { readiness, readinessLimits, VERIFY_MODES, type VerifyMode } from "../../cutover/readiness.js";
 import type { ReadinessReport } from "../../cutover/types.js";
 import { databasePools } from "../../sql/pools.js";
-import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, UsageError, unexpectedPositionals, type Command, type CommandIo, type CommandValues } from "../command.js";
+import { CUTOVER_OPTIONS, cutoverArgumentProblem, runCutoverCommand } from "../../cutover/procedure.js";
+import { EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command, type CommandIo, type CommandValues } from "../command.js";
 
 /** Options of the `--check` branch; they mean nothing to the switch. */
 const CHECK_ONLY = ["json", "verify"] as const;
@@ -18,9 +19,9 @@ const CHECK_ONLY = ["json", "verify"] as const;
 export const cutoverCommand: Command = {
   name: "cutover",
   summary: "check that the new project is ready to take the traffic (--check), or switch to it",
-  usage: "pgferry cutover --check [--config pgferry.yaml] [--json] [--verify recent|full|sample|none]",
+  usage: "pgferry cutover [--config pgferry.yaml] (--check [--json] [--verify recent|full|sample|none] | [--dry-run] [--timeout 300s])",
   options: {
-    ...CONFIG_OPTION,
+    ...CUTOVER_OPTIONS,
     check: { type: "boolean", default: false },
     json: { type: "boolean", default: false },
     verify: { type: "string" },
@@ -34,7 +35,7 @@ export const cutoverCommand: Command = {
     }
     const stray = CHECK_ONLY.filter((option) => values[option] !== undefined && values[option] !== false);
     if (stray.length > 0) return `${stray.map((o) => `--${o}`).join(" and ")} go${stray.length === 1 ? "es" : ""} with --check`;
-    return unexpectedPositionals(positionals);
+    return cutoverArgumentProblem(values, positionals);
   },
   run(values, _positionals, io) {
     return values.check ? runCheck(values, io) : runSwitch(values, io);
@@ -53,13 +54,9 @@ async function runCheck(values: CommandValues, io: CommandIo): Promise<number> {
   }
 }
 
-/**
- * `pgferry cutover` without `--check`: the switch, src/cutover/procedure.ts (runCutoverCommand with
- * its options CUTOVER_OPTIONS and their check cutoverArgumentProblem). Wired here by the lead, with
- * those options added to the command's and its usage line.
- */
-function runSwitch(_values: CommandValues, _io: CommandIo): Promise<number> {
-  return Promise.reject(new UsageError("the switch is not available in this build yet; pgferry cutover --check reports readiness"));
+/** `pgferry cutover` without `--check`: the switch (src/cutover/procedure.ts). */
+function runSwitch(values: CommandValues, io: CommandIo): Promise<number> {
+  return runCutoverCommand(values, io, "cutover");
 }
 
 /** The report as a table: item, status, detail, and the hint under an item that is not ready. */
