@@ -38,6 +38,7 @@ export class PipelineMetrics implements PipelineObserver {
   private readonly conflicts: Counter<"table" | "direction" | "resolution" | "kept">;
   private readonly direction: Direction;
   private readonly originFilteredChanges: Counter<"origin">;
+  private readonly sequenceGap: Gauge<"sequence">;
 
   constructor(options: MetricsOptions) {
     this.direction = options.direction ?? "forward";
@@ -178,12 +179,24 @@ export class PipelineMetrics implements PipelineObserver {
       labelNames: ["table", "direction", "resolution", "kept"],
       registers,
     });
+    this.sequenceGap = new Gauge({
+      name: "pgferry_sequence_gap",
+      help: "Per target key sequence: its next value minus the lowest next value that cannot collide with a key the source used (negative: behind, run pgferry sequences sync)",
+      labelNames: ["sequence"],
+      registers,
+    });
     this.originFilteredChanges = new Counter({
       name: "pgferry_origin_filtered_changes_total",
       help: "Source row changes left out because the other direction wrote them (its replication origin): each change makes one trip",
       labelNames: ["origin"],
       registers,
     });
+  }
+
+  /** The latest `pgferry sequences` reading: per target sequence, its next value minus the lowest that cannot collide. */
+  sequenceGapsPolled(gaps: readonly { sequence: string; gap: bigint }[]): void {
+    this.sequenceGap.reset();
+    for (const g of gaps) this.sequenceGap.set({ sequence: g.sequence }, Number(g.gap));
   }
 
   originFiltered(origin: string, changes: number): void {

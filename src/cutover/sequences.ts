@@ -153,18 +153,26 @@ export async function sequenceGaps(options: Omit<SequenceSyncOptions, "dryRun" |
 export function startSequenceSync(options: Omit<SequenceSyncOptions, "direction" | "dryRun" | "log"> & { log: Logger }): () => Promise<void> {
   const every = sequenceSettings(options.config).syncEverySeconds;
   if (every <= 0) return () => Promise.resolve();
+  return periodically(every * 1000, () =>
+    syncSequences({ ...options, direction: "forward", dryRun: false }).then(
+      (changes) => options.log.debug({ moved: changes.length }, "sequence sync done"),
+      (error: unknown) => options.log.warn({ err: error, hint: (error as PgferryError).hint }, "sequence sync failed; retrying in sequences.syncEverySeconds"),
+    ),
+  );
+}
+
+/**
+ * Runs `work` now and then `intervalMs` after each run ends, until the returned function is called
+ * (it waits for a run in progress; safe to call twice). `work` handles its own failures.
+ */
+export function periodically(intervalMs: number, work: () => Promise<void>): () => Promise<void> {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const tick = (): void => {
-    running = syncSequences({ ...options, direction: "forward", dryRun: false })
-      .then(
-        (changes) => options.log.debug({ moved: changes.length }, "sequence sync done"),
-        (error: unknown) => options.log.warn({ err: error, hint: (error as PgferryError).hint }, "sequence sync failed; retrying in sequences.syncEverySeconds"),
-      )
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, every * 1000);
-      });
+    running = work().finally(() => {
+      if (!stopped) timer = setTimeout(tick, intervalMs);
+    });
   };
   tick();
   return async () => {

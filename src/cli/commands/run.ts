@@ -7,6 +7,8 @@
 import { loadConfig, type Config } from "../../config/index.js";
 import { directionConfig, type Direction } from "../../config/directions.js";
 import { ConfigError } from "../../errors.js";
+import { periodically, sequenceGaps, startSequenceSync } from "../../cutover/sequences.js";
+import type { PipelineMetrics } from "../../control/metrics.js";
 import { ControlPlane } from "../../control/controlPlane.js";
 import { createLogger, type Logger } from "../../log/logger.js";
 import { classify } from "../../pipeline/errorPolicy.js";
@@ -83,6 +85,11 @@ async function runDirection(config: Config, direction: Direction, log: Logger, c
       controller.abort();
       throw error;
     }
+    // Forward only: the new side's key sequences, kept ahead (sequences.syncEverySeconds) and watched.
+    const stopSequences =
+      direction === "forward"
+        ? [startSequenceSync({ config, old: wiring.pools.source, new: wiring.pools.target, log }), watchSequenceGaps(config, wiring, control.metrics, log)]
+        : [];
     try {
       await createPipeline(config, wiring, { log, observer: control.observer, resyncs }, direction).run(controller.signal);
       log.info("stopped");
@@ -92,11 +99,25 @@ async function runDirection(config: Config, direction: Direction, log: Logger, c
       controller.abort();
       return EXIT_FAILURE;
     } finally {
+      await Promise.all(stopSequences.map((stop) => stop()));
       forgetAddress();
       await control.stop();
       await wiring.close();
     }
   }
+}
+
+/** How often `pgferry_sequence_gap` is read (the plan is compiled again each time: a few catalog queries). */
+const SEQUENCE_GAP_INTERVAL_MS = 30_000;
+
+/** Reads the sequence gaps now and every SEQUENCE_GAP_INTERVAL_MS into the metrics; the returned function stops it. */
+function watchSequenceGaps(config: Config, wiring: Wiring, metrics: PipelineMetrics, log: Logger): () => Promise<void> {
+  return periodically(SEQUENCE_GAP_INTERVAL_MS, () =>
+    sequenceGaps({ config, old: wiring.pools.source, new: wiring.pools.target }).then(
+      (gaps) => metrics.sequenceGapsPolled(gaps),
+      (error: unknown) => log.debug({ err: error }, "sequence gaps not read (the target tables may not exist yet)"),
+    ),
+  );
 }
 
 /** The failure as one log line: the report's headline and message once, hint and side as fields. */
