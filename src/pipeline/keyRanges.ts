@@ -31,19 +31,26 @@ export interface KeySequence {
 /** The sequences behind `columns` of `table` (serial or identity), with their next value. */
 async function keySequences(pool: pg.Pool, columns: readonly { table: string; column: string }[]): Promise<KeySequence[]> {
   if (columns.length === 0) return [];
-  // pg_sequences.last_value is null until the first nextval(): then the next value is the start.
-  const { rows } = await pool.query<{ table: string; column: string; sequence: string; next: string; type: string }>(
-    `SELECT k.tbl AS table, k.col AS column, s.seq AS sequence, format_type(a.atttypid, NULL) AS type,
-            coalesce(p.last_value + p.increment_by, p.start_value)::text AS next
+  const { rows } = await pool.query<{ table: string; column: string; sequence: string; type: string; increment: string }>(
+    `SELECT k.tbl AS table, k.col AS column, s.seq AS sequence, format_type(a.atttypid, NULL) AS type, q.seqincrement::text AS increment
      FROM unnest($1::text[], $2::text[]) AS k(tbl, col)
      CROSS JOIN LATERAL pg_get_serial_sequence(k.tbl, k.col) AS s(seq)
      JOIN pg_attribute a ON a.attrelid = k.tbl::regclass AND a.attname = k.col
-     JOIN pg_sequences p ON format('%I.%I', p.schemaname, p.sequencename)::regclass = s.seq::regclass
+     JOIN pg_sequence q ON q.seqrelid = s.seq::regclass
      WHERE s.seq IS NOT NULL`,
     [columns.map((c) => c.table), columns.map((c) => c.column)],
   );
-  // A sequence feeding a text column (a legacy id kept as text) has no range of its own: the caller gives it the old key's.
-  return rows.map((r) => ({ table: r.table, column: r.column, sequence: r.sequence, next: BigInt(r.next), start: KEY_RANGE_START[r.type] ?? 0n }));
+  const found: KeySequence[] = [];
+  for (const r of rows) {
+    // Read from the sequence itself: pg_sequences shows no value after setval(..., false) (a sync's).
+    // The name comes from pg_get_serial_sequence, quoted as needed.
+    const state = await pool.query<{ last_value: string; is_called: boolean }>(`SELECT last_value::text, is_called FROM ${r.sequence}`);
+    const last = BigInt(state.rows[0]!.last_value);
+    const next = state.rows[0]!.is_called ? last + BigInt(r.increment) : last;
+    // A sequence feeding a text column (a legacy id kept as text) has no range of its own: the caller gives it the old key's.
+    found.push({ table: r.table, column: r.column, sequence: r.sequence, next, start: KEY_RANGE_START[r.type] ?? 0n });
+  }
+  return found;
 }
 
 /**

@@ -100,7 +100,7 @@ describe("pgferry cutover --check", () => {
     const bad = await cli(["cutover", "--check", "--config", file, "--verify", "maybe"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--verify must be recent, full, sample or none, not 'maybe'");
-    expect(bad.stderr).toContain("usage: pgferry cutover --check");
+    expect(bad.stderr).toContain("usage: pgferry cutover [--config pgferry.yaml] (--check");
     const stray = await cli(["cutover", "--config", file, "--json"]);
     expect(stray.code).toBe(2);
     expect(stray.stderr).toContain("--json goes with --check");
