@@ -9,6 +9,8 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/index.js";
 import { compileReversePlan } from "../../src/plan/loadPlan.js";
+import { checkKeyRanges, raiseNewSideSequences } from "../../src/pipeline/keyRanges.js";
+import { createLogger } from "../../src/log/logger.js";
 import { describeOrigin, type EdgePlan, type TablePlan } from "../../src/plan/plan.js";
 import { formatReversePlan } from "../../src/plan/planReport.js";
 import { loadHooks } from "../../src/transform/codeHook.js";
@@ -84,5 +86,33 @@ describe("the reverse plan of config/reorg.example.yaml", () => {
     const check = runCli(["plan", "--reverse", "--check", "--config", file], { ...env, PGFERRY_SLOT: `pgferry_${db.name}` });
     expect((await check.exited).code).toBe(1);
     expect(check.output.join("")).toMatch(/^check: \d+ problem\(s\):\n {2}- reverse: /m);
+  });
+});
+
+describe("key ranges while both sides insert (src/pipeline/keyRanges.ts)", () => {
+  it("moves the new side's key sequences into their own range, and refuses an old sequence that has reached it", async () => {
+    const cfg = loadConfig(CONFIG_FILE, { SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl });
+    const { plans } = await compileReversePlan({ mappings: cfg.tables }, { old: db.source, new: db.target });
+    const problems: string[] = [];
+    await checkKeyRanges(db.source, plans, problems);
+    expect(problems).toEqual([]);
+
+    await raiseNewSideSequences(db.target, plans, createLogger({ level: "silent", format: "json" }));
+    const next = async (sequence: string) => (await db.target.query<{ v: string }>(`SELECT last_value::text AS v FROM ${sequence}`)).rows[0]!.v;
+    expect(await next("shared_services.organizations_id_seq")).toBe("1073741824");
+    expect(await next("ai_chat.messages_id_seq")).toBe("4611686018427387904");
+    expect(await next("security_service.api_keys_legacy_id_seq")).toBe("1073741824");
+
+    // As a reverse `sequences sync` leaves it: setval(..., false), which pg_sequences does not show.
+    await db.source.query("SELECT setval('public.organizations_id_seq', 1073741830, false)");
+    try {
+      await checkKeyRanges(db.source, plans, problems);
+      expect(problems).toEqual([
+        "reverse: the old project's sequence public.organizations_id_seq (public.organizations.id) is at 1073741830, inside the range the new project's keys take from 1073741824; " +
+          "rows inserted on both sides could collide: renumber the old keys below it or give the new side's sequences another range by hand (docs/reverse.md)",
+      ]);
+    } finally {
+      await db.source.query("SELECT setval('public.organizations_id_seq', 1, false)");
+    }
   });
 });
