@@ -11,8 +11,6 @@ import { qualifiedName, quoteIdent } from "../sql/quote.js";
 import type { TargetColumn, TargetTable } from "../plan/targetTable.js";
 import type { Statement } from "./types.js";
 
-// The conflict-checked variants of the keyed statements live in guardedStatements.ts.
-export type { GuardSettings } from "./guardedStatements.js";
 
 export type Cell = string | null;
 

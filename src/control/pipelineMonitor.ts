@@ -8,6 +8,7 @@
  * are judged from the same readings, and applied changes and the last hour of lag are kept for the
  * status page (statusHistory.ts).
  */
+import type { SlotReading } from "../cutover/types.js";
 import type { ConflictCount } from "../apply/conflictGuard.js";
 import type { Direction } from "../config/directions.js";
 import {
@@ -28,17 +29,7 @@ export { sourceTargets, type HistoryReport, type StreamedTable } from "./statusH
 export const PHASES: readonly Phase[] = ["starting", "standby", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];
 export const TABLE_STATES: readonly TableState[] = ["pending", "copying", "ready", "errored"];
 
-export interface SlotReading {
-  restartLsn: bigint | null;
-  confirmedFlushLsn: bigint | null;
-  active: boolean;
-  /** `pg_replication_slots.wal_status` (`reserved`, `extended`, `unreserved`, `lost`); absent when not read. */
-  walStatus?: string | null;
-  /** The source's WAL position minus the slot's restart LSN: WAL the source keeps for the slot. */
-  retainedBytes: number | null;
-  /** The source's WAL position minus the slot's confirmed flush LSN. */
-  confirmedFlushLagBytes: number | null;
-}
+export type { SlotReading } from "../cutover/types.js";
 
 export interface SourceReading {
   walLsn: bigint;

@@ -17,23 +17,9 @@ import { renderChart } from "./statusCharts.js";
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
 
-const BYTE_UNITS = {
-  binary: { step: 1024, names: ["B", "KiB", "MiB", "GiB", "TiB"] },
-  decimal: { step: 1000, names: ["B", "kB", "MB", "GB", "TB"] },
-};
+import { formatBytes } from "../config/byteSize.js";
 
-/** `12.3 MiB` (binary units, the status page and CLI) or `12.9 MB` (decimal, the demo's view). */
-export function formatBytes(bytes: number | null, units: keyof typeof BYTE_UNITS = "binary"): string {
-  if (bytes === null || !Number.isFinite(bytes)) return "–";
-  const { step, names } = BYTE_UNITS[units];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= step && unit < names.length - 1) {
-    value /= step;
-    unit += 1;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${names[unit]}`;
-}
+export { formatBytes };
 
 export function formatSeconds(seconds: number | null): string {
   return seconds === null ? "–" : `${seconds.toFixed(1)} s`;

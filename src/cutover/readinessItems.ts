@@ -6,8 +6,8 @@
  * for `pgferry_ready{check}` and the status page. Both therefore agree on every item they share.
  */
 import { cutoverSettings, type Config } from "../config/schema.js";
-import { formatBytes } from "../control/statusPage.js";
-import type { SlotReading } from "../control/pipelineMonitor.js";
+import { formatBytes } from "../config/byteSize.js";
+import type { SlotReading } from "./types.js";
 import type { TableStatus } from "../state/checkpointStore.js";
 import type { ReadinessItem, ReadinessItemName } from "./types.js";
 

@@ -9,7 +9,7 @@
  * The target is an ApplyTarget: the PostgreSQL Applier in the daemon, an in-memory one in unit tests.
  */
 import { ChangeBuffer } from "../apply/changeBuffer.js";
-import type { GuardSettings } from "../apply/statements.js";
+import type { GuardSettings } from "../apply/guardedStatements.js";
 import type { Checkpoint } from "../plan/changes.js";
 import type { ConflictCount } from "../apply/conflictGuard.js";
 import type { ChangeQueue } from "./changeQueue.js";
