@@ -14,8 +14,16 @@ export const TEMPLATE_DB = "bench_fixture";
 /**
  * Identical on every cluster and durable (fsync and synchronous_commit stay on); room for the
  * backlog's WAL without a forced checkpoint in the middle of a measurement.
+ *
+ * wal_retrieve_retry_interval: PostgreSQL 15's logical replication launcher starts a worker at
+ * most once per interval; woken (by ALTER SUBSCRIPTION ENABLE) sooner than that after it last
+ * started one, it sleeps a whole interval (5 s by default) before starting it. A native drain
+ * re-enables its subscription a few seconds after the worker was launched, so that sleep landed in
+ * native's drain time. 100 ms keeps it out; it changes nothing else the bench measures (the setting
+ * also paces restarts of failed workers, and a standby's WAL retries; the pgferry clusters run no
+ * subscriptions).
  */
-export const CLUSTER_SETTINGS = { max_wal_size: "'4GB'", max_sync_workers_per_subscription: 4 };
+export const CLUSTER_SETTINGS = { max_wal_size: "'4GB'", max_sync_workers_per_subscription: 4, wal_retrieve_retry_interval: "'100ms'" };
 
 export interface ClusterPair {
   source: LocalCluster;

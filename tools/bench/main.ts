@@ -15,10 +15,11 @@ import { describeEnvironment, loadAverageNow } from "./environment.js";
 import { fixtureSize } from "./fixture.js";
 import { parseOptions, USAGE, UsageError, type BenchOptions } from "./options.js";
 import { seconds } from "./poll.js";
-import { evaluateGoals, markdownReport, type BenchResult } from "./report.js";
+import { combineRuns } from "./repeatedResult.js";
+import { evaluateGoals, failed, headline, markdownReport, type BenchResult } from "./report.js";
 import { runReverseScenarios, type ReverseScenarios } from "./reverseScenario.js";
 import { prepareNative, preparePgferry, runCopyPipe, runReorg, type BenchContext } from "./scenarios.js";
-import type { SystemResult } from "./systemRun.js";
+import type { Scenario, SystemResult } from "./systemRun.js";
 
 const RESULTS_DIR = join(REPO_ROOT, "bench/results");
 
@@ -106,16 +107,30 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
       `the native subscription uses synchronous_commit = '${options.nativeCommit}'${options.nativeCommit === "on" ? " (like pgferry's apply session)" : " (PostgreSQL's default for subscriptions)"}, ` +
       "text format and 4 table-sync workers. Scenarios alternate native, pgferry; each is followed by VACUUM and CHECKPOINT.",
   ];
-  const oneWayNotes = [
-    `Snapshot: from starting pgferry (the CLI process) or CREATE SUBSCRIPTION until every table is ready; MB = heap + TOAST of the source tables. ` +
-      `The binary COPY pipe is the floor: no snapshot export, no state, 2 tables at a time.`,
-    `Backlog: ${backlogTransactions.toLocaleString("en-US")} transactions × 8 row changes (event-log inserts, partitioned and keyless inserts, ` +
-      `hot-row jsonb updates, a delete, an embedding update), built while replication is stopped; timed from starting replication ` +
-      `(pgferry: spawning the process; native: ALTER SUBSCRIPTION ENABLE) until a marker row committed after it is on the target. ` +
-      `Drain CPU: user + system seconds of the pgferry process, the source walsender and the target apply backend(s).`,
-    `Lag: ${LAG_RATE} transactions/s (${LAG_RATE * 8} changes/s) for ${options.lagSeconds} s; a heartbeat row every 100 ms, target polled every 20 ms ` +
-      `(figures err high by up to 20 ms). Peak RSS: VmHWM of the pgferry process, one process per scenario.`,
+  const scenarioNotes: [Scenario, string][] = [
+    [
+      "snapshot",
+      `Snapshot: from starting pgferry (the CLI process) or CREATE SUBSCRIPTION until every table is ready; MB = heap + TOAST of the source tables. ` +
+        `The binary COPY pipe is the floor: no snapshot export, no state, 2 tables at a time.`,
+    ],
+    [
+      "drain",
+      `Backlog: ${backlogTransactions.toLocaleString("en-US")} transactions × 8 row changes (event-log inserts, partitioned and keyless inserts, ` +
+        `hot-row jsonb updates, a delete, an embedding update), built while replication is stopped; timed from starting replication ` +
+        `(pgferry: spawning the process; native: ALTER SUBSCRIPTION ENABLE) until a marker row committed after it is on the target. ` +
+        `Parts of it: until streaming (pgferry logs "streaming"; the native apply worker has received WAL) and until the first backlog change is visible ` +
+        `on the target (polled every 10 ms). wal_retrieve_retry_interval is 100 ms on every bench cluster, so PostgreSQL 15's launcher does not hold ` +
+        `the re-enabled native worker back for its default 5 s. ` +
+        `Drain CPU: user + system seconds of the pgferry process, the source walsender and the target apply backend(s).`,
+    ],
+    [
+      "lag",
+      `Lag: ${LAG_RATE} transactions/s (${LAG_RATE * 8} changes/s) for ${options.lagSeconds} s; a heartbeat row every 100 ms, target polled every 20 ms ` +
+        `(figures err high by up to 20 ms).`,
+    ],
   ];
+  const oneWayNotes = [...scenarioNotes.filter(([s]) => options.scenarios.has(s)).map(([, note]) => note), "Peak RSS: VmHWM of the pgferry process, one process per scenario."];
+
   notes.push(
     ...(oneWay ? oneWayNotes : []),
     ...(twoWay?.reverse
@@ -125,8 +140,7 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
             `while the reverse is stopped, timed from starting it (pgferry: spawning \`pgferry run --direction reverse\`; native: ALTER SUBSCRIPTION ENABLE ` +
             `of a subscription in the old database to a publication in the new one) until a marker row committed after it is in the old database. ` +
             `pgferry's forward process keeps running (it reads the reverse's writes in the old database's WAL and drops them by origin); ` +
-            `native's forward subscription is disabled (PostgreSQL 15 has no origin filter, so both subscriptions on would loop), and its ENABLE waits until ` +
-            `wal_retrieve_retry_interval has passed since the DISABLE (PostgreSQL 15's launcher would otherwise hold the worker back that long).`,
+            `native's forward subscription is disabled (PostgreSQL 15 has no origin filter, so both subscriptions on would loop).`,
         ]
       : []),
     ...(twoWay?.bidirectional
@@ -153,7 +167,8 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
     ...(twoWay?.reverse ? { reverse: twoWay.reverse } : {}),
     ...(twoWay?.bidirectional ? { bidirectional: twoWay.bidirectional } : {}),
     ...(twoWay ? { twoWay: twoWay.twoWay } : {}),
-    goals: evaluateGoals(pgferry, native),
+    ...headline(pgferry, native, twoWay?.reverse, twoWay?.bidirectional),
+    goals: evaluateGoals([{ pgferry, native }]),
     ...(cpuProfiles.length > 0 ? { cpuProfiles } : {}),
     notes,
   };
@@ -181,15 +196,23 @@ async function main(argv: string[]): Promise<number> {
   };
   const releaseSignals = cleanup.onSignals(write);
   try {
-    const result = await run(options, cleanup, log);
+    const runs: BenchResult[] = [];
+    for (let i = 1; i <= options.repeat; i += 1) {
+      cleanup.checkInterrupted();
+      if (options.repeat > 1) log(`run ${i} of ${options.repeat}`);
+      runs.push(await run(options, cleanup, log));
+      // This run's clusters go now: the next one starts from nothing, and memory is not held twice.
+      await cleanup.runAll(write);
+    }
+    const wallSeconds = seconds(t0);
+    const result = runs.length === 1 ? runs[0]! : combineRuns(runs, wallSeconds);
     await mkdir(RESULTS_DIR, { recursive: true });
     const stamp = result.startedAt.replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
-    const file = join(RESULTS_DIR, `${stamp}${options.scale === 1 ? "" : `-scale${options.scale}`}.json`);
+    const file = join(RESULTS_DIR, `${stamp}${options.scale === 1 ? "" : `-scale${options.scale}`}${runs.length === 1 ? "" : `-repeat${runs.length}`}.json`);
     await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
-    process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : markdownReport(result));
+    process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : markdownReport(runs, runs.length === 1 ? runs[0]!.wallSeconds : wallSeconds));
     log(`results written to ${relative(process.cwd(), file)}`);
-    const failed = [result.pgferry, result.native, ...(result.twoWay ?? [])].some((s) => s.error !== undefined || (s.mismatches?.length ?? 0) > 0);
-    return failed ? 1 : 0;
+    return runs.some(failed) ? 1 : 0;
   } catch (error) {
     log(`bench failed: ${(error as Error).stack ?? String(error)}`);
     return 1;

@@ -4,12 +4,16 @@
  * subscription commits synchronously (`synchronous_commit = on`, like pgferry's apply session)
  * unless the bench is told otherwise; everything else is PostgreSQL's default (text format, `max_sync_workers_per_subscription` of the
  * cluster). The initial sync is done when every `pg_subscription_rel.srsubstate` is 'r'.
+ *
+ * Its start-up after ENABLE (the launcher starting the apply worker, which connects and receives its
+ * first WAL) is watched from the side, as pgferry's is read from its "streaming" log line, so a drain
+ * that includes waiting on the launcher shows it (see clusters.ts, wal_retrieve_retry_interval).
  */
 import type pg from "pg";
 import type { LocalCluster } from "../embedded/localCluster.js";
 import type { Cleanup } from "./cleanup.js";
 import { connect, quoteIdent, quoteLiteral, withClient } from "./db.js";
-import { pollUntil } from "./poll.js";
+import { pollUntil, sleep } from "./poll.js";
 import { serverCpuSeconds } from "./processCpu.js";
 import type { PhaseProcessStats, Replicator } from "./replicator.js";
 
@@ -30,9 +34,12 @@ export interface NativeRunnerOptions {
 export class NativeReplicator implements Replicator {
   readonly system = "native";
   readonly targetSchema = "public";
-  readonly startupSeconds = undefined;
   private unregister: (() => void) | undefined;
   private lastHealthCheck = 0;
+  /** Bumped by every resume and pause, so a stale start-up watch stops. */
+  private generation = 0;
+  private resumedAt: number | undefined;
+  private streamingAt: number | undefined;
 
   constructor(private readonly options: NativeRunnerOptions) {}
 
@@ -71,7 +78,13 @@ export class NativeReplicator implements Replicator {
     }
   }
 
+  /** Seconds from ENABLE until the apply worker had received WAL (or a keepalive) from the walsender. */
+  get startupSeconds(): number | undefined {
+    return this.resumedAt === undefined || this.streamingAt === undefined ? undefined : (this.streamingAt - this.resumedAt) / 1000;
+  }
+
   async pause(): Promise<PhaseProcessStats | undefined> {
+    this.generation += 1;
     await withClient(this.options.targetUrl, async (c) => {
       await c.query(`ALTER SUBSCRIPTION ${this.sub} DISABLE`);
       await this.waitWorkerGone(c);
@@ -80,7 +93,11 @@ export class NativeReplicator implements Replicator {
   }
 
   async resume(): Promise<void> {
+    const generation = ++this.generation;
+    this.streamingAt = undefined;
+    this.resumedAt = performance.now();
     await withClient(this.options.targetUrl, (c) => c.query(`ALTER SUBSCRIPTION ${this.sub} ENABLE`));
+    void this.watchStartup(generation);
   }
 
   async cpuSeconds(): Promise<Record<string, number>> {
@@ -113,6 +130,31 @@ export class NativeReplicator implements Replicator {
     this.unregister = undefined;
     // DROP SUBSCRIPTION also drops its slot on the source.
     await withClient(this.options.targetUrl, (c) => c.query(`DROP SUBSCRIPTION IF EXISTS ${this.sub}`)).catch(() => undefined);
+  }
+
+  /**
+   * Polls (every 10 ms, one small query) until the apply worker reports a received position, then
+   * records when. Best effort: a failed or outlived watch leaves startupSeconds undefined.
+   */
+  private async watchStartup(generation: number): Promise<void> {
+    const deadline = performance.now() + 60_000;
+    try {
+      await withClient(this.options.targetUrl, async (c) => {
+        while (generation === this.generation && performance.now() < deadline) {
+          const { rows } = await c.query<{ streaming: boolean }>(
+            "SELECT received_lsn IS NOT NULL AS streaming FROM pg_stat_subscription WHERE subname = $1 AND relid IS NULL AND pid IS NOT NULL",
+            [this.options.name],
+          );
+          if (rows[0]?.streaming) {
+            if (generation === this.generation) this.streamingAt = performance.now();
+            return;
+          }
+          await sleep(10);
+        }
+      });
+    } catch {
+      // Only a figure for the report is lost.
+    }
   }
 
   /** DISABLE returns before the apply worker exits; wait until it (and its walsender) are gone. */

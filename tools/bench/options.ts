@@ -13,6 +13,8 @@ export interface BenchOptions {
   profile: boolean;
   /** synchronous_commit of the native subscription. */
   nativeCommit: "on" | "off";
+  /** Whole runs (fresh clusters each); figures are reported as median (min–max) when more than 1. */
+  repeat: number;
 }
 
 export const USAGE = `Usage: npm run bench -- [options]
@@ -32,6 +34,8 @@ Options:
   --native-commit <on|off>
                        synchronous_commit of the native subscription (default on, like pgferry's
                        apply session; off is PostgreSQL's default for subscriptions)
+  --repeat <n>         run the scenarios n times, each run on fresh clusters; every figure is
+                       reported as median (min–max), ratios taken within each run (default 1)
   -h, --help           show this help
 
 Results are also written to bench/results/<date>.json.
@@ -53,6 +57,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
         "lag-seconds": { type: "string", default: "30" },
         profile: { type: "boolean", default: false },
         "native-commit": { type: "string", default: "on" },
+        repeat: { type: "string", default: "1" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -69,10 +74,12 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
   if (!Number.isFinite(lagSeconds) || lagSeconds < 1 || lagSeconds > 3600) throw new UsageError(`--lag-seconds: expected 1..3600, got ${values["lag-seconds"]}`);
   const nativeCommit = values["native-commit"];
   if (nativeCommit !== "on" && nativeCommit !== "off") throw new UsageError(`--native-commit: expected on or off, got ${nativeCommit}`);
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 50) throw new UsageError(`--repeat: expected a whole number in 1..50, got ${values.repeat}`);
   const requested = (values.only ?? []).flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
   for (const name of requested) {
     if (!SCENARIOS.includes(name as Scenario)) throw new UsageError(`--only: unknown scenario '${name}' (expected ${SCENARIOS.join(", ")})`);
   }
   const scenarios = new Set<Scenario>(requested.length > 0 ? (requested as Scenario[]) : SCENARIOS);
-  return { scale, scenarios, json: values.json, lagSeconds, profile: values.profile, nativeCommit };
+  return { scale, scenarios, json: values.json, lagSeconds, profile: values.profile, nativeCommit, repeat };
 }

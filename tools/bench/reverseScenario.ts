@@ -16,14 +16,15 @@
  * CHECKPOINT, and each system with both databases compared table by table.
  */
 import type { ClusterPair } from "./clusters.js";
-import { checkpoint, connect, currentWalLsn, withClient } from "./db.js";
+import { checkpoint, connect, currentWalLsn } from "./db.js";
 import type { FixtureSize } from "./fixture.js";
 import { insertMarker, LagProbe, waitForMarker } from "./lagProbe.js";
-import { seconds, sleep } from "./poll.js";
+import { seconds } from "./poll.js";
 import type { PhaseProcessStats, Replicator } from "./replicator.js";
 import type { BenchContext } from "./scenarios.js";
 import type { Distribution } from "./stats.js";
-import type { DrainResult } from "./systemRun.js";
+import { FirstChangeWatch } from "./firstChange.js";
+import { startupText, type DrainResult } from "./systemRun.js";
 import { TwoWay, type TwoWaySystem } from "./twoWay.js";
 import { CHANGES_PER_TRANSACTION, runBacklog, runSteady } from "./workload.js";
 
@@ -151,7 +152,6 @@ async function reverseDrain(run: TwoWayRun, ctx: BenchContext): Promise<DrainRes
   const { backlogTransactions: transactions, timeoutMs, log } = ctx.session;
   const name = `${twoWay.system} reverse`;
   run.rss(await twoWay.reverse.pause("warmup"));
-  const pausedAt = performance.now();
   log(`${name}: building a backlog of ${transactions} transactions on the new side while the reverse is stopped`);
   const backlogSeconds = await runBacklog(twoWay.newUrl, 0, transactions, 2, twoWay.newSearchPath);
   const marker = twoWay.marker();
@@ -159,24 +159,20 @@ async function reverseDrain(run: TwoWayRun, ctx: BenchContext): Promise<DrainRes
   const sourceLsn = await currentWalLsn(twoWay.newUrl);
   await checkpoint(...twoWay.clusters);
   log(`${name}: backlog built in ${backlogSeconds.toFixed(1)} s (new side at ${sourceLsn}); draining`);
-  if (twoWay.system === "native") {
-    // PostgreSQL 15's launcher, woken by ENABLE less than wal_retrieve_retry_interval after it last
-    // looked (when the worker stopped), waits that long again before starting the worker: that
-    // wait belongs to neither system's drain. (A large backlog takes longer than that to build.)
-    const retryMs = await withClient(twoWay.oldUrl, async (c) => Number((await c.query<{ ms: string }>("SELECT setting AS ms FROM pg_settings WHERE name = 'wal_retrieve_retry_interval'")).rows[0]!.ms));
-    const wait = pausedAt + retryMs + 500 - performance.now();
-    if (wait > 0) await sleep(wait);
-  }
+  // Native's ENABLE starts its worker at once: the bench clusters' wal_retrieve_retry_interval is
+  // low (clusters.ts), so PostgreSQL 15's launcher does not hold it back.
   const forwardCpuBefore = twoWay.system === "pgferry" ? await processCpu(twoWay.forward) : undefined;
+  const firstChange = await FirstChangeWatch.start(twoWay.oldUrl, "public");
   const started = performance.now();
   await twoWay.reverse.resume("drain");
   await waitForMarker(twoWay.oldUrl, "public", marker, timeoutMs, () => twoWay.health());
   const drainSeconds = seconds(started);
+  const firstChangeSeconds = await firstChange.finish(started);
   const cpuSeconds = await twoWay.reverse.cpuSeconds();
   if (forwardCpuBefore !== undefined) cpuSeconds.forwardReplicator = (await processCpu(twoWay.forward)) - forwardCpuBefore;
   const changes = transactions * CHANGES_PER_TRANSACTION;
-  log(`${name}: drained ${changes} changes in ${drainSeconds.toFixed(1)} s`);
   const startup = twoWay.reverse.startupSeconds;
+  log(`${name}: drained ${changes} changes in ${drainSeconds.toFixed(1)} s (${startupText(startup, firstChangeSeconds)})`);
   const peakRssBytes = run.rss(await twoWay.reverse.pause("drain"));
   await twoWay.reverse.resume("streaming");
   await twoWay.caughtUp();
@@ -188,6 +184,7 @@ async function reverseDrain(run: TwoWayRun, ctx: BenchContext): Promise<DrainRes
     seconds: drainSeconds,
     changesPerSecond: changes / drainSeconds,
     ...(startup === undefined ? {} : { startupSeconds: startup }),
+    ...(firstChangeSeconds === undefined ? {} : { firstChangeSeconds }),
     sourceLsn,
     cpuSeconds,
     ...(peakRssBytes === undefined ? {} : { peakRssBytes }),

@@ -12,7 +12,7 @@ import { NativeReplicator } from "./nativeRunner.js";
 import { PgferryReplicator } from "./pgferryRunner.js";
 import { seconds } from "./poll.js";
 import { DOMAIN_DDL, identityTables, OLD_PROJECT_DDL, reorgTables, seedOldProjectDatabase } from "./reorgScenario.js";
-import type { PipeResult } from "./report.js";
+import type { PipeResult } from "./result.js";
 import { SystemRun, type SessionSettings, type SnapshotResult } from "./systemRun.js";
 
 const MB = 1024 * 1024;

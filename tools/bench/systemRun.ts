@@ -7,6 +7,7 @@
  */
 import type { LocalCluster } from "../embedded/localCluster.js";
 import { checkpoint, connect, currentWalLsn, withClient } from "./db.js";
+import { FirstChangeWatch } from "./firstChange.js";
 import type { FixtureStats } from "./fixture.js";
 import { insertMarker, LagProbe, waitForMarker } from "./lagProbe.js";
 import { seconds } from "./poll.js";
@@ -53,6 +54,8 @@ export interface DrainResult {
   changesPerSecond: number;
   /** Part of `seconds` the system spent starting up before streaming, when it says so. */
   startupSeconds?: number;
+  /** Part of `seconds` until the first backlog change was visible on the target (firstChange.ts). */
+  firstChangeSeconds?: number;
   sourceLsn: string;
   /** CPU seconds of the replicating processes during the drain (see Replicator.cpuSeconds). */
   cpuSeconds: Record<string, number>;
@@ -175,14 +178,16 @@ async function drain(replicator: Replicator, settings: SessionSettings): Promise
   const sourceLsn = await currentWalLsn(sourceUrl);
   await checkpoint(...settings.clusters);
   log(`${replicator.system}: backlog built in ${backlogSeconds.toFixed(1)} s (source at ${sourceLsn}); draining`);
+  const firstChange = await FirstChangeWatch.start(targetUrl, replicator.targetSchema);
   const started = performance.now();
   await replicator.resume("drain");
   await waitForMarker(targetUrl, replicator.targetSchema, MARKER_IDS.drain, settings.timeoutMs, () => replicator.health());
   const drainSeconds = seconds(started);
+  const firstChangeSeconds = await firstChange.finish(started);
   const cpuSeconds = await replicator.cpuSeconds();
   const changes = transactions * CHANGES_PER_TRANSACTION;
-  log(`${replicator.system}: drained ${changes} changes in ${drainSeconds.toFixed(1)} s`);
   const startup = replicator.startupSeconds;
+  log(`${replicator.system}: drained ${changes} changes in ${drainSeconds.toFixed(1)} s (${startupText(startup, firstChangeSeconds)})`);
   return {
     transactions,
     changes,
@@ -190,9 +195,19 @@ async function drain(replicator: Replicator, settings: SessionSettings): Promise
     seconds: drainSeconds,
     changesPerSecond: changes / drainSeconds,
     ...(startup === undefined ? {} : { startupSeconds: startup }),
+    ...(firstChangeSeconds === undefined ? {} : { firstChangeSeconds }),
     sourceLsn,
     cpuSeconds,
   };
+}
+
+/** "streaming after 0.05 s, first change applied after 0.08 s", for the log. */
+export function startupText(startup: number | undefined, firstChange: number | undefined): string {
+  const parts = [
+    ...(startup === undefined ? [] : [`streaming after ${startup.toFixed(2)} s`]),
+    `first change applied after ${firstChange === undefined ? "?" : `${firstChange.toFixed(2)} s`}`,
+  ];
+  return parts.join(", ");
 }
 
 async function steadyLag(replicator: Replicator, settings: SessionSettings): Promise<Omit<LagResult, "peakRssBytes">> {

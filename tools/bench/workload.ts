@@ -13,10 +13,10 @@ import { sleep } from "./poll.js";
 export const CHANGES_PER_TRANSACTION = 8;
 
 /** Ids of inserted rows start here, far above the seeded ones. */
-const NEW_IDS = 1_000_000_000;
+export const NEW_IDS = 1_000_000_000;
 
 /** Ids the two lanes of bench_lane_tx insert: lane 0 from here, lane 1 from here + 10^8. */
-const LANE_IDS = 1_500_000_000;
+export const LANE_IDS = 1_500_000_000;
 
 export function workloadSql(s: FixtureSize): string {
   return `
