@@ -27,7 +27,7 @@ export function pipelineSettings(config: Config, direction: Direction = "forward
     direction,
     slot: view.source.slot,
     publication: view.source.publication,
-    snapshot: { mode: direction === "reverse" ? "none" : "copy", workers: view.snapshot.workers, chunkRows: view.snapshot.chunkRows },
+    snapshot: { mode: direction === "reverse" ? "none" : "copy", workers: view.snapshot.workers, chunkRows: view.snapshot.chunkRows, chunkBytes: view.snapshot.chunkBytes },
     stream: {
       slot: view.source.slot,
       publication: view.source.publication,

@@ -24,6 +24,9 @@ const targetSchema = z.strictObject({
 const snapshotSchema = z.strictObject({
   workers: integer(1, 64).default(4),
   chunkRows: integer(1).default(250_000),
+  // A table is cut into as many chunks as the larger of rows / chunkRows and bytes (heap + TOAST) /
+  // chunkBytes asks for, so a wide table with few rows spreads over the workers too.
+  chunkBytes: byteSize().default(32 * MiB),
   format: z.enum(["auto", "binary", "text"]).default("auto"),
 });
 

@@ -25,6 +25,8 @@ import { runSnapshot } from "./snapshotPhase.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
 import { StreamSession, type StreamSessionOptions, type StreamSettings } from "./streamSession.js";
 
+type PublicationResult = Awaited<ReturnType<typeof ensurePublication>>;
+
 export type Phase = "starting" | "standby" | "preflight" | "snapshot" | "streaming" | "retrying" | "stopped" | "failed";
 
 /** What the pipeline reports as it runs; metrics and the status API subscribe (issue: operations). */
@@ -49,7 +51,7 @@ export interface PipelineSettings {
    * databases are already in sync through the forward pipeline, so every table is ready at the slot's
    * consistent point and only changes made after it are carried.
    */
-  snapshot: { mode: "copy" | "none"; workers: number; chunkRows: number };
+  snapshot: { mode: "copy" | "none"; workers: number; chunkRows: number; chunkBytes: number };
   stream: StreamSettings;
   retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
   onError: "retry" | "stop";
@@ -202,21 +204,35 @@ export class Pipeline {
   private async attempt(signal: AbortSignal, watchLock: (lock: pg.PoolClient) => void): Promise<void> {
     const { config, settings, log, store } = this;
     const { source, target } = this.pools;
+    // Start-up steps that do not depend on each other run side by side (each is a round trip or a
+    // new connection); the log's "started" line says how long start-up took.
+    const startedAt = performance.now();
+    // Settles to the error to throw, if any: the target's is reported first, as before.
+    const sourceDown = source.query("SELECT 1").then(
+      () => undefined,
+      (error: unknown) => unreachable(this.source, error),
+    );
     const lock = await target.connect().catch((error: unknown) => {
       throw unreachable(this.target, error);
     });
     watchLock(lock);
     try {
-      await source.query("SELECT 1").catch((error: unknown) => {
-        throw unreachable(this.source, error);
-      });
+      const down = await sourceDown;
+      if (down) throw down;
       if (!(await this.acquireLock(lock, signal))) return;
       this.observer.phase?.("preflight");
       const checked = await preflight(config, source, target, { direction: settings.direction, original: this.original });
-      await store.migrate();
       const plans = checked.plans;
-      // Before the new side takes its first write: its key sequences move into their own range.
-      if (settings.direction === "reverse") await raiseNewSideSequences(source, plans, log);
+      // Every path needs the publication; it is made while the state is read (the slot, created
+      // later, waits for it: docs/design.md, rule 1). Handled here so a failure first met elsewhere
+      // is not an unhandled rejection; awaiting it still throws.
+      const publication = ensurePublication(source, settings.publication, plans);
+      publication.catch(() => undefined);
+      await Promise.all([
+        store.migrate(),
+        // Before the new side takes its first write: its key sequences move into their own range.
+        settings.direction === "reverse" ? raiseNewSideSequences(source, plans, log) : undefined,
+      ]);
       let state = await store.load();
       if (state === null) {
         if (checked.slotExists) {
@@ -225,7 +241,7 @@ export class Pipeline {
           log.warn({ slot: settings.slot }, "slot exists but the target has no state for it; dropping it and starting with a fresh snapshot");
           await source.query("SELECT pg_drop_replication_slot($1)", [settings.slot]);
         }
-        await this.initialSnapshot(source, store, plans, signal);
+        await this.initialSnapshot(store, plans, publication, signal, startedAt);
         state = await store.load();
         if (state === null) throw new PgferryError("state", "pipeline state vanished after the snapshot");
       } else {
@@ -234,7 +250,7 @@ export class Pipeline {
             hint: "the source WAL since the checkpoint is lost; run `pgferry slot drop` to reset the state, then start again for a fresh snapshot",
           });
         }
-        await this.resumeSnapshot(source, store, plans, signal);
+        await this.resumeSnapshot(store, plans, publication, signal, startedAt);
       }
       if (signal.aborted) return;
       const tables = await store.tables();
@@ -289,16 +305,20 @@ export class Pipeline {
     return false;
   }
 
-  /** First start: publication, then the slot with an exported snapshot, then every table copied under it. */
-  private async initialSnapshot(source: pg.Pool, store: CheckpointStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
+  /**
+   * First start: publication, then the slot with an exported snapshot, then every table copied
+   * under it. The replication connection opens while the publication is made; the slot waits for
+   * the publication (docs/design.md, rule 1).
+   */
+  private async initialSnapshot(store: CheckpointStore, plans: TablePlan[], publishing: Promise<PublicationResult>, signal: AbortSignal, startedAt: number): Promise<void> {
     const { settings, log } = this;
-    const publication = await ensurePublication(source, settings.publication, plans);
-    log.info({ publication: settings.publication, result: publication }, "publication ready");
-    const replication = await ReplicationConnection.connect(this.source, "pgferry-setup");
+    const [publication, replication] = await settledBoth(publishing, ReplicationConnection.connect(this.source, "pgferry-setup"));
     try {
+      log.info({ publication: settings.publication, result: publication }, "publication ready");
       const slot = await replication.createSlot(settings.slot, { temporary: false, exportSnapshot: true });
       log.info({ slot: slot.slotName, consistentPoint: formatLsn(slot.consistentPoint) }, "replication slot created");
       await store.create(slot.consistentPoint, plans.map((p) => p.id));
+      log.info({ startupSeconds: secondsSince(startedAt) }, "started: state and slot ready");
       if (settings.snapshot.mode === "none") {
         await this.readyWithoutCopy(store, plans, slot.consistentPoint);
         return;
@@ -310,13 +330,13 @@ export class Pipeline {
   }
 
   /** Restart: tables not ready (interrupted, or new in the config) are copied under a fresh snapshot. */
-  private async resumeSnapshot(source: pg.Pool, store: CheckpointStore, plans: TablePlan[], signal: AbortSignal): Promise<void> {
+  private async resumeSnapshot(store: CheckpointStore, plans: TablePlan[], publishing: Promise<PublicationResult>, signal: AbortSignal, startedAt: number): Promise<void> {
     const { settings, log } = this;
-    await store.addTables(plans.map((p) => p.id));
-    const ready = new Set((await store.tables()).filter((t) => t.state === "ready").map((t) => t.table));
+    const [tables, publication] = await Promise.all([store.addTables(plans.map((p) => p.id)).then(() => store.tables()), publishing]);
+    const ready = new Set(tables.filter((t) => t.state === "ready").map((t) => t.table));
     const pending = plans.filter((p) => !ready.has(p.id));
-    const publication = await ensurePublication(source, settings.publication, plans);
     if (publication !== "unchanged") log.info({ publication: settings.publication, result: publication }, "publication updated");
+    log.info({ startupSeconds: secondsSince(startedAt), pending: pending.length }, "started: state loaded");
     if (pending.length === 0) return;
     if (settings.snapshot.mode === "none") {
       // Carried from here on: rows the new side had before are not copied back (docs/reverse.md).
@@ -352,6 +372,7 @@ export class Pipeline {
         target: this.target,
         workers: this.settings.snapshot.workers,
         chunkRows: this.settings.snapshot.chunkRows,
+        chunkBytes: this.settings.snapshot.chunkBytes,
         log: this.log.child({ module: "snapshot" }),
         store,
         plans,
@@ -376,6 +397,18 @@ function unreachable(endpoint: Endpoint, error: unknown): PgferryError {
     cause: error,
     hint: `check ${side}.url, the network and that the server is up`,
   });
+}
+
+/** Both values once both settle; the first failure otherwise, after closing a connection that did open. */
+async function settledBoth<A>(first: Promise<A>, second: Promise<ReplicationConnection>): Promise<[A, ReplicationConnection]> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  if (a.status === "fulfilled" && b.status === "fulfilled") return [a.value, b.value];
+  if (b.status === "fulfilled") await b.value.close();
+  throw a.status === "rejected" ? a.reason : (b as PromiseRejectedResult).reason;
+}
+
+function secondsSince(started: number): number {
+  return Number(((performance.now() - started) / 1000).toFixed(3));
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

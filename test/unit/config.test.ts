@@ -43,7 +43,7 @@ describe("parseConfig: valid files", () => {
     const expected: Config = {
       source: { url: ENV.SOURCE_URL, slot: "pgferry", publication: "pgferry" },
       target: { url: ENV.TARGET_URL, stateSchema: "_pgferry" },
-      snapshot: { workers: 4, chunkRows: 250_000, format: "auto" },
+      snapshot: { workers: 4, chunkRows: 250_000, chunkBytes: 32 * 1024 * 1024, format: "auto" },
       apply: {
         batchMaxRows: 10_000,
         batchMaxBytes: 8 * 1024 * 1024,
@@ -66,6 +66,13 @@ describe("parseConfig: valid files", () => {
     expect(sizes("512KiB", "1GiB")).toMatchObject({ batchMaxBytes: 524_288, queueMaxBytes: 1_073_741_824 });
     expect(sizes("10MB", "1048576")).toMatchObject({ batchMaxBytes: 10_000_000, queueMaxBytes: 1_048_576 });
     expect(sizes('"1.5 MiB"', "2kb")).toMatchObject({ batchMaxBytes: 1_572_864, queueMaxBytes: 2_000 });
+  });
+
+  it("reads snapshot.chunkBytes as a byte size next to chunkRows", () => {
+    const snapshot = parseConfig(minimal("snapshot:\n  chunkRows: 100000\n  chunkBytes: 64MiB"), "f.yaml", ENV).snapshot;
+    expect(snapshot).toMatchObject({ chunkRows: 100_000, chunkBytes: 64 * 1024 * 1024 });
+    expect(problemsOf(minimal("snapshot:\n  chunkBytes: 0"))).toEqual(["snapshot.chunkBytes: must be at least 1 byte"]);
+    expect(problemsOf(minimal("snapshot:\n  chunkByte: 1MiB"))).toEqual(["snapshot.chunkByte: unknown key (did you mean chunkBytes?)"]);
   });
 
   it("interpolates env references with defaults, literal $${ and integers", () => {
