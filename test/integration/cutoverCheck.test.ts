@@ -185,7 +185,7 @@ describe("pgferry cutover --check", () => {
     // Lag in seconds bounds the age of the oldest change not applied: over the limit once it is that old.
     const { code, items } = await waitFor(() => check(file), { description: "the lag over 1 s", until: (c) => !c.items.lag.ready, timeoutMs: 30_000 });
     expect(code).toBe(1);
-    expect(items.lag.detail).toMatch(/^\d+\.\d s behind \(\d+(\.\d)? KiB of WAL not applied\): above cutover.maxLagSeconds 1 s$/);
+    expect(items.lag.detail).toMatch(/^\d+\.\d s behind \(\d+(\.\d)? (B|KiB|MiB) of WAL not applied\): above cutover.maxLagSeconds 1 s$/);
     expect(items.lag.hint).toContain("pgferry is behind or not running");
     // Nothing streams from the slot either.
     expect(items.slot.detail).toMatch(/exists but nothing streams from it/);
