@@ -90,6 +90,12 @@ function isMissingRelation(error: unknown): boolean {
   return code === "42P01" || code === "3F000";
 }
 
+/**
+ * When a progress entry was applied: its transaction's commit where commit times are tracked (the
+ * row's clock_timestamp() is taken before COMMIT, so a change in between could not have seen it).
+ */
+const APPLIED = "CASE WHEN current_setting('track_commit_timestamp')::bool THEN greatest(applied_at, pg_xact_commit_timestamp(xmin)) ELSE applied_at END";
+
 /** A progress prune on the first call and every this many after: the table stays about an hour long. */
 const PRUNE_EVERY = 500;
 
@@ -195,7 +201,7 @@ export class ConflictLog {
     const text = this.sql(`
       SELECT commit_time, min(applied) OVER (ORDER BY commit_time DESC) AS applied_at
       FROM (SELECT DISTINCT ON (date_trunc('second', applied_at)) commit_time,
-                   CASE WHEN current_setting('track_commit_timestamp')::bool THEN greatest(applied_at, pg_xact_commit_timestamp(xmin)) ELSE applied_at END AS applied
+                   ${APPLIED} AS applied
             FROM $S.progress WHERE pipeline = $1 AND commit_time >= $2
             ORDER BY date_trunc('second', applied_at), commit_time DESC) AS kept
       ORDER BY commit_time`);
@@ -213,7 +219,7 @@ export class ConflictLog {
   async latestProgressBefore(pipeline: string, before: Date): Promise<{ commitTime: Date; appliedAt: Date } | null> {
     // applied_at as readProgress reads it: the commit, which is later than the row's clock_timestamp().
     const rows = await this.orNone<{ commit_time: Date; applied_at: Date }>(
-      `SELECT commit_time, CASE WHEN current_setting('track_commit_timestamp')::bool THEN greatest(applied_at, pg_xact_commit_timestamp(xmin)) ELSE applied_at END AS applied_at
+      `SELECT commit_time, ${APPLIED} AS applied_at
        FROM $S.progress WHERE pipeline = $1 AND commit_time < $2 ORDER BY commit_time DESC LIMIT 1`,
       [pipeline, before],
     );

@@ -7,21 +7,19 @@
  * directions, and after SIGKILLs of each direction mid-load both databases end equal through the
  * mapping, row by row.
  */
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type pg from "pg";
 import { describe, expect, it } from "vitest";
 import { parseConfig, type Config } from "../../src/config/index.js";
-import { expectedQueries, oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../tools/demo/oldProject.js";
-import { firstDifference } from "../harness/compare.js";
+import { oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../tools/demo/oldProject.js";
 import type { TestDatabases } from "../harness/databases.js";
 import { pipelineFailed, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { runCli, writeConfigFile, type ChildRun } from "../harness/processRunner.js";
 import { seededRandom } from "../harness/random.js";
+import { CONFIG_DIR, firstRow, reorgBothWaysText, reorgDifference, reorgEnv } from "../harness/reorgBothWays.js";
 import { useTestPair } from "../harness/testPair.js";
 import { waitFor } from "../harness/waitFor.js";
 
-const CONFIG_DIR = resolve(import.meta.dirname, "../../config");
 
 let db: TestDatabases;
 const pair = useTestPair("bidir", async (created) => {
@@ -31,39 +29,15 @@ const pair = useTestPair("bidir", async (created) => {
   await seedOldProject(db.source, 1);
 });
 
-/** The example file with a reverse section; hooks resolved against config/ wherever the file is written. */
-function configText(resolution = "last-writer-wins"): string {
-  const text = readFileSync(resolve(CONFIG_DIR, "reorg.example.yaml"), "utf8").replaceAll("hook: hooks/", `hook: ${CONFIG_DIR}/hooks/`);
-  return `${text}\ncontrol:\n  listen: 127.0.0.1:0\nreverse:\n  slot: pgferry_${db.name}_rev\n  publication: pgferry_${db.name}_rev\n  conflicts: ${resolution}\n  listen: 127.0.0.1:0\n`;
-}
-
-const env = () => ({ SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl, PGFERRY_SLOT: `pgferry_${db.name}` });
+const configText = (resolution = "last-writer-wins") => reorgBothWaysText(db, `  conflicts: ${resolution}\n`);
+const env = () => reorgEnv(db);
+const difference = () => reorgDifference(db);
+const one = firstRow;
 
 function config(resolution?: string): Config {
   const cfg = parseConfig(configText(resolution), resolve(CONFIG_DIR, "reorg.bidirectional.yaml"), env());
   cfg.apply.onError = "stop"; // no faults are injected: any apply error is a failure, reported at once
   return cfg;
-}
-
-/**
- * Every new table equal to what the old one maps to. A key created on the new side of the merged
- * api_keys is the new side's own uuid, not one derived from the legacy id: those rows are compared
- * without it (the legacy id, which both sides share, identifies them).
- */
-async function difference(): Promise<string | null> {
-  for (const expected of expectedQueries()) {
-    const [want, have] = await Promise.all([db.source.query<{ t: string }>(expected.source), db.target.query<{ t: string }>(expected.target)]);
-    const text = (rows: { t: string }[]) =>
-      (expected.table === "security_service.api_keys" ? rows.map((r) => r.t.replace(/^\([^,]*,/, "(")) : rows.map((r) => r.t)).sort();
-    const diff = firstDifference(text(want.rows), text(have.rows));
-    if (diff) return `${expected.table}: ${diff}`;
-  }
-  return null;
-}
-
-async function one<T>(pool: pg.Pool, sql: string, values: unknown[] = []): Promise<T> {
-  const { rows } = await pool.query(sql, values);
-  return rows[0] as T;
 }
 
 /** Both directions streaming, the reverse started once the forward copied every table. */

@@ -8,7 +8,6 @@
  * what it froze and records the failure; a re-run resumes.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Writable } from "node:stream";
 import pg from "pg";
@@ -16,15 +15,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { parseConfig, type Config } from "../../src/config/index.js";
 import { cutover, cutoverStep, rollback, type CutoverStep } from "../../src/cutover/procedure.js";
-import { expectedQueries, oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../tools/demo/oldProject.js";
-import { firstDifference } from "../harness/compare.js";
+import { oldProjectLoad, seedOldProject, SOURCE_DDL, TARGET_DDL } from "../../tools/demo/oldProject.js";
 import type { TestDatabases } from "../harness/databases.js";
 import { capturingLogger, pipelineFailed, streaming, type RunningPipeline } from "../harness/pipelineRunner.js";
 import { writeConfigFile } from "../harness/processRunner.js";
+import { CONFIG_DIR, firstRow, reorgBothWaysText, reorgDifference, reorgEnv } from "../harness/reorgBothWays.js";
 import { useTestPair } from "../harness/testPair.js";
 import { waitFor } from "../harness/waitFor.js";
 
-const CONFIG_DIR = resolve(import.meta.dirname, "../../config");
 const NEW_SCHEMAS = ["shared_services", "auth_gateway", "security_service", "vendors", "ai_chat", "billing", "marketplace", "analytics"];
 
 // Roles are per cluster, and other files share the clusters: named after this run.
@@ -73,12 +71,10 @@ function appPool(side: "old" | "new", role: string): pg.Pool {
 }
 
 function configText(): string {
-  const text = readFileSync(resolve(CONFIG_DIR, "reorg.example.yaml"), "utf8").replaceAll("hook: hooks/", `hook: ${CONFIG_DIR}/hooks/`);
-  return `${text}\ncontrol:\n  listen: 127.0.0.1:0\nreverse:\n  slot: pgferry_${db.name}_rev\n  publication: pgferry_${db.name}_rev\n  listen: 127.0.0.1:0\n`
-    + `cutover:\n  freezeRoles:\n    old: [${ROLES.old.join(", ")}]\n    new: [${ROLES.new.join(", ")}]\n`;
+  return reorgBothWaysText(db, "", `cutover:\n  freezeRoles:\n    old: [${ROLES.old.join(", ")}]\n    new: [${ROLES.new.join(", ")}]\n`);
 }
 
-const env = () => ({ SOURCE_URL: db.sourceUrl, TARGET_URL: db.targetUrl, PGFERRY_SLOT: `pgferry_${db.name}` });
+const env = () => reorgEnv(db);
 
 function config(): Config {
   const cfg = parseConfig(configText(), resolve(CONFIG_DIR, "reorg.cutover.yaml"), env());
@@ -86,22 +82,8 @@ function config(): Config {
   return cfg;
 }
 
-/** Every new table equal to what the old one maps to (api_keys created on the new side compared without their own uuid). */
-async function difference(): Promise<string | null> {
-  for (const expected of expectedQueries()) {
-    const [want, have] = await Promise.all([db.source.query<{ t: string }>(expected.source), db.target.query<{ t: string }>(expected.target)]);
-    const text = (rows: { t: string }[]) =>
-      (expected.table === "security_service.api_keys" ? rows.map((r) => r.t.replace(/^\([^,]*,/, "(")) : rows.map((r) => r.t)).sort();
-    const diff = firstDifference(text(want.rows), text(have.rows));
-    if (diff) return `${expected.table}: ${diff}`;
-  }
-  return null;
-}
-
-async function one<T>(pool: pg.Pool, sql: string, values: unknown[] = []): Promise<T> {
-  const { rows } = await pool.query(sql, values);
-  return rows[0] as T;
-}
+const difference = () => reorgDifference(db);
+const one = firstRow;
 
 /** Each role's own setting of default_transaction_read_only in the test database (null: none). */
 async function readOnlySettings(pool: pg.Pool, roles: readonly string[]): Promise<(string | null)[]> {
