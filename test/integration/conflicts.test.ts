@@ -432,7 +432,8 @@ describe("update-only targets", () => {
   });
 });
 
-/** `2026-01-01 10:00:00.123456+00` → `2026-01-01 10:00:00.123+00`: a commit time as the guard compares it. */
+/** `2026-01-01 10:00:00.120456+00` → `2026-01-01 10:00:00.12+00`: a commit time as the guard compares it. */
 function toMillisecond(text: string): string {
-  return text.replace(/(\.\d{3})\d*/, "$1").replace(/\.000(?=\+)/, "");
+  // Cut to the millisecond, then printed as PostgreSQL prints it: no trailing zeros, no empty fraction.
+  return text.replace(/(\.\d{3})\d*/, "$1").replace(/(\.\d*?)0+(?=\+)/, "$1").replace(/\.(?=\+)/, "");
 }
