@@ -81,7 +81,13 @@ describe("npm run demo", () => {
     });
 
     const api = `http://127.0.0.1:${port}`;
-    const status = await get(`${api}/v1/status`);
+    // The per-table states come with the status poller's first reading of the target, which may follow the streaming line.
+    const status = await waitFor(() => get(`${api}/v1/status`), {
+      description: "the status with the tables polled",
+      until: (r) => r.status !== 200 || (JSON.parse(r.body) as PipelineStatus).tables.length > 0,
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
     expect(status.status).toBe(200);
     const body = JSON.parse(status.body) as PipelineStatus;
     expect(body.phase).toBe("streaming");
