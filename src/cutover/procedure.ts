@@ -285,11 +285,40 @@ async function applied(run: Run, pipeline: Pipeline): Promise<{ lsn: bigint | nu
   return { lsn: positions.length === 0 ? null : positions.reduce((a, b) => (a > b ? a : b)), active: slots[0]?.active === true, slot: slots.length > 0 };
 }
 
-/** Step 2: waits until the pipeline has applied the WAL its source had written when the step began (after the freeze). */
+export const FENCE_PREFIX = "pgferry.fence";
+
+/**
+ * The position the pipeline must apply through to have every commit made before this call. A commit
+ * made with synchronous_commit = off is visible before its WAL is written, so pg_current_wal_lsn()
+ * can stand before it. A fence (a transactional logical message committed with synchronous_commit =
+ * on) flushes all WAL inserted before it, so the write position read after it covers every earlier
+ * commit, and it is the end of a record, which the walsender reaches (pg_current_wal_insert_lsn() can
+ * point past a page header no record ends at). A dry run writes nothing: it reads the insert position.
+ */
+async function fencePosition(db: pg.Pool, dryRun: boolean, operation: CutoverOperation): Promise<bigint> {
+  if (dryRun) {
+    const { rows } = await db.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn");
+    return parseLsn(rows[0]!.lsn);
+  }
+  return withPooledClient(db, async (client) => {
+    await client.query("BEGIN");
+    try {
+      await client.query("SET LOCAL synchronous_commit = on");
+      await client.query("SELECT pg_logical_emit_message(true, $1, $2)", [FENCE_PREFIX, operation]);
+      await client.query("COMMIT");
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    }
+    const { rows } = await client.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
+    return parseLsn(rows[0]!.lsn);
+  });
+}
+
+/** Step 2: waits until the pipeline has applied every commit its source had made when the step began (after the freeze). */
 async function waitCaughtUp(run: Run, step: number): Promise<string> {
   const pipeline = pipelineOf(run.config, run.operation);
-  const { rows } = await pool(run, pipeline.source).query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
-  const target = parseLsn(rows[0]!.lsn);
+  const target = await fencePosition(pool(run, pipeline.source), run.dryRun, run.operation);
   const started = Date.now();
   let reported = started;
   for (;;) {
