@@ -28,7 +28,10 @@ export async function runTransactions(pool: pg.Pool, options: TransactionRunOpti
           await client.query("COMMIT");
           committed += 1;
         } catch (error) {
-          await client.query("ROLLBACK");
+          // A session ended under it (terminated, reset) cannot roll back: the error to report is the first one.
+          await client.query("ROLLBACK").catch((rollbackError: unknown) => {
+            throw Object.assign(error as Error, { rollbackError });
+          });
           if (!options.forgiven.has((error as { code?: string }).code ?? "")) throw error;
         }
       }
