@@ -9,6 +9,7 @@
  * - Dockerfile: HEALTHCHECK on /healthz, a non-root USER, an init in ENTRYPOINT, the config path
  *   both deployments mount, and a .dockerignore that lets in what the build copies.
  */
+import { RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -400,6 +401,11 @@ describe("Dockerfile", () => {
     const url = /PGFERRY_HEALTHCHECK_URL=(\S+)/.exec(runtime.filter((i) => i.keyword === "ENV").map((i) => i.args).join("\n"))?.[1];
     expect(healthcheck.includes("/healthz") || (healthcheck.includes("PGFERRY_HEALTHCHECK_URL") && url?.endsWith("/healthz"))).toBe(true);
     expect(last("EXPOSE")).toBe(String(new URL(url ?? "http://127.0.0.1:9187").port));
+  });
+
+  it("starts node with the young generation pgferry's heap policy expects", () => {
+    const options = runtime.filter((i) => i.keyword === "ENV").map((i) => /^NODE_OPTIONS=(.*)$/.exec(i.args)?.[1]).find((v) => v !== undefined);
+    expect(options).toBe(RUNTIME_NODE_OPTIONS);
   });
 
   it("reads the config where Compose and Kubernetes mount it", () => {

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../repoRoot.js";
+import { RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
 
 /** The shipped build of the CLI (`npm run build`), which expects to sit in dist/ beside package.json. */
 export const CLI = join(REPO_ROOT, "dist/cli/bin.js");
@@ -32,7 +33,11 @@ export class PgferryProcess {
 
   /** `profileDir`: write a V8 CPU profile named `<label>.cpuprofile` there on exit. `runArgs`: more flags of `pgferry run` (`--direction reverse`). */
   constructor(configFile: string, readonly label: string, readonly profileDir?: string, runArgs: readonly string[] = []) {
-    const nodeFlags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`] : [];
+    const nodeFlags = [
+      // As the container image starts it (its NODE_OPTIONS).
+      ...RUNTIME_NODE_OPTIONS.split(" "),
+      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`] : []),
+    ];
     this.child = spawn(process.execPath, [...nodeFlags, CLI, "run", "--config", configFile, ...runArgs], { stdio: ["ignore", "pipe", "pipe"] });
     this.child.stdout?.on("data", (chunk: Buffer) => this.onOutput(chunk));
     this.child.stderr?.on("data", (chunk: Buffer) => this.onOutput(chunk));

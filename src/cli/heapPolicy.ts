@@ -1,0 +1,23 @@
+/**
+ * How the V8 heap of a pgferry process grows. pgferry keeps about 35 MB of live objects while it
+ * streams, but it allocates fast (every change's values as strings, every batch's parameters), and on
+ * a machine with a few GB of memory V8 then lets the old generation grow to 4 × the live data after
+ * each full collection, and keeps a 32 MB young generation: the peak RSS of a backlog drain was about
+ * 260 MB, of which over 100 MB were garbage not yet collected (bench, issue 15).
+ *
+ * Two settings bring it down without a cap on the heap:
+ * - the old generation grows by a factor of 2, not up to 4 (`--heap-growing-percent`, which V8
+ *   reads at every full collection, so setting it at start-up takes effect);
+ * - the young generation has 8 MB semi-spaces, not 16 (`--max-semi-space-size`, which V8 reads only
+ *   when it starts: the container image sets it in NODE_OPTIONS, `RUNTIME_NODE_OPTIONS`).
+ */
+import v8 from "node:v8";
+
+/** The Dockerfile's `ENV NODE_OPTIONS` (test/unit/deployManifests.test.ts keeps them equal); the bench runs pgferry with it too. */
+export const RUNTIME_NODE_OPTIONS = "--max-semi-space-size=8";
+
+const HEAP_GROWING_PERCENT = 100;
+
+export function applyHeapPolicy(): void {
+  v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+}
