@@ -27,7 +27,11 @@ export function pipelineSettings(config: Config, direction: Direction = "forward
     direction,
     slot: view.source.slot,
     publication: view.source.publication,
-    snapshot: { mode: direction === "reverse" ? "none" : "copy", workers: view.snapshot.workers, chunkRows: view.snapshot.chunkRows, chunkBytes: view.snapshot.chunkBytes },
+    stateSchema: view.target.stateSchema,
+    snapshot: {
+      mode: direction === "reverse" ? "none" : "copy", workers: view.snapshot.workers, chunkRows: view.snapshot.chunkRows, chunkBytes: view.snapshot.chunkBytes,
+      deferIndexes: view.snapshot.deferIndexes, indexBuildMemory: view.snapshot.indexBuildMemory,
+    },
     stream: {
       slot: view.source.slot,
       publication: view.source.publication,

@@ -28,6 +28,12 @@ const snapshotSchema = z.strictObject({
   // chunkBytes asks for, so a wide table with few rows spreads over the workers too.
   chunkBytes: byteSize().default(32 * MiB),
   format: z.enum(["auto", "binary", "text"]).default("auto"),
+  // Secondary indexes (not unique, not backing a constraint) dropped before a table's copy and built
+  // once it is in (pipeline/indexDeferral.ts): one sorted build instead of row-by-row maintenance.
+  deferIndexes: z.boolean().default(true),
+  // maintenance_work_mem of each index build session: an HNSW graph of 50k 1536-d vectors needs ~350 MiB
+  // (about 4 × dimensions + 1 KiB a row with m = 16); at most `workers` builds run at once.
+  indexBuildMemory: byteSize().pipe(z.number().min(MiB, { error: "must be at least 1MiB (PostgreSQL's minimum)" })).default(512 * MiB),
 });
 
 const retrySchema = z

@@ -14,6 +14,7 @@ import { describeUrl } from "../redact.js";
 import { formatLsn } from "../source/lsn.js";
 import { ReplicationConnection } from "../source/replicationConnection.js";
 import type { CheckpointStore } from "../state/checkpointStore.js";
+import { DeferredIndexStore } from "../state/deferredIndexes.js";
 import type { Endpoint } from "../sql/endpoint.js";
 import type { TablePlan } from "../plan/plan.js";
 import type { AppliedBatch } from "./applyLoop.js";
@@ -21,6 +22,7 @@ import { backoffMs, classify, privilegeError, roleOf } from "./errorPolicy.js";
 import { preflight } from "./preflight.js";
 import { raiseNewSideSequences } from "./keyRanges.js";
 import { ensurePublication } from "./publication.js";
+import { IndexDeferral } from "./indexDeferral.js";
 import { runSnapshot } from "./snapshotPhase.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
 import { StreamSession, type StreamSessionOptions, type StreamSettings } from "./streamSession.js";
@@ -46,12 +48,20 @@ export interface PipelineSettings {
   direction: Direction;
   slot: string;
   publication: string;
+  /** The target's state schema (target.stateSchema): where deferred index definitions are recorded. */
+  stateSchema: string;
   /**
    * `copy`: tables not yet copied are copied under the slot's snapshot. `none` (the reverse): the
    * databases are already in sync through the forward pipeline, so every table is ready at the slot's
    * consistent point and only changes made after it are carried.
    */
-  snapshot: { mode: "copy" | "none"; workers: number; chunkRows: number; chunkBytes: number };
+  snapshot: {
+    mode: "copy" | "none"; workers: number; chunkRows: number; chunkBytes: number;
+    /** Drop a copied table's secondary indexes before its rows and build them after (indexDeferral.ts). */
+    deferIndexes: boolean;
+    /** maintenance_work_mem of an index build session, in bytes. */
+    indexBuildMemory: number;
+  };
   stream: StreamSettings;
   retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
   onError: "retry" | "stop";
@@ -216,6 +226,16 @@ export class Pipeline {
       throw unreachable(this.target, error);
     });
     watchLock(lock);
+    // Indexes dropped for a copy (this attempt's or an earlier one's) are built again once their table is copied.
+    const indexes = new IndexDeferral({
+      target: this.target,
+      pool: target,
+      store: new DeferredIndexStore({ schema: settings.stateSchema, pipeline: settings.slot }),
+      buildMemory: settings.snapshot.indexBuildMemory,
+      concurrency: settings.snapshot.workers,
+      log: log.child({ module: "indexes" }),
+      signal,
+    });
     try {
       const down = await sourceDown;
       if (down) throw down;
@@ -241,7 +261,7 @@ export class Pipeline {
           log.warn({ slot: settings.slot }, "slot exists but the target has no state for it; dropping it and starting with a fresh snapshot");
           await source.query("SELECT pg_drop_replication_slot($1)", [settings.slot]);
         }
-        await this.initialSnapshot(store, plans, publication, signal, startedAt);
+        await this.initialSnapshot(store, plans, publication, signal, startedAt, indexes);
         state = await store.load();
         if (state === null) throw new PgferryError("state", "pipeline state vanished after the snapshot");
       } else {
@@ -250,7 +270,7 @@ export class Pipeline {
             hint: "the source WAL since the checkpoint is lost; run `pgferry slot drop` to reset the state, then start again for a fresh snapshot",
           });
         }
-        await this.resumeSnapshot(store, plans, publication, signal, startedAt);
+        await this.resumeSnapshot(store, plans, publication, signal, startedAt, indexes);
       }
       if (signal.aborted) return;
       const tables = await store.tables();
@@ -276,6 +296,8 @@ export class Pipeline {
       }));
       await session.run(signal);
     } finally {
+      // An attempt that ends early cancels the builds it started; their records stay for the next one.
+      await indexes.stop();
       // Unlocked explicitly, so a standby can take over at once rather than when the server notices
       // the closed connection; a broken connection has lost the lock anyway.
       await lock.query("SELECT pg_advisory_unlock_all()").catch(() => undefined);
@@ -310,7 +332,7 @@ export class Pipeline {
    * under it. The replication connection opens while the publication is made; the slot waits for
    * the publication (docs/design.md, rule 1).
    */
-  private async initialSnapshot(store: CheckpointStore, plans: TablePlan[], publishing: Promise<PublicationResult>, signal: AbortSignal, startedAt: number): Promise<void> {
+  private async initialSnapshot(store: CheckpointStore, plans: TablePlan[], publishing: Promise<PublicationResult>, signal: AbortSignal, startedAt: number, indexes: IndexDeferral): Promise<void> {
     const { settings, log } = this;
     const [publication, replication] = await settledBoth(publishing, ReplicationConnection.connect(this.source, "pgferry-setup"));
     try {
@@ -323,20 +345,40 @@ export class Pipeline {
         await this.readyWithoutCopy(store, plans, slot.consistentPoint);
         return;
       }
-      await this.copy(store, plans, slot.snapshotName!, slot.consistentPoint, replication, signal);
+      // Records left by a pipeline whose state was reset (`slot drop`) wait for their table's new copy.
+      const copying = targetsOf(plans);
+      await this.copyAndRestore(indexes, { copying, mapped: copying }, () =>
+        this.copy(store, plans, slot.snapshotName!, slot.consistentPoint, replication, signal, indexes, new Set()),
+      );
     } finally {
       await replication.close();
     }
   }
 
   /** Restart: tables not ready (interrupted, or new in the config) are copied under a fresh snapshot. */
-  private async resumeSnapshot(store: CheckpointStore, plans: TablePlan[], publishing: Promise<PublicationResult>, signal: AbortSignal, startedAt: number): Promise<void> {
+  private async resumeSnapshot(store: CheckpointStore, plans: TablePlan[], publishing: Promise<PublicationResult>, signal: AbortSignal, startedAt: number, indexes: IndexDeferral): Promise<void> {
     const { settings, log } = this;
     const [tables, publication] = await Promise.all([store.addTables(plans.map((p) => p.id)).then(() => store.tables()), publishing]);
     const ready = new Set(tables.filter((t) => t.state === "ready").map((t) => t.table));
     const pending = plans.filter((p) => !ready.has(p.id));
     if (publication !== "unchanged") log.info({ publication: settings.publication, result: publication }, "publication updated");
     log.info({ startupSeconds: secondsSince(startedAt), pending: pending.length }, "started: state loaded");
+    const copying = settings.snapshot.mode === "copy" ? targetsOf(pending) : new Set<string>();
+    const scope = { copying, mapped: targetsOf(plans), live: targetsOf(plans.filter((p) => ready.has(p.id))) };
+    // The indexes of tables copied before the last stop are built while the others are copied.
+    await this.copyAndRestore(indexes, scope, () => this.copyPending(store, pending, signal, indexes, scope.live));
+  }
+
+  /** Runs `copy` while the recorded indexes of tables not being copied are built; both must succeed. */
+  private async copyAndRestore(indexes: IndexDeferral, scope: { copying: ReadonlySet<string>; mapped: ReadonlySet<string> }, copy: () => Promise<void>): Promise<void> {
+    const restoring = indexes.restore(scope.copying, scope.mapped);
+    restoring.catch(() => undefined);
+    await copy();
+    await restoring;
+  }
+
+  private async copyPending(store: CheckpointStore, pending: TablePlan[], signal: AbortSignal, indexes: IndexDeferral, live: ReadonlySet<string>): Promise<void> {
+    const { settings, log } = this;
     if (pending.length === 0) return;
     if (settings.snapshot.mode === "none") {
       // Carried from here on: rows the new side had before are not copied back (docs/reverse.md).
@@ -349,7 +391,7 @@ export class Pipeline {
     try {
       // A temporary slot only to get a snapshot and its LSN: the main stream skips these tables' changes before it.
       const slot = await replication.createSlot(`${settings.slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: true });
-      await this.copy(store, pending, slot.snapshotName!, slot.consistentPoint, replication, signal);
+      await this.copy(store, pending, slot.snapshotName!, slot.consistentPoint, replication, signal, indexes, live);
     } finally {
       await replication.close();
     }
@@ -364,7 +406,10 @@ export class Pipeline {
     this.log.info({ tables: plans.length }, "tables ready without a copy: the reverse pipeline carries changes made after its slot was created");
   }
 
-  private async copy(store: CheckpointStore, plans: TablePlan[], snapshotName: string, syncLsn: bigint, replication: ReplicationConnection, signal: AbortSignal): Promise<void> {
+  private async copy(
+    store: CheckpointStore, plans: TablePlan[], snapshotName: string, syncLsn: bigint, replication: ReplicationConnection, signal: AbortSignal,
+    indexes: IndexDeferral, live: ReadonlySet<string>,
+  ): Promise<void> {
     this.observer.phase?.("snapshot");
     await runSnapshot(
       {
@@ -380,10 +425,16 @@ export class Pipeline {
         syncLsn,
         onSnapshotImported: () => replication.close(),
         onRowsCopied: (table, rows) => this.observer.rowsCopied?.(table, rows),
+        indexes: { deferral: indexes, defer: this.settings.snapshot.deferIndexes, live },
       },
       signal,
     );
   }
+}
+
+/** The target tables (ids `schema.table`) the plans feed. */
+function targetsOf(plans: readonly TablePlan[]): Set<string> {
+  return new Set(plans.flatMap((p) => p.edges.map((e) => e.table.id)));
 }
 
 function unreachable(endpoint: Endpoint, error: unknown): PgferryError {

@@ -4,7 +4,8 @@
  * rows and by bytes) as a COPY pipe source → target without per-row JavaScript. Every chunk commits
  * in its own target transaction together with its row count; a table becomes `ready` (with the
  * snapshot's LSN as its sync LSN) when all its chunks are in. A table interrupted half-way is
- * cleared and copied again.
+ * cleared and copied again. With `indexes`, a target table's secondary indexes are dropped before its
+ * first row and built again once every source feeding it is copied (indexDeferral.ts).
  */
 import { pipeline as pipe } from "node:stream/promises";
 import pg from "pg";
@@ -20,6 +21,7 @@ import { loadHooks, runHook, type HookRow, type RowHook } from "../transform/cod
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import type { Endpoint } from "../sql/endpoint.js";
 import { classify } from "./errorPolicy.js";
+import type { IndexDeferral } from "./indexDeferral.js";
 import { RELATION_SIZES_SQL, snapshotSelect, tidRangeConditions, type Tid } from "../plan/snapshotSql.js";
 
 export interface SnapshotOptions {
@@ -38,6 +40,12 @@ export interface SnapshotOptions {
   /** Called once every worker has imported the snapshot (the exporting connection may then go). */
   onSnapshotImported(): Promise<void>;
   onRowsCopied?(table: string, rows: number): void;
+  /**
+   * Secondary indexes built after the copy. `defer`: drop them first (snapshot.deferIndexes); either
+   * way, the recorded ones of a table are built again when its copy ends. `live`: target tables a
+   * source already copied feeds (a merge into a table in use): their indexes stay.
+   */
+  indexes?: { deferral: IndexDeferral; defer: boolean; live: ReadonlySet<string> };
 }
 
 interface Chunk {
@@ -251,6 +259,25 @@ async function openWorker(options: SnapshotOptions): Promise<Worker> {
   return { source, target };
 }
 
+/** Per target table (by id), the plans of this copy that feed it: it is complete when none is left. */
+function feedingPlans(plans: readonly TablePlan[]): Map<string, { table: EdgePlan["table"]; plans: Set<string> }> {
+  const targets = new Map<string, { table: EdgePlan["table"]; plans: Set<string> }>();
+  for (const plan of plans) {
+    for (const edge of plan.edges) {
+      const entry = targets.get(edge.table.id) ?? { table: edge.table, plans: new Set<string>() };
+      entry.plans.add(plan.id);
+      targets.set(edge.table.id, entry);
+    }
+  }
+  return targets;
+}
+
+/** Waits for every promise; the first failure, if any, is thrown after all settled. */
+async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(promises)).find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 function relationKey(chunk: Chunk): string {
   return qualifiedName(chunk.partition);
 }
@@ -266,10 +293,14 @@ function nextChunk(pending: Chunk[], copying: ReadonlyMap<string, number>): Chun
 }
 
 export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal): Promise<void> {
-  const { log, store, plans } = options;
+  const { log, store, plans, indexes } = options;
   const hooks = await loadHooks(plans);
   const workers: Worker[] = [];
   const closeAll = () => Promise.all(workers.flatMap((w) => [w.source.end(), w.target.end()]).map((p) => p.catch(() => undefined)));
+  const targets = feedingPlans(plans);
+  // Index builds of tables whose copy is complete: they run beside the copy of the others.
+  const builds: Promise<void>[] = [];
+  let finished = false;
   try {
     // The first worker reads the sizes under the snapshot; how many chunks they make bounds the workers.
     workers.push(await openWorker(options));
@@ -286,6 +317,25 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
 
     const remaining = new Map(plans.map((p) => [p.id, chunksByTable.get(p.id)?.length ?? 0] as const));
     const copied = new Map<string, number>(plans.map((p) => [p.id, 0]));
+    if (indexes?.defer) {
+      // Before any table takes a row; each target table once, however many sources feed it.
+      const deferred = [...targets.values()].filter((t) => !indexes.live.has(t.table.id));
+      await Promise.all(
+        workers.map(async (worker, w) => {
+          for (const target of deferred.filter((_, i) => i % workers.length === w)) await indexes.deferral.defer(worker.target, target.table);
+        }),
+      );
+    }
+    const tableCopied = async (plan: TablePlan) => {
+      await store.finishCopy(plan.id, options.syncLsn);
+      for (const edge of plan.edges) {
+        const target = targets.get(edge.table.id);
+        if (!target?.plans.delete(plan.id) || target.plans.size > 0 || !indexes) continue;
+        const build = indexes.deferral.rebuild(new Set([edge.table.id]));
+        build.catch(() => undefined);
+        builds.push(build);
+      }
+    };
     // Independent per table: marked copying and emptied by the workers side by side.
     await Promise.all(
       workers.map(async (worker, w) => {
@@ -298,7 +348,7 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
       }),
     );
     // A partitioned table without partitions has nothing to copy.
-    for (const plan of plans) if (remaining.get(plan.id) === 0) await store.finishCopy(plan.id, options.syncLsn);
+    for (const plan of plans) if (remaining.get(plan.id) === 0) await tableCopied(plan);
     const pending = [...chunks];
     // Stopping mid-copy: drop the chunks not started and close the workers, so a long or blocked COPY
     // does not hold up shutdown (its chunk's target transaction rolls back; it is copied again later).
@@ -325,7 +375,7 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
       const left = (remaining.get(chunk.plan.id) ?? 1) - 1;
       remaining.set(chunk.plan.id, left);
       if (left === 0) {
-        await store.finishCopy(chunk.plan.id, options.syncLsn);
+        await tableCopied(chunk.plan);
         log.info({ table: chunk.plan.id, rows: copied.get(chunk.plan.id) }, "table copied");
       }
     };
@@ -342,10 +392,18 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
       }),
     ).finally(() => signal.removeEventListener("abort", abort));
     if (signal.aborted) throw new Error("snapshot aborted");
-    const total = [...copied.values()].reduce((a, b) => a + b, 0);
-    log.info({ tables: plans.length, rows: total, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) }, "snapshot done");
+    // The source snapshot is no longer needed while the last indexes build.
     await Promise.all(workers.map((w) => w.source.query("COMMIT")));
+    await closeAll();
+    const copySeconds = Number(((performance.now() - started) / 1000).toFixed(2));
+    await settleAll(builds);
+    if (signal.aborted) throw new Error("snapshot aborted");
+    finished = true;
+    const total = [...copied.values()].reduce((a, b) => a + b, 0);
+    log.info({ tables: plans.length, rows: total, seconds: Number(((performance.now() - started) / 1000).toFixed(2)), copySeconds }, "snapshot done");
   } finally {
     await closeAll();
+    // A failed or stopped copy cancels the builds in flight: their tables' records stay for the next start.
+    if (!finished && builds.length > 0) await indexes?.deferral.stop();
   }
 }

@@ -4,7 +4,7 @@
  * table. It owns the state schema's migrations: its own tables', then the resync store's (whose
  * records reference the pipeline row, and go with it on `reset`), then the conflict and progress
  * logs' (conflictLog.ts), then the verify results' (verificationLog.ts), then the cutover steps'
- * (cutoverSteps.ts).
+ * (cutoverSteps.ts), then the record of indexes deferred by the snapshot (deferredIndexes.ts).
  */
 import pg from "pg";
 import { withPooledClient } from "../sql/pools.js";
@@ -17,6 +17,7 @@ import { RESYNC_MIGRATIONS } from "./postgresResyncStore.js";
 import { CONFLICT_MIGRATIONS } from "./conflictLog.js";
 import { VERIFICATION_MIGRATIONS } from "./verificationLog.js";
 import { CUTOVER_MIGRATIONS } from "./cutoverSteps.js";
+import { DEFERRED_INDEX_MIGRATIONS } from "./deferredIndexes.js";
 import type { Migration } from "./migration.js";
 
 
@@ -51,7 +52,7 @@ const CHECKPOINT_MIGRATIONS: readonly Migration[] = [
 
 /** The state schema's steps in version order, checked to run 1, 2, … without a gap or a repeat. */
 function stateSchemaMigrations(): string[] {
-  const steps = [...CHECKPOINT_MIGRATIONS, ...RESYNC_MIGRATIONS, ...CONFLICT_MIGRATIONS, ...VERIFICATION_MIGRATIONS, ...CUTOVER_MIGRATIONS].sort((a, b) => a.version - b.version);
+  const steps = [...CHECKPOINT_MIGRATIONS, ...RESYNC_MIGRATIONS, ...CONFLICT_MIGRATIONS, ...VERIFICATION_MIGRATIONS, ...CUTOVER_MIGRATIONS, ...DEFERRED_INDEX_MIGRATIONS].sort((a, b) => a.version - b.version);
   steps.forEach((step, i) => {
     if (step.version !== i + 1) throw new Error(`state schema migrations: version ${i + 1} expected, found ${step.version}`);
   });

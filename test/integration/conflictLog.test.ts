@@ -61,12 +61,12 @@ describe("state schema migrations", () => {
   it("add the conflict log (checked columns, an index by pipeline and time) and the progress log at versions 4 and 5", async () => {
     await migrate(db.target, "migrated");
     const { rows: version } = await db.target.query<{ version: number }>(`SELECT version FROM migrated.schema_version`);
-    // Later steps (verifications 6, cutover_steps 7) come on top.
-    expect(version.map((r) => r.version)).toEqual([7]);
+    // Later steps (verifications 6, cutover_steps 7, deferred_indexes 8) come on top.
+    expect(version.map((r) => r.version)).toEqual([8]);
     const { rows: tables } = await db.target.query<{ relname: string }>(
       "SELECT relname FROM pg_class WHERE relnamespace = 'migrated'::regnamespace AND relkind = 'r' ORDER BY relname",
     );
-    expect(tables.map((r) => r.relname)).toEqual(["conflicts", "cutover_steps", "pipelines", "progress", "resyncs", "schema_version", "tables", "verifications"]);
+    expect(tables.map((r) => r.relname)).toEqual(["conflicts", "cutover_steps", "deferred_indexes", "pipelines", "progress", "resyncs", "schema_version", "tables", "verifications"]);
     const { rows: index } = await db.target.query<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE schemaname = 'migrated' AND tablename = 'conflicts' AND indexname <> 'conflicts_pkey'");
     expect(index.map((r) => r.indexdef)).toEqual(["CREATE INDEX conflicts_pipeline_detected_at ON migrated.conflicts USING btree (pipeline, detected_at)"]);
     // A second run changes nothing; bad values are refused by the table, not only by the code.

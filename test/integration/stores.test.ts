@@ -63,11 +63,11 @@ describe("PostgreSQL and memory stores", () => {
     const version = async () => (await db.target.query<{ version: number }>(`SELECT version FROM "${schema}".schema_version`)).rows.map((r) => r.version);
     const tables = async () =>
       (await db.target.query<{ relname: string }>("SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace($1) AND relkind = 'r' ORDER BY relname", [schema])).rows.map((r) => r.relname);
-    expect(await version()).toEqual([7]);
-    expect(await tables()).toEqual(["conflicts", "cutover_steps", "pipelines", "progress", "resyncs", "schema_version", "tables", "verifications"]);
+    expect(await version()).toEqual([8]);
+    expect(await tables()).toEqual(["conflicts", "cutover_steps", "deferred_indexes", "pipelines", "progress", "resyncs", "schema_version", "tables", "verifications"]);
     await db.target.query(`DROP TABLE "${schema}".resyncs; UPDATE "${schema}".schema_version SET version = 2`);
     await checkpoints.migrate();
-    expect(await version()).toEqual([7]);
-    expect(await tables()).toEqual(["conflicts", "cutover_steps", "pipelines", "progress", "resyncs", "schema_version", "tables", "verifications"]);
+    expect(await version()).toEqual([8]);
+    expect(await tables()).toEqual(["conflicts", "cutover_steps", "deferred_indexes", "pipelines", "progress", "resyncs", "schema_version", "tables", "verifications"]);
   });
 });

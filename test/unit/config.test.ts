@@ -43,7 +43,7 @@ describe("parseConfig: valid files", () => {
     const expected: Config = {
       source: { url: ENV.SOURCE_URL, slot: "pgferry", publication: "pgferry" },
       target: { url: ENV.TARGET_URL, stateSchema: "_pgferry" },
-      snapshot: { workers: 4, chunkRows: 250_000, chunkBytes: 32 * 1024 * 1024, format: "auto" },
+      snapshot: { workers: 4, chunkRows: 250_000, chunkBytes: 32 * 1024 * 1024, format: "auto", deferIndexes: true, indexBuildMemory: 512 * 1024 * 1024 },
       apply: {
         batchMaxRows: 10_000,
         batchMaxBytes: 8 * 1024 * 1024,

@@ -85,6 +85,22 @@ export async function checkpoint(...clusters: LocalCluster[]): Promise<void> {
   await Promise.all(clusters.map((cluster) => withClient(cluster.url(), (c) => c.query("CHECKPOINT"))));
 }
 
+/**
+ * A WAL position at or after every commit made so far in `url`'s cluster. The workload commits with
+ * synchronous_commit = off, and such a commit is visible before its WAL is written, so
+ * pg_current_wal_lsn() alone can stand before it. A fence, a transactional logical message committed
+ * with synchronous_commit = on, flushes all WAL inserted before it; the write position read after it
+ * covers every earlier commit and is the end of a record, which a replicator's confirmed position can
+ * reach (pg_current_wal_insert_lsn() can point past a page header no record ends at). As in
+ * src/cutover's fence. Read after the drain's marker, so the fence's own transaction follows the
+ * measured backlog; pgoutput sends messages only when asked, and pgferry acts only on its own prefix.
+ */
 export async function currentWalLsn(url: string): Promise<string> {
-  return withClient(url, async (c) => (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn);
+  return withClient(url, async (c) => {
+    await c.query("BEGIN");
+    await c.query("SET LOCAL synchronous_commit = on");
+    await c.query("SELECT pg_logical_emit_message(true, 'pgferry-bench.fence', '')");
+    await c.query("COMMIT");
+    return (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
+  });
 }

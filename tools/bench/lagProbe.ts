@@ -26,6 +26,8 @@ export interface LagResult {
   seen: number;
   /** Seconds from source commit to visible on the target. */
   lag: Distribution;
+  /** Each heartbeat's lag in the order they were sent (undefined: never seen), to tell a growing lag from a steady one. */
+  samples: (number | undefined)[];
 }
 
 export class LagProbe {
@@ -61,11 +63,13 @@ export class LagProbe {
     this.polling = false;
     await this.poller;
     for (const client of [this.source, this.target]) await client?.end().catch(() => undefined);
-    const lags = [...this.committed].flatMap(([id, at]) => {
+    // The map keeps insertion order: the order the heartbeats were sent.
+    const samples = [...this.committed].map(([id, at]) => {
       const seenAt = this.seen.get(id);
-      return seenAt === undefined ? [] : [Math.max(0, seenAt - at) / 1000];
+      return seenAt === undefined ? undefined : Math.max(0, seenAt - at) / 1000;
     });
-    return { sent, seen: lags.length, lag: distribution(lags) };
+    const lags = samples.filter((v): v is number => v !== undefined);
+    return { sent, seen: lags.length, lag: distribution(lags), samples };
   }
 
   private async write(client: pg.Client): Promise<void> {

@@ -15,9 +15,11 @@ import { describeEnvironment, loadAverageNow } from "./environment.js";
 import { fixtureSize } from "./fixture.js";
 import { parseOptions, USAGE, UsageError, type BenchOptions } from "./options.js";
 import { seconds } from "./poll.js";
+import { GROWTH_LIMIT_SECONDS, HEARTBEAT_MS, maxRateSummary, PHASE_WARMUP_SECONDS, RATE_SESSIONS, runMaxRate, SEARCH_STEPS, WARMUP_SECONDS } from "./rateSearch.js";
 import { combineRuns } from "./repeatedResult.js";
 import { evaluateGoals, failed, headline, markdownReport, type BenchResult } from "./report.js";
 import { runReverseScenarios, type ReverseScenarios } from "./reverseScenario.js";
+import { targetIndexNote } from "./targetIndexes.js";
 import { prepareNative, preparePgferry, runCopyPipe, runReorg, type BenchContext } from "./scenarios.js";
 import type { Scenario, SystemResult } from "./systemRun.js";
 
@@ -43,6 +45,7 @@ async function runOneWay(ctx: BenchContext, nativePair: ClusterPair, pgferryPair
       await system.run[scenario]();
     }
   }
+  if (ctx.session.scenarios.has("maxrate")) await runMaxRate(systems.map((s) => s.run), () => ctx.cleanup.checkInterrupted());
   const results: SystemResult[] = [];
   for (const system of systems) {
     results.push(await system.run.finish());
@@ -70,6 +73,7 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
   const ctx: BenchContext = {
     cleanup,
     nativeCommit: options.nativeCommit,
+    targetIndexes: options.targetIndexes,
     ...(profileDir ? { profileDir } : {}),
     session: {
       scenarios: options.scenarios,
@@ -77,6 +81,7 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
       backlogTransactions,
       lagSeconds: options.lagSeconds,
       lagRate: LAG_RATE,
+      rateSeconds: options.rateSeconds,
       timeoutMs: Math.max(600_000, 600_000 * options.scale),
       log,
     },
@@ -85,9 +90,10 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
   const copyPipe = options.scenarios.has("snapshot") ? await runCopyPipe(ctx, nativePair) : undefined;
   cleanup.checkInterrupted();
   // The one-way scenarios share one initial copy per system; the two-way ones have databases of their own.
-  const oneWay = (["snapshot", "drain", "lag"] as const).some((s) => options.scenarios.has(s));
+  const oneWay = (["snapshot", "drain", "lag", "maxrate"] as const).some((s) => options.scenarios.has(s));
   const results = oneWay ? await runOneWay(ctx, nativePair, pgferryPair) : [{ system: "native" }, { system: "pgferry" }];
   const [native, pgferry] = results as [SystemResult, SystemResult];
+  const maxRate = maxRateSummary(pgferry, native);
   cleanup.checkInterrupted();
   const reorg = options.scenarios.has("snapshot") ? await runReorg(ctx, pgferryPair) : undefined;
   cleanup.checkInterrupted();
@@ -128,8 +134,19 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
       `Lag: ${LAG_RATE} transactions/s (${LAG_RATE * 8} changes/s) for ${options.lagSeconds} s; a heartbeat row every 100 ms, target polled every 20 ms ` +
         `(figures err high by up to 20 ms).`,
     ],
+    [
+      "maxrate",
+      `Max rate: the source's rate is ${RATE_SESSIONS} sessions running the same transactions unthrottled (durable commits) for ${options.rateSeconds} s ` +
+        `(every window after ${WARMUP_SECONDS} s of warm-up) on each system's source while that system replicates; the lower of the two is the common rate ` +
+        `both are then paced at (the same sessions on one schedule), with the lag probe as above but a heartbeat every ${HEARTBEAT_MS} ms. ` +
+        `A window is sustained when every heartbeat arrived, the median lag of its last quarter is at most ${GROWTH_LIMIT_SECONDS * 1000} ms above ` +
+        `its first quarter's (a growing lag means the system falls behind) and p99 ≤ 100 ms. Sustained at the common rate ends the search; ` +
+        `otherwise ${SEARCH_STEPS} windows bisect below it (half, then geometric middles). Each window ends when a marker committed after it is on the target. ` +
+        `Before the first window of each part, a fresh replicator is warmed up by ${PHASE_WARMUP_SECONDS} s of one unthrottled session (a new pgferry process runs unoptimised code at first).`,
+    ],
   ];
   const oneWayNotes = [...scenarioNotes.filter(([s]) => options.scenarios.has(s)).map(([, note]) => note), "Peak RSS: VmHWM of the pgferry process, one process per scenario."];
+  if (options.scenarios.has("snapshot")) oneWayNotes.push(targetIndexNote(options.targetIndexes));
 
   notes.push(
     ...(oneWay ? oneWayNotes : []),
@@ -159,10 +176,11 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
     scenarios: [...options.scenarios],
     environment,
     fixture: { ...fixture, generateSeconds },
-    settings: { ...CLUSTER_SETTINGS, backlogTransactions, lagRate: LAG_RATE, lagSeconds: options.lagSeconds, profile: options.profile, nativeSynchronousCommit: options.nativeCommit },
+    settings: { ...CLUSTER_SETTINGS, backlogTransactions, lagRate: LAG_RATE, lagSeconds: options.lagSeconds, rateSeconds: options.rateSeconds, rateSessions: RATE_SESSIONS, profile: options.profile, nativeSynchronousCommit: options.nativeCommit, targetIndexes: options.targetIndexes },
     ...(copyPipe ? { copyPipe } : {}),
     pgferry,
     native,
+    ...(maxRate ? { maxRate } : {}),
     ...(reorg ? { reorg } : {}),
     ...(twoWay?.reverse ? { reverse: twoWay.reverse } : {}),
     ...(twoWay?.bidirectional ? { bidirectional: twoWay.bidirectional } : {}),

@@ -70,9 +70,10 @@ export class PgferryReplicator implements Replicator {
         async () => {
           const state = await readTableStates(client);
           if (state?.errored) throw new Error(`pgferry marked tables errored: ${state.errored}`);
-          return state && state.total === expected && state.ready === expected ? true : undefined;
+          // Ready means copied and indexed: the secondary indexes it deferred are built (snapshot.deferIndexes).
+          return state && state.total === expected && state.ready === expected && (await deferredIndexes(client)) === 0 ? true : undefined;
         },
-        { what: "pgferry's tables to be ready", timeoutMs, intervalMs: 50, guard: () => this.process?.checkAlive() },
+        { what: "pgferry's tables to be ready and their deferred indexes built", timeoutMs, intervalMs: 50, guard: () => this.process?.checkAlive() },
       );
     } finally {
       await client.end().catch(() => undefined);
@@ -184,6 +185,17 @@ async function readTableStates(client: Awaited<ReturnType<typeof connect>>): Pro
     return rows[0];
   } catch (error) {
     if ((error as { code?: string }).code === "42P01" || (error as { code?: string }).code === "3F000") return undefined; // not created yet
+    throw error;
+  }
+}
+
+/** Secondary indexes pgferry dropped for its copy and has not built yet (none before its state schema has the table). */
+async function deferredIndexes(client: Awaited<ReturnType<typeof connect>>): Promise<number> {
+  try {
+    const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM _pgferry.deferred_indexes");
+    return rows[0]?.n ?? 0;
+  } catch (error) {
+    if ((error as { code?: string }).code === "42P01" || (error as { code?: string }).code === "3F000") return 0;
     throw error;
   }
 }

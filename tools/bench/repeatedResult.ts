@@ -33,6 +33,7 @@ export interface RepeatedBenchResult extends Headline {
   copyPipe?: unknown;
   pgferry: unknown;
   native: unknown;
+  maxRate?: unknown;
   reorg?: unknown;
   reverse?: unknown;
   bidirectional?: unknown;
@@ -101,6 +102,7 @@ export function combineRuns(runs: readonly BenchResult[], wallSeconds: number): 
     ...merged(runs, "copyPipe"),
     pgferry: mergeRuns(runs.map((r) => r.pgferry)),
     native: mergeRuns(runs.map((r) => r.native)),
+    ...merged(runs, "maxRate"),
     ...merged(runs, "reorg"),
     ...merged(runs, "reverse"),
     ...merged(runs, "bidirectional"),

@@ -27,7 +27,7 @@ export function headline(pgferry: SystemResult, native: SystemResult, reverse?: 
 }
 
 function maxRss(r: SystemResult): number | undefined {
-  const values = [r.snapshot?.peakRssBytes, r.drain?.peakRssBytes, r.lag?.peakRssBytes].filter((v): v is number => v !== undefined);
+  const values = [r.snapshot?.peakRssBytes, r.drain?.peakRssBytes, r.lag?.peakRssBytes, r.maxRate?.peakRssBytes].filter((v): v is number => v !== undefined);
   return values.length === 0 ? undefined : Math.max(...values);
 }
 
@@ -58,6 +58,16 @@ export function evaluateGoals(runs: readonly Pair[]): Goal[] {
       goal: "steady p99 lag ≤ 1 s",
       measured: s ? `${summaryText(p99, FORMATS.lag)}${many}${lost > 0 ? `, ${lost} heartbeats never arrived` : ""}` : "n/a",
       met: s ? s.median <= 1 && lost === 0 : null,
+    });
+  }
+  if (runs.some((r) => r.pgferry.maxRate?.atSourceMax)) {
+    const p99 = runs.map((r) => r.pgferry.maxRate?.atSourceMax?.lagSeconds.p99);
+    const behind = runs.filter((r) => r.pgferry.maxRate?.atSourceMax?.keptUp === false).length;
+    const s = summarize(p99);
+    goals.push({
+      goal: "steady p99 lag ≤ 100 ms at the source's max rate (issue 15)",
+      measured: s ? `${summaryText(p99, FORMATS.lag)}${many}${behind > 0 ? `, fell behind in ${behind} of ${runs.length} runs` : ""}` : "n/a",
+      met: s ? s.median <= 0.1 && behind === 0 : null,
     });
   }
   const rss = runs.map((r) => maxRss(r.pgferry));

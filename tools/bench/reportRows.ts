@@ -88,6 +88,16 @@ export function tableRows(runs: readonly BenchResult[]): Row[] {
     both("steady lag: p99", (r) => r.pgferry.lag?.lagSeconds.p99, (r) => r.native.lag?.lagSeconds.p99, FORMATS.lag);
     both("steady lag: max", (r) => r.pgferry.lag?.lagSeconds.max, (r) => r.native.lag?.lagSeconds.max, FORMATS.lag);
   }
+  if (any((r) => r.maxRate)) {
+    const at = (r: BenchResult, system: "pgferry" | "native") => r[system].maxRate?.atSourceMax;
+    plain("max rate: the source's tx/s, writers unthrottled, each system replicating", [(r) => r.maxRate?.sourceTpsWith.pgferry], FORMATS.n, (r) => r.maxRate?.sourceTpsWith.native);
+    both("max rate: paced at the lower of those, tx/s achieved", (r) => at(r, "pgferry")?.achievedTps, (r) => at(r, "native")?.achievedTps, FORMATS.n);
+    both("max rate: lag at that rate: p50", (r) => at(r, "pgferry")?.lagSeconds.p50, (r) => at(r, "native")?.lagSeconds.p50, FORMATS.lag);
+    both("max rate: lag at that rate: p99", (r) => at(r, "pgferry")?.lagSeconds.p99, (r) => at(r, "native")?.lagSeconds.p99, FORMATS.lag);
+    plain("max rate: lag growth at that rate (last − first quarter)", [(r) => at(r, "pgferry")?.lagGrowthSeconds], FORMATS.lag, (r) => at(r, "native")?.lagGrowthSeconds);
+    both("max rate: highest tx/s with p99 ≤ 100 ms, lag not growing", (r) => r.maxRate?.pgferryTps, (r) => r.maxRate?.nativeTps, FORMATS.n);
+    plain("max rate: lowest paced tx/s not sustained (— : none)", [(r) => r.pgferry.maxRate?.lowestUnsustainedTps], FORMATS.n, (r) => r.native.maxRate?.lowestUnsustainedTps);
+  }
   if (any((r) => r.bidirectional)) {
     for (const [name, direction] of [["old → new", "forward"], ["new → old", "reverse"]] as const) {
       const lost = runs.reduce((sum, r) => sum + (r.bidirectional ? r.bidirectional[direction].heartbeatsSent - r.bidirectional[direction].heartbeatsSeen : 0), 0);
@@ -95,7 +105,7 @@ export function tableRows(runs: readonly BenchResult[]): Row[] {
       plain(`bidirectional lag ${name}: p50 / p99 / max${lost > 0 ? ` (${lost} heartbeats never arrived)` : ""}`, [lag("p50"), lag("p99"), lag("max")], FORMATS.lag);
     }
   }
-  for (const phase of ["snapshot", "drain", "lag"] as const) {
+  for (const phase of ["snapshot", "drain", "lag", "maxRate"] as const) {
     if (any((r) => r.pgferry[phase]?.peakRssBytes)) plain(`pgferry peak RSS: ${phase}`, [(r) => r.pgferry[phase]?.peakRssBytes], FORMATS.mb);
   }
   if (any((r) => r.reverse?.pgferry?.peakRssBytes)) plain("pgferry peak RSS: reverse drain", [(r) => r.reverse?.pgferry?.peakRssBytes], FORMATS.mb);

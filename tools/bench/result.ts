@@ -3,6 +3,7 @@
  * several, the scenarios fill it): types only, so every part can name them without a loop.
  */
 import type { ProfileSummary } from "./cpuProfile.js";
+import type { MaxRateSummary } from "./rateSearch.js";
 import type { BenchEnvironment } from "./environment.js";
 import type { FixtureStats } from "./fixture.js";
 import type { BidirectionalResult, ReverseResult, TwoWaySystemResult } from "./reverseScenario.js";
@@ -44,6 +45,8 @@ export interface BenchResult extends Headline {
   copyPipe?: PipeResult | { error: string };
   pgferry: SystemResult;
   native: SystemResult;
+  /** The maxrate scenario's figures (each system's detail is under pgferry.maxRate, native.maxRate). */
+  maxRate?: MaxRateSummary;
   reorg?: { snapshot?: SnapshotResult; note: string };
   /** The reverse pipeline's drain (new → old) beside native replication in that direction. */
   reverse?: ReverseResult;

@@ -13,6 +13,7 @@ import { PgferryReplicator } from "./pgferryRunner.js";
 import { seconds } from "./poll.js";
 import { DOMAIN_DDL, identityTables, OLD_PROJECT_DDL, reorgTables, seedOldProjectDatabase } from "./reorgScenario.js";
 import type { PipeResult } from "./result.js";
+import { targetIndexDdl, type TargetIndexes } from "./targetIndexes.js";
 import { SystemRun, type SessionSettings, type SnapshotResult } from "./systemRun.js";
 
 const MB = 1024 * 1024;
@@ -23,6 +24,8 @@ export interface BenchContext {
   session: Omit<SessionSettings, "sourceUrl" | "targetUrl" | "clusters">;
   profileDir?: string;
   nativeCommit: "on" | "off";
+  /** Secondary indexes on both systems' target tables (default `fixture`: the fixture's own). */
+  targetIndexes?: TargetIndexes;
 }
 
 /** A system ready to run on its fresh databases; `drop` removes them (after `run.finish()`). */
@@ -50,7 +53,7 @@ async function freshDatabases(ctx: BenchContext, pair: ClusterPair, prefix: stri
 }
 
 export async function preparePgferry(ctx: BenchContext, pair: ClusterPair): Promise<PreparedSystem> {
-  const db = await freshDatabases(ctx, pair, "pgferry", schemaDdl("app"));
+  const db = await freshDatabases(ctx, pair, "pgferry", schemaDdl("app") + targetIndexDdl("app", ctx.targetIndexes ?? "fixture"));
   const replicator = new PgferryReplicator({
     sourceUrl: db.sourceUrl,
     targetUrl: db.targetUrl,
@@ -65,7 +68,7 @@ export async function preparePgferry(ctx: BenchContext, pair: ClusterPair): Prom
 }
 
 export async function prepareNative(ctx: BenchContext, pair: ClusterPair): Promise<PreparedSystem> {
-  const db = await freshDatabases(ctx, pair, "native", schemaDdl("public"));
+  const db = await freshDatabases(ctx, pair, "native", schemaDdl("public") + targetIndexDdl("public", ctx.targetIndexes ?? "fixture"));
   const replicator = new NativeReplicator({
     source: pair.source,
     sourceDb: db.sourceDb,

@@ -11,13 +11,14 @@ import { FirstChangeWatch } from "./firstChange.js";
 import type { FixtureStats } from "./fixture.js";
 import { insertMarker, LagProbe, waitForMarker } from "./lagProbe.js";
 import { seconds } from "./poll.js";
+import { searchSustainedRate, sourceMaxWindow, withPeakRss, type SystemRateResult } from "./rateSearch.js";
 import type { PhaseProcessStats, Replicator } from "./replicator.js";
 import type { Distribution } from "./stats.js";
 import { verifyTables } from "./verifyTables.js";
 import { CHANGES_PER_TRANSACTION, runBacklog, runSteady } from "./workload.js";
 
 /** The one-way scenarios run by SystemRun, and the reverse pipeline's (reverseScenario.ts). */
-export type Scenario = "snapshot" | "drain" | "lag" | "reverse" | "bidirectional";
+export type Scenario = "snapshot" | "drain" | "lag" | "reverse" | "bidirectional" | "maxrate";
 
 export interface SessionSettings {
   scenarios: ReadonlySet<Scenario>;
@@ -29,6 +30,8 @@ export interface SessionSettings {
   lagSeconds: number;
   /** Workload transactions per second during the lag scenario. */
   lagRate: number;
+  /** Seconds of each window of the maxrate scenario (rateSearch.ts). */
+  rateSeconds: number;
   timeoutMs: number;
   /** Compare every table on both sides at the end (only for identity mappings). Default true. */
   verify?: boolean;
@@ -78,6 +81,8 @@ export interface SystemResult {
   snapshot?: SnapshotResult;
   drain?: DrainResult;
   lag?: LagResult;
+  /** The maxrate scenario: the source's rate with this system replicating, the lag at the common rate, the highest sustained rate. */
+  maxRate?: SystemRateResult;
   /** Tables that differ between source and target at the end (empty: all match). */
   mismatches?: string[];
   cpuProfiles?: string[];
@@ -129,6 +134,24 @@ export class SystemRun {
     await this.step(async () => {
       const measured = await steadyLag(this.replicator, this.settings);
       this.result.lag = { ...measured, ...this.stats(await this.replicator.pause("lag")) };
+      await this.settle();
+    });
+  }
+
+  /** maxrate, first part: the source's rate with the writers unthrottled and this system replicating. */
+  async sourceMax(): Promise<void> {
+    await this.step(async () => {
+      const source = await sourceMaxWindow(this.replicator, this.settings);
+      this.result.maxRate = withPeakRss({ source }, this.stats(await this.replicator.pause("source-max")));
+      await this.settle();
+    });
+  }
+
+  /** maxrate, second part: the lag paced at `sourceTps` (the common source rate) and the highest sustained rate. */
+  async rateSearch(sourceTps: number): Promise<void> {
+    await this.step(async () => {
+      const found = await searchSustainedRate(this.replicator, this.settings, sourceTps);
+      this.result.maxRate = withPeakRss({ ...this.result.maxRate, ...found }, this.stats(await this.replicator.pause("rate-search")));
       await this.settle();
     });
   }
