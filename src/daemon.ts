@@ -124,7 +124,7 @@ function bidirectionalParts(config: Config, direction: Direction, wiring: Wiring
       source: wiring.pools.source,
     }),
     recordProgress: async (client, checkpoint) => {
-      if (checkpoint.commitTime) await own.recordProgress(client, view.source.slot, checkpoint.commitTime);
+      if (checkpoint.commitTime) await own.recordProgress(client, view.source.slot, checkpoint.commitTime, checkpoint.commitMicros);
     },
   };
 }

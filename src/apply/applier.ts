@@ -92,7 +92,7 @@ function applyError(statement: Statement, error: unknown): unknown {
 /** The runtime parameters of a guarded statement ($floor, $commitTimes, $appliedAt; see statements.ts). */
 function progressValues(progress: OppositeProgress): unknown[] {
   // No opposite pipeline yet: a floor of 'infinity' judges no target write local.
-  return [progress.floor?.toISOString() ?? "infinity", progress.commitTimes.map((t) => t.toISOString()), progress.appliedAt.map((t) => t.toISOString())];
+  return [progress.floor?.toISOString() ?? "infinity", progress.commitTimes, progress.appliedAt.map((t) => t.toISOString())];
 }
 
 /** A conflict row of resolution `stop`, read before the rollback so it can be recorded after it. */

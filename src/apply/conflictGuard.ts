@@ -27,8 +27,8 @@ export type Direction = "forward" | "reverse";
 export interface OppositeProgress {
   /** Destination rows last written before this are not local (the opposite pipeline did not exist yet). Null: the opposite pipeline has no state, so nothing is guarded. */
   floor: Date | null;
-  /** Ascending pairs: the opposite pipeline had applied every destination commit up to `commitTimes[i]` at `appliedAt[i]`. */
-  commitTimes: Date[];
+  /** Ascending pairs: the opposite pipeline had applied every destination commit up to `commitTimes[i]` (exact: UTC ISO text to the microsecond) at `appliedAt[i]`. */
+  commitTimes: string[];
   appliedAt: Date[];
 }
 

@@ -140,7 +140,7 @@ export class ApplyLoop {
       if (this.rows === 0 && this.transactions === 0) this.startedAt = performance.now();
       this.buffer.ordered = this.options.orderedThrough !== undefined && (this.lastCommit?.commitLsn ?? this.committedLsn) < this.options.orderedThrough;
       if (event.type === "commit") {
-        this.lastCommit = { commitLsn: event.commitLsn, endLsn: event.endLsn, commitTime: event.commitTime };
+        this.lastCommit = { commitLsn: event.commitLsn, endLsn: event.endLsn, commitTime: event.commitTime, ...(event.commitMicros === undefined ? {} : { commitMicros: event.commitMicros }) };
         this.transactions += 1;
         this.openChanges = 0;
         const age = performance.now() - this.startedAt;

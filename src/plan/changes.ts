@@ -42,6 +42,8 @@ export interface SourceCommit {
   commitLsn: bigint;
   endLsn: bigint;
   commitTime: Date;
+  /** The same to the microsecond (PostgreSQL epoch), as pgoutput sends it: progress records it exactly. */
+  commitMicros?: bigint;
 }
 
 /**
@@ -82,4 +84,6 @@ export interface Checkpoint {
   /** Its end: what the source is told is flushed. */
   endLsn: bigint;
   commitTime: Date | null;
+  /** commitTime to the microsecond (PostgreSQL epoch), when the stream gave it. */
+  commitMicros?: bigint;
 }

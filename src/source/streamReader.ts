@@ -113,7 +113,7 @@ export class StreamReader implements StreamHandler {
         const transaction = this.transaction;
         this.transaction = undefined;
         if (transaction && !transaction.skip) {
-          sink.commit({ type: "commit", commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: pgMicrosToDate(message.commitTimeMicros) });
+          sink.commit({ type: "commit", commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: pgMicrosToDate(message.commitTimeMicros), commitMicros: message.commitTimeMicros });
           if (transaction.ignoredOrigin !== undefined) this.options.onOriginFiltered?.(transaction.ignoredOrigin, transaction.filtered);
         }
         return;

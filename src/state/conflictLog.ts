@@ -78,9 +78,14 @@ export interface ConflictFilter {
   since?: Date;
 }
 
-/** Progress as the guard uses it: ascending, `appliedAt[i]` the earliest moment every commit up to `commitTimes[i]` was applied. */
+/**
+ * Progress as the guard uses it: ascending, `appliedAt[i]` the earliest moment every commit up to
+ * `commitTimes[i]` was applied. Commit times are exact (UTC ISO text to the microsecond): the guard
+ * compares them with a local write's commit time, and at a coarser precision a commit of the same
+ * millisecond before the write would count as the write applied.
+ */
 export interface ProgressLog {
-  commitTimes: Date[];
+  commitTimes: string[];
   appliedAt: Date[];
 }
 
@@ -95,6 +100,9 @@ function isMissingRelation(error: unknown): boolean {
  * row's clock_timestamp() is taken before COMMIT, so a change in between could not have seen it).
  */
 const APPLIED = "CASE WHEN current_setting('track_commit_timestamp')::bool THEN greatest(applied_at, pg_xact_commit_timestamp(xmin)) ELSE applied_at END";
+
+/** A timestamptz column as UTC ISO text to the microsecond (a JavaScript Date keeps milliseconds). */
+const EXACT_TIME = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 /** A progress prune on the first call and every this many after: the table stays about an hour long. */
 const PRUNE_EVERY = 500;
@@ -180,8 +188,10 @@ export class ConflictLog {
    * up to `commitTime`. Now and then the entries older than an hour go: the opposite pipeline reads
    * only recent ones, and the one just written stays, so a quiet pipeline still says how far it got.
    */
-  async recordProgress(client: pg.ClientBase, pipeline: string, commitTime: Date): Promise<void> {
-    await client.query(this.sql("INSERT INTO $S.progress (pipeline, commit_time) VALUES ($1, $2) ON CONFLICT DO NOTHING"), [pipeline, commitTime]);
+  async recordProgress(client: pg.ClientBase, pipeline: string, commitTime: Date, commitMicros?: bigint): Promise<void> {
+    // To the microsecond when the stream gave it (pgoutput's commit time, microseconds since 2000-01-01 UTC; exact as a float8 for 285 years).
+    const exact = commitMicros === undefined ? "$2::timestamptz" : "timestamptz '2000-01-01 00:00:00+00' + $2::float8 * interval '1 microsecond'";
+    await client.query(this.sql(`INSERT INTO $S.progress (pipeline, commit_time) VALUES ($1, ${exact}) ON CONFLICT DO NOTHING`), [pipeline, commitMicros === undefined ? commitTime : String(commitMicros)]);
     if (this.progressWrites++ % PRUNE_EVERY === 0) {
       await client.query(this.sql("DELETE FROM $S.progress WHERE pipeline = $1 AND applied_at < clock_timestamp() - interval '1 hour'"), [pipeline]);
     }
@@ -199,31 +209,31 @@ export class ConflictLog {
    */
   async readProgress(db: pg.Pool | pg.ClientBase, pipeline: string, since: Date): Promise<ProgressLog> {
     const text = this.sql(`
-      SELECT commit_time, min(applied) OVER (ORDER BY commit_time DESC) AS applied_at
+      SELECT ${EXACT_TIME("commit_time")} AS commit_time, min(applied) OVER (ORDER BY commit_time DESC) AS applied_at
       FROM (SELECT DISTINCT ON (date_trunc('second', applied_at)) commit_time,
                    ${APPLIED} AS applied
             FROM $S.progress WHERE pipeline = $1 AND commit_time >= $2
             ORDER BY date_trunc('second', applied_at), commit_time DESC) AS kept
       ORDER BY commit_time`);
-    let rows: { commit_time: Date; applied_at: Date }[];
+    let rows: { commit_time: string; applied_at: Date }[];
     try {
-      rows = (await db.query<{ commit_time: Date; applied_at: Date }>(text, [pipeline, since])).rows;
+      rows = (await db.query<{ commit_time: string; applied_at: Date }>(text, [pipeline, since])).rows;
     } catch (error) {
       if (db instanceof pg.Pool && isMissingRelation(error)) return { commitTimes: [], appliedAt: [] };
       throw error;
     }
-    return { commitTimes: rows.map((r) => date(r.commit_time)), appliedAt: rows.map((r) => date(r.applied_at)) };
+    return { commitTimes: rows.map((r) => r.commit_time), appliedAt: rows.map((r) => date(r.applied_at)) };
   }
 
   /** The newest progress entry with a commit time before `before`, if any (a quiet pipeline's last word). */
-  async latestProgressBefore(pipeline: string, before: Date): Promise<{ commitTime: Date; appliedAt: Date } | null> {
+  async latestProgressBefore(pipeline: string, before: Date): Promise<{ commitTime: string; appliedAt: Date } | null> {
     // applied_at as readProgress reads it: the commit, which is later than the row's clock_timestamp().
-    const rows = await this.orNone<{ commit_time: Date; applied_at: Date }>(
-      `SELECT commit_time, ${APPLIED} AS applied_at
+    const rows = await this.orNone<{ commit_time: string; applied_at: Date }>(
+      `SELECT ${EXACT_TIME("commit_time")} AS commit_time, ${APPLIED} AS applied_at
        FROM $S.progress WHERE pipeline = $1 AND commit_time < $2 ORDER BY commit_time DESC LIMIT 1`,
       [pipeline, before],
     );
-    return rows[0] ? { commitTime: date(rows[0].commit_time), appliedAt: date(rows[0].applied_at) } : null;
+    return rows[0] ? { commitTime: rows[0].commit_time, appliedAt: date(rows[0].applied_at) } : null;
   }
 
   /** When the pipeline's state was created (`pipelines.created_at`); null without one, or without the state schema. */

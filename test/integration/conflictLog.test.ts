@@ -201,7 +201,7 @@ describe("progress", () => {
     }
   }
 
-  const iso = (dates: Date[]) => dates.map((d) => d.toISOString());
+  const iso = (times: (Date | string)[]) => times.map((t) => new Date(t).toISOString());
 
   beforeAll(async () => {
     await migrate(db.target, schema);
@@ -220,8 +220,15 @@ describe("progress", () => {
     // applied_at is taken before COMMIT; what the opposite pipeline compares with is the commit itself.
     expect(rows[0]!.committed.getTime()).toBeGreaterThanOrEqual(rows[0]!.applied_at.getTime());
     const read = await log().readProgress(db.target, "rec", new Date("2026-11-20T10:00:00Z"));
-    expect(read).toEqual({ commitTimes: [commitTime], appliedAt: [rows[0]!.committed] });
+    expect(read).toEqual({ commitTimes: ["2026-11-20T10:00:00.250000Z"], appliedAt: [rows[0]!.committed] });
     expect(await log().readProgress(db.target, "rec", new Date("2026-11-20T10:00:01Z"))).toEqual({ commitTimes: [], appliedAt: [] });
+  });
+
+  it("keeps the source's commit time to the microsecond", async () => {
+    // 2026-11-20T10:00:00.250123Z in microseconds since 2000-01-01 UTC, as pgoutput sends it.
+    const micros = BigInt(Date.parse("2026-11-20T10:00:00.250Z") - Date.parse("2000-01-01T00:00:00Z")) * 1000n + 123n;
+    await inTransaction("COMMIT", (client) => log().recordProgress(client, "exact", new Date("2026-11-20T10:00:00.250Z"), micros));
+    expect((await log().readProgress(db.target, "exact", new Date(0))).commitTimes).toEqual(["2026-11-20T10:00:00.250123Z"]);
   });
 
   it("is read ascending from `since`, one entry per second applied (the latest commit of that second)", async () => {

@@ -104,7 +104,7 @@ async function seed(): Promise<Seeded> {
   const local = Object.fromEntries(rows.map((r) => [r.id, { at: r.at, text: r.text }])) as Seeded["local"];
   const late = new Date(local[3].at.getTime() + 1000);
   const far = new Date(c6.getTime() + 3_600_000);
-  return { floor, local, late, early: floor, progress: { floor, commitTimes: [c5, c6], appliedAt: [c5, far] } };
+  return { floor, local, late, early: floor, progress: { floor, commitTimes: [c5.toISOString(), c6.toISOString()], appliedAt: [c5, far] } };
 }
 
 async function contents(table = "app.items"): Promise<Record<number, string>> {
@@ -259,6 +259,18 @@ describe("conflict detection", () => {
       ["reverse", toMillisecond(seeded.local[3].text), seeded.local[3].text, "local"],
       ["forward", toMillisecond(seeded.local[3].text), seeded.local[3].text, "incoming"],
     ]);
+  });
+
+  it("does not take a progress entry of the same millisecond, made before the local write, as the write applied", async () => {
+    // The opposite pipeline applied everything up to 1 µs before row 3's local write, long before the
+    // incoming change: the write itself was not applied, so the change did not see it.
+    const { rows } = await db.target.query<{ ct: string }>(
+      `SELECT to_char((pg_xact_commit_timestamp(xmin) - interval '1 microsecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ct FROM app.items WHERE id = 3`,
+    );
+    guard.next = { floor: seeded.floor, commitTimes: [rows[0]!.ct], appliedAt: [seeded.floor] };
+    const counts = await apply(batch([upsert(3, "in", seeded.late)]));
+    expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "incoming", count: 1 }]);
+    expect((await conflicts()).map((r) => [r.key_fingerprint, r.local])).toEqual([[fingerprint("3"), seeded.local[3].text]]);
   });
 
   it("judges a change without a commit time as not having seen the local write", async () => {
