@@ -116,7 +116,7 @@ const change = (p: TablePlan, op: SourceChange["op"], old: SourceChange["old"], 
   new: new_,
   commitTime: COMMIT_TIME,
 });
-const commit = (commitLsn: bigint, endLsn: bigint): SourceCommit => ({ type: "commit", commitLsn, endLsn, commitTime: COMMIT_TIME });
+const commit = (commitLsn: bigint, endLsn: bigint): SourceCommit => ({ type: "commit", commitLsn, endLsn, commitTime: COMMIT_TIME, commitMicros: COMMIT_MICROS });
 
 beforeEach(() => {
   sink = new FakeSink();

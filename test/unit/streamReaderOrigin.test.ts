@@ -130,7 +130,7 @@ describe("StreamReader origin filter", () => {
     feed(r, wire.commit(0x400n, 0x410n));
 
     // The commit still reaches the sink: the checkpoint moves past the transaction.
-    expect(sink.received).toEqual([{ type: "commit", commitLsn: 0x400n, endLsn: 0x410n, commitTime: pgMicrosToDate(BEGIN_MICROS) }]);
+    expect(sink.received).toEqual([{ type: "commit", commitLsn: 0x400n, endLsn: 0x410n, commitTime: pgMicrosToDate(BEGIN_MICROS), commitMicros: BEGIN_MICROS }]);
     expect(filtered).toEqual([[OURS, 3]]);
     expect(r.inTransaction).toBe(false);
 
