@@ -11,6 +11,15 @@
  *   committed: applied(W) = the earliest `appliedAt` of the opposite pipeline's progress entries with
  *   `commitTime >= local_at`. C and W *conflict* when W is local and C did not see it
  *   (applied(W) unknown or later than `at`).
+ * - Progress is in commit times, and commit times do not quite follow the WAL: a backend takes its
+ *   commit timestamp, then writes its commit record, so two transactions committing together can
+ *   reach the WAL (and the opposite pipeline) in the other order, and a pgferry apply commit is
+ *   always close to some application commit. A progress entry of commit time `ct` therefore vouches
+ *   only for commits made COMMIT_ORDER_MARGIN_MS before `ct` (a write made just before an entry
+ *   that was applied later was otherwise taken as seen, no conflict was judged, and each side kept
+ *   the other's row). The cost: a change made on the other side within that margin after the write
+ *   was carried there is judged a conflict although it saw the write (last-writer-wins keeps it all
+ *   the same: it is the later one).
  * - A conflict is resolved by `resolution`: last-writer-wins (by commit time; a tie goes to the old
  *   project), prefer-old, prefer-new, or stop (nothing of the batch commits; the pipeline stops).
  *   Every conflict is recorded in the destination's state schema (`conflicts`): table, key columns,
@@ -20,6 +29,9 @@
  * statement that applies them; no per-row round trips.
  */
 import type { ConflictResolution } from "../config/index.js";
+
+/** How far commit timestamps may stand out of WAL order (see the model above): a backend descheduled between the two. */
+export const COMMIT_ORDER_MARGIN_MS = 250;
 
 export type Direction = "forward" | "reverse";
 

@@ -9,6 +9,7 @@ import { qualifiedName, quoteIdent } from "../sql/quote.js";
 import type { TargetTable } from "../plan/targetTable.js";
 import type { ConflictGuard } from "./conflictGuard.js";
 import { keyMatch, prepared, unnestRows, updateSets, upsertText, type Cell } from "./statements.js";
+import { COMMIT_ORDER_MARGIN_MS } from "./conflictGuard.js";
 import type { Statement } from "./types.js";
 
 /** The static part of a ConflictGuard: everything a guarded statement's text is built from. */
@@ -102,11 +103,12 @@ function guardedSource(
   // progress entries'): the local write's is compared at the same precision, or a write would look
   // newer than itself. A tie within a millisecond goes to the old project (incomingWins).
   const localAt = "date_trunc('milliseconds', w.timestamp)";
-  // Whether the opposite pipeline had applied the local write is asked at full precision (progress
-  // commit times are exact): a commit of the same millisecond made before the write does not cover it.
+  // Whether the opposite pipeline had applied the local write: a progress entry covers commits made
+  // COMMIT_ORDER_MARGIN before its own, at full precision (conflictGuard.ts says why).
   const local =
     `w.roident = 0 AND w.timestamp IS NOT NULL AND ${localAt} > ${floor} ` +
-    `AND coalesce((SELECT min(p.applied) FROM unnest(${commitTimes}, ${appliedAt}) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true)`;
+    `AND coalesce((SELECT min(p.applied) FROM unnest(${commitTimes}, ${appliedAt}) AS p(ct, applied) ` +
+    `WHERE p.ct >= w.timestamp + interval '${COMMIT_ORDER_MARGIN_MS} milliseconds') > u.at, true)`;
   // A key column of a row that is there is never NULL (it matched by equality).
   const missing = `t.${quoteIdent(keyColumns[0]!.name)} IS NULL AND NOT u.inserted AND ${floor} < 'infinity'::timestamptz`;
   const judged = upsert ? `${missing} AS missing, (${missing}) OR (${local}) AS conflict` : `${local} AS conflict`;

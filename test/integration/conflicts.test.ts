@@ -7,6 +7,7 @@
  * conflicts it records and the counts `commit` returns. Also update-delete conflicts (an update of a
  * row the target deleted is not applied) and unrouted changes (recorded, nothing written).
  */
+import { COMMIT_ORDER_MARGIN_MS } from "../../src/apply/conflictGuard.js";
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -104,7 +105,7 @@ async function seed(): Promise<Seeded> {
   const local = Object.fromEntries(rows.map((r) => [r.id, { at: r.at, text: r.text }])) as Seeded["local"];
   const late = new Date(local[3].at.getTime() + 1000);
   const far = new Date(c6.getTime() + 3_600_000);
-  return { floor, local, late, early: floor, progress: { floor, commitTimes: [c5.toISOString(), c6.toISOString()], appliedAt: [c5, far] } };
+  return { floor, local, late, early: floor, progress: { floor, commitTimes: [c5, c6].map((c) => new Date(c.getTime() + COMMIT_ORDER_MARGIN_MS).toISOString()), appliedAt: [c5, far] } };
 }
 
 async function contents(table = "app.items"): Promise<Record<number, string>> {
@@ -259,6 +260,24 @@ describe("conflict detection", () => {
       ["reverse", toMillisecond(seeded.local[3].text), seeded.local[3].text, "local"],
       ["forward", toMillisecond(seeded.local[3].text), seeded.local[3].text, "incoming"],
     ]);
+  });
+
+  it("does not take a progress entry less than the commit-order margin after the local write as the write applied", async () => {
+    // A commit 100 ms after row 3's local write may have reached the WAL before it (its timestamp was
+    // taken later, its commit record written first): applied long before the incoming change, it vouches for nothing.
+    const { rows } = await db.target.query<{ ct: string }>(
+      `SELECT to_char((pg_xact_commit_timestamp(xmin) + interval '100 milliseconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ct FROM app.items WHERE id = 3`,
+    );
+    guard.next = { floor: seeded.floor, commitTimes: [rows[0]!.ct], appliedAt: [seeded.floor] };
+    expect(await apply(batch([upsert(3, "in", seeded.late)]))).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "incoming", count: 1 }]);
+    // One past the margin does.
+    await db.target.query("UPDATE app.items SET v = 'local again' WHERE id = 3");
+    const again = await db.target.query<{ ct: string }>(
+      `SELECT to_char((pg_xact_commit_timestamp(xmin) + interval '${COMMIT_ORDER_MARGIN_MS} milliseconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ct FROM app.items WHERE id = 3`,
+    );
+    guard.next = { floor: seeded.floor, commitTimes: [again.rows[0]!.ct], appliedAt: [seeded.floor] };
+    expect(await apply(batch([upsert(3, "seen", seeded.late)]))).toEqual([]);
+    expect((await contents())[3]).toBe("seen");
   });
 
   it("does not take a progress entry of the same millisecond, made before the local write, as the write applied", async () => {

@@ -71,7 +71,7 @@ describe("guarded statements", () => {
     // Update-delete: a row the target does not have, and that the change does not insert, once the opposite pipeline runs.
     const missing = `t."id" IS NULL AND NOT u.inserted AND $11::timestamptz < 'infinity'::timestamptz`;
     expect(text).toContain(`w.timestamp AS local_at, date_trunc('milliseconds', w.timestamp) AS local_ms, ${missing} AS missing, (${missing}) OR (w.roident = 0 AND w.timestamp IS NOT NULL AND date_trunc('milliseconds', w.timestamp) > $11::timestamptz`);
-    expect(text).toContain("unnest($12::timestamptz[], $13::timestamptz[]) AS p(ct, applied) WHERE p.ct >= w.timestamp) > u.at, true)) AS conflict");
+    expect(text).toContain("unnest($12::timestamptz[], $13::timestamptz[]) AS p(ct, applied) WHERE p.ct >= w.timestamp + interval '250 milliseconds') > u.at, true)) AS conflict");
     expect(text).toContain('c AS (INSERT INTO "pgferry state".conflicts (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept)');
     expect(text).toContain("left(encode(sha256(convert_to(concat_ws(', ', (j.c0::bigint)::text), 'UTF8')), 'hex'), 16)");
     // A missing row is never the incoming change's to win: the target keeps it deleted.
