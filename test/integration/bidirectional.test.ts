@@ -213,8 +213,9 @@ describe("reverse replication on the reorganisation example", () => {
       expect(oldCommitted).toBeGreaterThan(20);
       expect(newCommitted).toBeGreaterThan(20);
 
-      const settled = await waitFor(difference, { description: "both sides equal through the mapping", until: (d) => d === null, timeoutMs: 120_000, intervalMs: 250, failIf: ended }).catch((error: unknown) => {
+      const settled = await waitFor(difference, { description: "both sides equal through the mapping", until: (d) => d === null, timeoutMs: 120_000, intervalMs: 250, failIf: ended }).catch(async (error: unknown) => {
         console.log(tail());
+        console.log(await conflictsOfFirstDifference(String(error)));
         throw error;
       });
       expect(settled).toBeNull();
@@ -251,6 +252,28 @@ async function laterThan(pool: pg.Pool, table: string, id: number): Promise<void
 }
 
 /** Whether the reverse pipeline has its state on the old side with every table ready (it streams from then on). */
+/**
+ * For a failure: what each direction recorded about the first differing row (its first column taken
+ * as the key, as in organizations, messages and profiles), to tell a missed conflict from one judged
+ * differently on each side.
+ */
+async function conflictsOfFirstDifference(message: string): Promise<string> {
+  const key = /expected \(([^,)]+)/.exec(message)?.[1];
+  if (key === undefined) return "no differing row to look up";
+  const lines = [`conflicts recorded for key ${key}:`];
+  for (const [side, pool] of [["old (reverse)", db.source], ["new (forward)", db.target]] as const) {
+    const { rows } = await pool
+      .query(
+        `SELECT direction, table_name, incoming_commit_time::text AS incoming, local_commit_time::text AS local, kept, detected_at::text AS detected
+         FROM _pgferry.conflicts WHERE key_fingerprint = left(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 16) ORDER BY id`,
+        [key],
+      )
+      .catch((e: unknown) => ({ rows: [{ error: String(e) }] }));
+    lines.push(`  ${side}: ${JSON.stringify(rows)}`);
+  }
+  return lines.join("\n");
+}
+
 async function reverseStreaming(): Promise<boolean> {
   const { rows } = await db.source
     .query<{ ready: boolean }>(`SELECT bool_and(state = 'ready') AND count(*) > 0 AS ready FROM _pgferry.tables WHERE pipeline = $1`, [`pgferry_${db.name}_rev`])
