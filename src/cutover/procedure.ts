@@ -24,6 +24,7 @@ import { PgferryError } from "../errors.js";
 import { checkRowSecurity } from "../pipeline/accessChecks.js";
 import { loadPlan } from "../plan/loadPlan.js";
 import { formatLsn, parseLsn } from "../source/lsn.js";
+import { commitFence } from "../source/walFence.js";
 import { databasePools, withPooledClient } from "../sql/pools.js";
 import { quoteIdent, quoteLiteral } from "../sql/quote.js";
 import { CUTOVER_STEP_COUNT, CutoverStepStore, type CutoverOperation, type CutoverStepRecord } from "../state/cutoverSteps.js";
@@ -285,34 +286,13 @@ async function applied(run: Run, pipeline: Pipeline): Promise<{ lsn: bigint | nu
   return { lsn: positions.length === 0 ? null : positions.reduce((a, b) => (a > b ? a : b)), active: slots[0]?.active === true, slot: slots.length > 0 };
 }
 
-export const FENCE_PREFIX = "pgferry.fence";
-
-/**
- * The position the pipeline must apply through to have every commit made before this call. A commit
- * made with synchronous_commit = off is visible before its WAL is written, so pg_current_wal_lsn()
- * can stand before it. A fence (a transactional logical message committed with synchronous_commit =
- * on) flushes all WAL inserted before it, so the write position read after it covers every earlier
- * commit, and it is the end of a record, which the walsender reaches (pg_current_wal_insert_lsn() can
- * point past a page header no record ends at). A dry run writes nothing: it reads the insert position.
- */
+/** Where step 2 waits to: the position after a fence (source/walFence.ts); a dry run writes nothing and reads the insert position. */
 async function fencePosition(db: pg.Pool, dryRun: boolean, operation: CutoverOperation): Promise<bigint> {
   if (dryRun) {
     const { rows } = await db.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn");
     return parseLsn(rows[0]!.lsn);
   }
-  return withPooledClient(db, async (client) => {
-    await client.query("BEGIN");
-    try {
-      await client.query("SET LOCAL synchronous_commit = on");
-      await client.query("SELECT pg_logical_emit_message(true, $1, $2)", [FENCE_PREFIX, operation]);
-      await client.query("COMMIT");
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    }
-    const { rows } = await client.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
-    return parseLsn(rows[0]!.lsn);
-  });
+  return parseLsn(await withPooledClient(db, (client) => commitFence(client, operation)));
 }
 
 /** Step 2: waits until the pipeline has applied every commit its source had made when the step began (after the freeze). */

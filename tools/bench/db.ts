@@ -6,6 +6,7 @@
 import pg from "pg";
 import type { LocalCluster } from "../embedded/localCluster.js";
 import type { Cleanup } from "./cleanup.js";
+import { commitFence } from "../../src/source/walFence.js";
 
 export async function connect(url: string, applicationName = "pgferry-bench"): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName });
@@ -86,21 +87,10 @@ export async function checkpoint(...clusters: LocalCluster[]): Promise<void> {
 }
 
 /**
- * A WAL position at or after every commit made so far in `url`'s cluster. The workload commits with
- * synchronous_commit = off, and such a commit is visible before its WAL is written, so
- * pg_current_wal_lsn() alone can stand before it. A fence, a transactional logical message committed
- * with synchronous_commit = on, flushes all WAL inserted before it; the write position read after it
- * covers every earlier commit and is the end of a record, which a replicator's confirmed position can
- * reach (pg_current_wal_insert_lsn() can point past a page header no record ends at). As in
- * src/cutover's fence. Read after the drain's marker, so the fence's own transaction follows the
- * measured backlog; pgoutput sends messages only when asked, and pgferry acts only on its own prefix.
+ * A WAL position at or after every commit made so far in `url`'s cluster (the workload commits with
+ * synchronous_commit = off): the position after a fence (src/source/walFence.ts). Read after the
+ * drain's marker, so the fence's own transaction follows the measured backlog.
  */
 export async function currentWalLsn(url: string): Promise<string> {
-  return withClient(url, async (c) => {
-    await c.query("BEGIN");
-    await c.query("SET LOCAL synchronous_commit = on");
-    await c.query("SELECT pg_logical_emit_message(true, 'pgferry-bench.fence', '')");
-    await c.query("COMMIT");
-    return (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
-  });
+  return withClient(url, (c) => commitFence(c, "bench"));
 }
