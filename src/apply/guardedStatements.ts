@@ -50,6 +50,12 @@ function incomingWins(guard: GuardSettings): string {
  * applies it:
  * - `u`: the rows (c0, c1, ... as `carried` lists the table's columns) with their source commit time
  *   `at` (and, for upserts, `inserted`);
+ * - `l`: the target rows with the batch's keys, locked, as they are now (not as the statement's
+ *   snapshot has them): a row the target's application updated or deleted while the statement
+ *   started is judged by that write, which the statement then writes over (or not) knowingly. Judged
+ *   on the snapshot, a local write committed just after it was taken counted as none: the UPDATE
+ *   went on to overwrite it (READ COMMITTED re-checks only the join), and an upsert re-inserted a
+ *   row just deleted, neither recorded;
  * - `j`: each row beside the target row with its key: `local_at`, that row's last commit, and
  *   `conflict`: that commit is local (no replication origin: not pgferry's), after `floor` (before
  *   it the opposite pipeline did not exist) and not yet carried to the source when the incoming change
@@ -119,9 +125,11 @@ function guardedSource(
   const conflicts = `${quoteIdent(guard.stateSchema)}.conflicts`;
   const text =
     `WITH u AS (SELECT ${cells.join(", ")}, date_trunc('milliseconds', c${width}::timestamptz) AS at${upsert ? `, c${width + 1}::boolean AS inserted` : ""} FROM ${source.from}), ` +
+    `l AS (SELECT ${keyColumns.map((c) => `t.${quoteIdent(c.name)}`).join(", ")}, t.xmin AS pgferry_xmin FROM ${qualifiedName(table)} AS t ` +
+    `JOIN u ON ${keyMatch(table, carried, "u")} FOR ${deletes ? "UPDATE" : "NO KEY UPDATE"} OF t), ` +
     `j AS (SELECT u.*, w.timestamp AS local_at, ${localAt} AS local_ms, ${judged} ` +
-    `FROM u LEFT JOIN ${qualifiedName(table)} AS t ON ${keyMatch(table, carried, "u")} ` +
-    `LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS w ON true), ` +
+    `FROM u LEFT JOIN l AS t ON ${keyMatch(table, carried, "u")} ` +
+    `LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.pgferry_xmin) AS w ON true), ` +
     `c AS (INSERT INTO ${conflicts} (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ` +
     `SELECT ${record.join(", ")}, left(encode(sha256(convert_to(concat_ws(', ', ${keyText}), 'UTF8')), 'hex'), 16), j.at, j.local_at, ${resolution}, ${kept} ` +
     `FROM j WHERE j.conflict)`;

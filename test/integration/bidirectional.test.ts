@@ -7,6 +7,7 @@
  * directions, and after SIGKILLs of each direction mid-load both databases end equal through the
  * mapping, row by row.
  */
+import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type pg from "pg";
 import { describe, expect, it } from "vitest";
@@ -216,6 +217,11 @@ describe("reverse replication on the reorganisation example", () => {
       const settled = await waitFor(difference, { description: "both sides equal through the mapping", until: (d) => d === null, timeoutMs: 120_000, intervalMs: 250, failIf: ended }).catch(async (error: unknown) => {
         console.log(tail());
         console.log(await conflictsOfFirstDifference(String(error)));
+        // Every daemon run's whole output, for a closer look (PGFERRY_CHAOS_LOGS: a directory).
+        const logs = process.env.PGFERRY_CHAOS_LOGS;
+        if (logs !== undefined) {
+          for (const d of ["forward", "reverse"] as const) runs[d].forEach((run, i) => writeFileSync(resolve(logs, `${d}-${i}.log`), run.output.join("")));
+        }
         throw error;
       });
       expect(settled).toBeNull();
@@ -270,6 +276,22 @@ async function conflictsOfFirstDifference(message: string): Promise<string> {
       )
       .catch((e: unknown) => ({ rows: [{ error: String(e) }] }));
     lines.push(`  ${side}: ${JSON.stringify(rows)}`);
+  }
+  // Each side's row, with its last writer (origin name, or none: the application) and that commit's time.
+  const table = /([a-z_]+\.[a-z_]+): row \d/.exec(message)?.[1];
+  const oldTable = ({ "ai_chat.messages": "public.messages", "shared_services.organizations": "public.organizations", "shared_services.profiles": "public.users" } as Record<string, string>)[table ?? ""];
+  if (table !== undefined && oldTable !== undefined) {
+    for (const [side, pool, name, column] of [["old", db.source, oldTable, "id"], ["new", db.target, table, table === "shared_services.profiles" ? "user_id" : "id"]] as const) {
+      const { rows } = await pool
+        .query(
+          `SELECT t::text AS row, w.timestamp::text AS written, coalesce(o.roname, '(application)') AS writer
+           FROM ${name} t LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) w ON true LEFT JOIN pg_replication_origin o ON o.roident = w.roident
+           WHERE t.${column}::text = $1`,
+          [key],
+        )
+        .catch((e: unknown) => ({ rows: [{ error: String(e) }] }));
+      lines.push(`  ${side} row ${name}: ${JSON.stringify(rows)}`);
+    }
   }
   return lines.join("\n");
 }

@@ -21,6 +21,7 @@ import { UNCHANGED, type TargetChange } from "../../src/plan/changes.js";
 import type { TargetTable } from "../../src/plan/targetTable.js";
 import { endpoint } from "../../src/sql/endpoint.js";
 import { createTestDatabases, type TestDatabases } from "../harness/databases.js";
+import { waitFor } from "../harness/waitFor.js";
 
 const items: TargetTable = {
   id: "app.items",
@@ -334,6 +335,44 @@ describe("conflict detection", () => {
     ]);
     // Row 4 is not there (drift, as for the plain statement); row 3 was, and stays the target's.
     expect(missing).toEqual([["app.items", 1]]);
+    expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 }]);
+  });
+
+  /**
+   * A local write that commits while a guarded statement is already running: the application's
+   * transaction holds the row when the batch starts and commits once the batch waits for it. The
+   * batch must judge the row as that write left it, not as its snapshot had it.
+   */
+  async function racing(localWrite: string, changes: ApplyChange[]): Promise<Awaited<ReturnType<typeof apply>>> {
+    const local = new pg.Client({ connectionString: db.targetUrl });
+    await local.connect();
+    try {
+      await local.query("BEGIN");
+      await local.query(localWrite);
+      const pending = apply(batch(changes));
+      pending.catch(() => undefined);
+      await waitFor(
+        async () => (await db.target.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgferry-test' AND wait_event_type = 'Lock'")).rows[0]!.n,
+        { description: "the batch waiting for the local transaction's row lock", until: (n) => n === 1 },
+      );
+      await local.query("COMMIT");
+      return await pending;
+    } finally {
+      await local.end();
+    }
+  }
+
+  it("judges a row by a local update committed while the batch waited for it, not by the batch's snapshot", async () => {
+    // Row 1 was last written by the other pipeline (not local) when the batch started; the local update commits after the incoming change.
+    const counts = await racing("UPDATE app.items SET v = 'local, racing' WHERE id = 1", [upsert(1, "in", seeded.early)]);
+    expect(await contents()).toMatchObject({ 1: "local, racing" });
+    expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 }]);
+  });
+
+  it("does not bring back a row a local delete removed while the batch waited for it", async () => {
+    const counts = await racing("DELETE FROM app.items WHERE id = 1", [upsert(1, "in", seeded.late)]);
+    expect(await contents()).not.toHaveProperty("1");
+    // An update-delete conflict: the deleting side keeps its delete.
     expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 }]);
   });
 

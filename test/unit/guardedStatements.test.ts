@@ -67,7 +67,8 @@ describe("guarded statements", () => {
     const statement = guardedUpsertStatement(items, [0, 1, 2], { rows: [["1", "a", "1"], ["2", null, "2"]], at: [t1, undefined], inserted: [true, false] }, guard);
     const { text } = statement;
     expect(text.startsWith("WITH u AS (SELECT c0, c1, c2, date_trunc('milliseconds', c3::timestamptz) AS at, c4::boolean AS inserted FROM unnest(")).toBe(true);
-    expect(text).toContain('FROM u LEFT JOIN "app"."items" AS t ON t."id" = u.c0::bigint LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS w ON true)');
+    expect(text).toContain('l AS (SELECT t."id", t.xmin AS pgferry_xmin FROM "app"."items" AS t JOIN u ON t."id" = u.c0::bigint FOR NO KEY UPDATE OF t)');
+    expect(text).toContain('FROM u LEFT JOIN l AS t ON t."id" = u.c0::bigint LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.pgferry_xmin) AS w ON true)');
     // Update-delete: a row the target does not have, and that the change does not insert, once the opposite pipeline runs.
     const missing = `t."id" IS NULL AND NOT u.inserted AND $11::timestamptz < 'infinity'::timestamptz`;
     expect(text).toContain(`w.timestamp AS local_at, date_trunc('milliseconds', w.timestamp) AS local_ms, ${missing} AS missing, (${missing}) OR (w.roident = 0 AND w.timestamp IS NOT NULL AND date_trunc('milliseconds', w.timestamp) > $11::timestamptz`);
@@ -125,7 +126,7 @@ describe("guarded statements", () => {
 
   it("update: reports the rows it found, written or kept as the target's, so a lost conflict is not a missing row", () => {
     const statement = guardedUpdateRowsStatement(pairs, [0, 2, 1], { rows: [["1", "b", "x"]], at: [t1] }, guard)!;
-    expect(statement.text).toContain('FROM u LEFT JOIN "app"."pairs" AS t ON t."a" = u.c0::integer AND t."b" = u.c1::text');
+    expect(statement.text).toContain('FROM u LEFT JOIN l AS t ON t."a" = u.c0::integer AND t."b" = u.c1::text');
     expect(statement.text).toContain("concat_ws(', ', (j.c0::integer)::text, (j.c1::text)::text)");
     expect(statement.text).toContain(
       'written AS (UPDATE "app"."pairs" AS t SET "v" = j.c2::character varying FROM j WHERE t."a" = j.c0::integer AND t."b" = j.c1::text ' +
@@ -142,6 +143,8 @@ describe("guarded statements", () => {
     const statement = guardedDeleteStatement(items, { rows: [["1"], ["2"]], at: [t1, t2] }, guard);
     expect(statement.text).toContain('DELETE FROM "app"."items" AS t USING j WHERE t."id" = j.c0::bigint AND (NOT j.conflict OR true)');
     expect(statement.text).toContain("CASE WHEN true THEN 'incoming' ELSE 'local' END FROM j WHERE j.conflict)");
+    // The rows it may delete are locked for it (a key-changing lock), and judged as they are then.
+    expect(statement.text).toContain('JOIN u ON t."id" = u.c0::bigint FOR UPDATE OF t)');
     const stop = guardedDeleteStatement(items, { rows: [["1"]], at: [t1] }, { ...guard, resolution: "stop" });
     expect(stop.text).toContain("AND (NOT j.conflict OR false)");
     expect(params(statement)).toEqual([["1", "2"], ["2025-01-01T00:00:01.000Z", "2025-01-01T00:00:02.000Z"], "main", "forward", "app.items", "id", "last-writer-wins"]);
