@@ -277,12 +277,16 @@ export class ChangeBuffer {
   private keyedStatements(buffer: TableBuffer): Statement[] {
     const { table } = buffer;
     const deletes: KeyedRows = { rows: [], at: [], inserted: [] };
+    // Rows deleted to be inserted again (guarded, they are judged as updates: guardedDeleteStatement).
+    const guarded = this.options.guard !== undefined;
+    const replaced: KeyedRows = guarded ? { rows: [], at: [], inserted: [] } : deletes;
     // Upserts grouped by the set of columns they carry (unchanged TOAST columns left out).
     const groups = new Map<string, KeyedRows & { indexes: number[] }>();
     for (const entry of buffer.keyed.values()) {
       if (entry.values === null || entry.replaces) {
-        deletes.rows.push(entry.key);
-        deletes.at.push(entry.at);
+        const into = entry.values === null ? deletes : replaced;
+        into.rows.push(entry.key);
+        into.at.push(entry.at);
       }
       if (entry.values === null) continue;
       const indexes = changedIndexes(entry.values);
@@ -299,6 +303,7 @@ export class ChangeBuffer {
     const statements: Statement[] = [];
     // A part written only in part carries its row back as updates: its deletes are not its to make.
     if (deletes.rows.length > 0 && !table.updateOnly) statements.push(this.deleteStatement(table, deletes));
+    if (replaced !== deletes && replaced.rows.length > 0 && !table.updateOnly) statements.push(this.deleteStatement(table, replaced, true));
     for (const group of groups.values()) {
       const update = group.indexes.length < table.columns.length || table.updateOnly === true;
       const statement = update ? this.updateStatement(table, group.indexes, group) : this.upsertStatement(table, group.indexes, group);
@@ -307,9 +312,9 @@ export class ChangeBuffer {
     return statements;
   }
 
-  private deleteStatement(table: TargetTable, keys: KeyedRows): Statement {
+  private deleteStatement(table: TargetTable, keys: KeyedRows, replacing = false): Statement {
     const { guard } = this.options;
-    return guard ? guardedDeleteStatement(table, keys, guard) : deleteStatement(table, keys.rows);
+    return guard ? guardedDeleteStatement(table, keys, guard, replacing) : deleteStatement(table, keys.rows);
   }
 
   private upsertStatement(table: TargetTable, indexes: readonly number[], rows: KeyedRows): Statement {

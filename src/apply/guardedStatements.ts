@@ -77,7 +77,7 @@ function guardedSource(
   input: GuardedRows,
   guard: GuardSettings,
   upsert: boolean,
-  deletes = false,
+  deletes?: "delete" | "replace",
 ): { with: string; values: unknown[]; wins: string } {
   const width = carried.length;
   const rows = input.rows.map((row, r) => [
@@ -120,19 +120,29 @@ function guardedSource(
   const judged = upsert ? `${missing} AS missing, (${missing}) OR (${local}) AS conflict` : `${local} AS conflict`;
   // A delete wins over a concurrent update whatever the resolution (but stop): the deleting side keeps
   // no row to compare times with, and refuses the update there (missing), so both sides agree.
-  const wins = upsert ? `(NOT j.missing AND ${incomingWins(guard)})` : deletes ? (guard.resolution === "stop" ? "false" : "true") : incomingWins(guard);
+  // A delete that clears the way for the same key's insert (a row replaced in the batch) is an update
+  // of the row: judged by time like one, and recorded only when it wins (it deleted); otherwise the
+  // upsert that follows finds the row and records the conflict, once.
+  const wins = upsert
+    ? `(NOT j.missing AND ${incomingWins(guard)})`
+    : deletes === "delete"
+      ? guard.resolution === "stop"
+        ? "false"
+        : "true"
+      : incomingWins(guard);
+  const recorded = deletes === "replace" ? `j.conflict AND ${wins}` : "j.conflict";
   const kept = guard.resolution === "stop" ? "'stopped'" : `CASE WHEN ${wins} THEN 'incoming' ELSE 'local' END`;
   const conflicts = `${quoteIdent(guard.stateSchema)}.conflicts`;
   const text =
     `WITH u AS (SELECT ${cells.join(", ")}, date_trunc('milliseconds', c${width}::timestamptz) AS at${upsert ? `, c${width + 1}::boolean AS inserted` : ""} FROM ${source.from}), ` +
     `l AS (SELECT ${keyColumns.map((c) => `t.${quoteIdent(c.name)}`).join(", ")}, t.xmin AS pgferry_xmin FROM ${qualifiedName(table)} AS t ` +
-    `JOIN u ON ${keyMatch(table, carried, "u")} FOR ${deletes ? "UPDATE" : "NO KEY UPDATE"} OF t), ` +
+    `JOIN u ON ${keyMatch(table, carried, "u")} FOR ${deletes !== undefined ? "UPDATE" : "NO KEY UPDATE"} OF t), ` +
     `j AS (SELECT u.*, w.timestamp AS local_at, ${localAt} AS local_ms, ${judged} ` +
     `FROM u LEFT JOIN l AS t ON ${keyMatch(table, carried, "u")} ` +
     `LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.pgferry_xmin) AS w ON true), ` +
     `c AS (INSERT INTO ${conflicts} (pipeline, direction, table_name, key_columns, key_fingerprint, incoming_commit_time, local_commit_time, resolution, kept) ` +
     `SELECT ${record.join(", ")}, left(encode(sha256(convert_to(concat_ws(', ', ${keyText}), 'UTF8')), 'hex'), 16), j.at, j.local_at, ${resolution}, ${kept} ` +
-    `FROM j WHERE j.conflict)`;
+    `FROM j WHERE ${recorded})`;
   return { with: text, values, wins };
 }
 
@@ -162,9 +172,13 @@ export function guardedUpdateRowsStatement(table: TargetTable, columnIndexes: re
   return prepared(text, source.values, { rows: input.rows.length, table: table.id, op: "update", expectRows: true, guard: true });
 }
 
-/** deleteStatement, conflict-checked: a row whose conflict the target's side won stays. */
-export function guardedDeleteStatement(table: TargetTable, keys: GuardedRows, guard: GuardSettings): Statement {
-  const source = guardedSource(table, table.keyIndexes, keys, guard, false, true);
+/**
+ * deleteStatement, conflict-checked: a row whose conflict the target's side won stays. `replacing`:
+ * the keys are deleted for rows the batch then inserts again (a row replaced: deleted and inserted,
+ * or leaving and re-entering an edge's filter), which is an update of the row, judged like one.
+ */
+export function guardedDeleteStatement(table: TargetTable, keys: GuardedRows, guard: GuardSettings, replacing = false): Statement {
+  const source = guardedSource(table, table.keyIndexes, keys, guard, false, replacing ? "replace" : "delete");
   const text =
     `${source.with} DELETE FROM ${qualifiedName(table)} AS t USING j WHERE ${keyMatch(table, table.keyIndexes, "j")} ` +
     `AND (NOT j.conflict OR ${source.wins})`;

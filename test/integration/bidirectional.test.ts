@@ -305,15 +305,14 @@ async function reverseStreaming(): Promise<boolean> {
 
 /**
  * Writes an application on the new project makes for the users routed to it, consistent with the
- * mapping's derived columns. Profile edits (the users split's update-only part) are left out: with the
- * old load rewriting random users at the same time, row-level last-writer-wins on a split source
- * diverged in 2 of about 10 runs (docs/reverse.md, "Limits"); the profile path is covered change by
- * change in the first test.
+ * mapping's derived columns: organizations, profiles (the users split's update-only part, while the
+ * old load rewrites random users) and messages.
  */
 async function newProjectLoad(pool: pg.Pool, signal: AbortSignal): Promise<number> {
   const statements = [
     "INSERT INTO shared_services.organizations (name, slug, plan, created_at) VALUES ('new load ' || $1, 'new-load-' || $1, 'team', now())",
     "UPDATE shared_services.organizations SET name = 'new load edit ' || $1 WHERE id = (SELECT id FROM shared_services.organizations ORDER BY random() LIMIT 1)",
+    "UPDATE shared_services.profiles SET bio = 'bio ' || $1 WHERE user_id = (SELECT user_id FROM shared_services.profiles ORDER BY random() LIMIT 1)",
     `INSERT INTO ai_chat.messages (conversation_id, role, content, created_at)
        SELECT id, 'user', 'new load ' || $1, now() FROM ai_chat.conversations ORDER BY random() LIMIT 1`,
     "UPDATE ai_chat.messages SET token_count = coalesce(token_count, 0) + 1 WHERE id = (SELECT id FROM ai_chat.messages ORDER BY random() LIMIT 1)",

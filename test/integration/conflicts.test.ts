@@ -338,6 +338,24 @@ describe("conflict detection", () => {
     expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 }]);
   });
 
+  it("judges a row the batch deletes and inserts again (replaced) by time, as an update, recording the conflict once", async () => {
+    const { late, early } = seeded;
+    // Row 3: local, unseen, later than the replacement (it stays); row 6: local, unseen, earlier (replaced).
+    const replace = (id: number, at: Date): ApplyChange[] => [
+      { kind: "delete", table: items, key: [String(id)], at },
+      upsert(id, "replaced", at, true),
+    ];
+    const counts = await apply(batch([...replace(3, early), ...replace(6, late)]));
+    expect(await contents()).toMatchObject({ 3: "local", 6: "replaced" });
+    expect(counts).toEqual([
+      { table: "app.items", resolution: "last-writer-wins", kept: "incoming", count: 1 },
+      { table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 },
+    ]);
+    expect((await conflicts()).map((c) => [c.key_fingerprint, c.kept])).toEqual(
+      [[fingerprint("3"), "local"], [fingerprint("6"), "incoming"]].sort((a, b) => a[0]!.localeCompare(b[0]!)),
+    );
+  });
+
   /**
    * A local write that commits while a guarded statement is already running: the application's
    * transaction holds the row when the batch starts and commits once the batch waits for it. The

@@ -175,6 +175,27 @@ describe("ChangeBuffer with a guard", () => {
     expect(statements[2]?.expectRows).toBe(true);
   });
 
+  it("judges a row deleted and inserted again in the batch (replaced) by time, apart from plain deletes", () => {
+    const buffer = new ChangeBuffer({ guard });
+    buffer.add({ kind: "delete", table: items, key: ["1"], at: t1 });
+    buffer.add({ kind: "delete", table: items, key: ["2"], at: t1 });
+    buffer.add({ kind: "upsert", table: items, values: ["2", "b", "1"], at: t2, inserted: true });
+    const [plain, replaced, insert] = buffer.drain();
+    expect(params(plain)?.slice(0, 2)).toEqual([["1"], ["2025-01-01T00:00:01.000Z"]]);
+    expect(plain?.text).toContain("AND (NOT j.conflict OR true)");
+    expect(params(replaced)?.slice(0, 2)).toEqual([["2"], ["2025-01-01T00:00:02.000Z"]]);
+    // Deleted only when the incoming change is the later one, and recorded only then (the upsert records the other outcome).
+    expect(replaced?.text).toContain("AND (NOT j.conflict OR coalesce(j.at >= j.local_ms, false))");
+    expect(replaced?.text).toContain("FROM j WHERE j.conflict AND coalesce(j.at >= j.local_ms, false))");
+    expect(insert).toMatchObject({ op: "insert", guard: true });
+    // Without a guard, one delete statement clears both keys.
+    const plainBuffer = new ChangeBuffer();
+    plainBuffer.add({ kind: "delete", table: items, key: ["1"], at: t1 });
+    plainBuffer.add({ kind: "delete", table: items, key: ["2"], at: t1 });
+    plainBuffer.add({ kind: "upsert", table: items, values: ["2", "b", "1"], at: t2, inserted: true });
+    expect(plainBuffer.drain().map((s) => [s.op, s.rows])).toEqual([["delete", 2], ["insert", 1]]);
+  });
+
   it("keeps the latest commit time of the changes collapsed into an entry", () => {
     const buffer = new ChangeBuffer({ guard });
     // Out of order on purpose: the latest wins, not the last added.
