@@ -26,8 +26,13 @@ export function evaluationSql(plan: TablePlan, edge: EdgePlan): string {
     arrays.push("$1::text[]");
     names.push("c0");
   }
-  const outputs = edge.origins.flatMap((o) => (o.kind === "sql" ? [`(${o.expr})`] : []));
-  outputs.push(edge.filter ? `coalesce((${edge.filter.expr})::boolean, false)` : "true");
+  const pass = edge.filter ? `coalesce((${edge.filter.expr})::boolean, false)` : "true";
+  // A route edge (a reverse split by constants) computes nothing for a row routed elsewhere: its
+  // expressions are written for this route's rows only (`legacy_id::int` of a merged table whose
+  // other sources keep uuids there), and such a row's values are never used here.
+  const route = edge.filter !== null && edge.filterMode === "route";
+  const outputs = edge.origins.flatMap((o) => (o.kind === "sql" ? [route ? `CASE WHEN ${pass} THEN (${o.expr}) END` : `(${o.expr})`] : []));
+  outputs.push(pass);
   return (
     `SELECT ${outputs.join(", ")} FROM (SELECT ${[...typed, "r.pgferry_ord"].join(", ")} ` +
     `FROM unnest(${arrays.join(", ")}) WITH ORDINALITY AS r(${[...names, "pgferry_ord"].join(", ")})) AS s ORDER BY s.pgferry_ord`

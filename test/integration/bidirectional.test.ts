@@ -104,6 +104,8 @@ describe("reverse replication on the reorganisation example", () => {
        SELECT 'api_keys', 'user', (SELECT min(id) FROM auth_gateway.user_accounts)::text, 'new key ' || g, md5('nk' || g), 'active', now() FROM generate_series(1, 2) g`,
     );
     await db.target.query("UPDATE shared_services.profiles SET display_name = 'edited on the new side' WHERE user_id = (SELECT min(user_id) FROM shared_services.profiles)");
+    // A key of another source of the merged table (uuid ids, no integer legacy id): routed back to its own old table only.
+    await db.target.query("UPDATE security_service.api_keys SET name = 'v2 renamed on the new side' WHERE id = (SELECT min(id::text)::uuid FROM security_service.api_keys WHERE source = 'vendor_api_keys_v2')");
 
     await roundTrip(db.source, db.target, "old", "marker-old-1", forward);
     await roundTrip(db.target, db.source, "new", "marker-new-1", reverse);
@@ -115,6 +117,7 @@ describe("reverse replication on the reorganisation example", () => {
     expect(total(reverse, "shared_services.organizations", "insert")).toBe(3);
     expect(total(reverse, "ai_chat.messages", "insert")).toBe(2);
     expect(total(reverse, "security_service.api_keys", "insert")).toBe(2);
+    expect(total(reverse, "security_service.api_keys", "update")).toBe(1);
     expect(total(reverse, "shared_services.profiles", "update")).toBe(1);
     expect(total(forward, "public.topics", "insert")).toBe(1); // the old marker
     expect(total(reverse, "security_service.topics", "insert")).toBe(1); // the new marker
@@ -125,14 +128,15 @@ describe("reverse replication on the reorganisation example", () => {
     expect(forward.originFiltered).toBeGreaterThanOrEqual(reverseApplied - 1);
 
     // The new side's rows are on the old side, under the keys the new side gave them.
-    const old = await one<{ orgs: number; messages: number; keys: number; profile: string }>(
+    const old = await one<{ orgs: number; messages: number; keys: number; v2: number; profile: string }>(
       db.source,
       `SELECT (SELECT count(*)::int FROM organizations WHERE id >= 1073741824 AND name LIKE 'new org %') AS orgs,
               (SELECT count(*)::int FROM messages WHERE id >= 4611686018427387904 AND content LIKE 'written on the new side %') AS messages,
               (SELECT count(*)::int FROM api_keys WHERE id >= 1073741824 AND name LIKE 'new key %') AS keys,
+              (SELECT count(*)::int FROM vendor_api_keys_v2 WHERE label = 'v2 renamed on the new side') AS v2,
               (SELECT display_name FROM users WHERE id = (SELECT min(id) FROM users WHERE deleted_at IS NULL)) AS profile`,
     );
-    expect(old).toEqual({ orgs: 3, messages: 2, keys: 2, profile: "edited on the new side" });
+    expect(old).toEqual({ orgs: 3, messages: 2, keys: 2, v2: 1, profile: "edited on the new side" });
     expect(await difference()).toBeNull();
   });
 
@@ -305,7 +309,8 @@ async function reverseStreaming(): Promise<boolean> {
 
 /**
  * Writes an application on the new project makes for the users routed to it, consistent with the
- * mapping's derived columns: organizations and messages. Profile edits (the users split's
+ * mapping's derived columns: organizations (identity keys), messages (serial keys) and the merged
+ * api_keys (uuid keys, legacy ids from the new side's sequence). Profile edits (the users split's
  * update-only part) are left out: the old load soft-deletes and restores random users, and a profile
  * edited on the new side while its user leaves and re-enters the profiles filter in separate batches
  * ends differently on the two sides (docs/reverse.md, "Splits under concurrent writes"; 2 of 16 runs).
@@ -320,6 +325,10 @@ async function newProjectLoad(pool: pg.Pool, signal: AbortSignal): Promise<numbe
        SELECT id, 'user', 'new load ' || $1, now() FROM ai_chat.conversations ORDER BY random() LIMIT 1`,
     "UPDATE ai_chat.messages SET token_count = coalesce(token_count, 0) + 1 WHERE id = (SELECT id FROM ai_chat.messages ORDER BY random() LIMIT 1)",
     "DELETE FROM ai_chat.messages WHERE id = (SELECT id FROM ai_chat.messages WHERE id >= 4611686018427387904 ORDER BY random() LIMIT 1)",
+    // The merged api_keys: a user key created on the new side (its legacy id from the new side's sequence), and a rename of any key.
+    `INSERT INTO security_service.api_keys (source, owner_type, owner_id, name, key_hash, status, created_at)
+       SELECT 'api_keys', 'user', id::text, 'new load key ' || $1, md5('nlk' || $1), 'active', now() FROM auth_gateway.user_accounts ORDER BY random() LIMIT 1`,
+    "UPDATE security_service.api_keys SET name = 'new load rename ' || $1 WHERE id = (SELECT id FROM security_service.api_keys ORDER BY random() LIMIT 1)",
   ];
   let committed = 0;
   for (let t = 0; !signal.aborted; t += 1) {
