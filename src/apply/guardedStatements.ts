@@ -8,7 +8,7 @@
 import { qualifiedName, quoteIdent } from "../sql/quote.js";
 import type { TargetTable } from "../plan/targetTable.js";
 import type { ConflictGuard } from "./conflictGuard.js";
-import { keyMatch, prepared, unnestRows, updateSets, upsertText, writeCast, type Cell } from "./statements.js";
+import { keyMatch, prepared, unnestRows, updateSets, upsertText, type Cell } from "./statements.js";
 import { COMMIT_ORDER_MARGIN_MS } from "./conflictGuard.js";
 import type { Statement } from "./types.js";
 
@@ -147,27 +147,12 @@ function guardedSource(
 }
 
 /**
- * A CTE that writes the incoming values of the table's source-owned columns (TargetTable.sourceOwned)
- * into the rows whose conflict the target's side won, which the statement otherwise leaves as they
- * are. Empty when the statement carries none of them.
- */
-function sourceOwnedWrites(table: TargetTable, carried: readonly number[], wins: string, upsert: boolean): string {
-  const owned = (table.sourceOwned ?? []).filter((i) => carried.includes(i));
-  if (owned.length === 0) return "";
-  const sets = owned.map((i) => `${quoteIdent(table.columns[i]!.name)} = j.c${carried.indexOf(i)}::${writeCast(table.columns[i]!)}`);
-  return (
-    `, o AS (UPDATE ${qualifiedName(table)} AS t SET ${sets.join(", ")} FROM j WHERE ${keyMatch(table, carried, "j")} ` +
-    `AND j.conflict AND NOT ${wins}${upsert ? " AND NOT j.missing" : ""})`
-  );
-}
-
-/**
  * upsertStatement, conflict-checked: rows whose conflict the target's side won are left as they are,
  * and a row the target does not have is inserted only by a change that inserts it (GuardedRows.inserted).
  */
 export function guardedUpsertStatement(table: TargetTable, columnIndexes: readonly number[], input: GuardedRows, guard: GuardSettings): Statement {
   const source = guardedSource(table, columnIndexes, input, guard, true);
-  const text = `${source.with}${sourceOwnedWrites(table, columnIndexes, source.wins, true)} ${upsertText(table, columnIndexes, "j", "j", ` WHERE NOT j.conflict OR ${source.wins}`)}`;
+  const text = `${source.with} ${upsertText(table, columnIndexes, "j", "j", ` WHERE NOT j.conflict OR ${source.wins}`)}`;
   return prepared(text, source.values, { rows: input.rows.length, table: table.id, op: "insert", guard: true });
 }
 
@@ -181,7 +166,7 @@ export function guardedUpdateRowsStatement(table: TargetTable, columnIndexes: re
   if (sets === null) return null;
   const source = guardedSource(table, columnIndexes, input, guard, false);
   const text =
-    `${source.with}${sourceOwnedWrites(table, columnIndexes, source.wins, false)}, written AS (UPDATE ${qualifiedName(table)} AS t SET ${sets} FROM j WHERE ${keyMatch(table, columnIndexes, "j")} ` +
+    `${source.with}, written AS (UPDATE ${qualifiedName(table)} AS t SET ${sets} FROM j WHERE ${keyMatch(table, columnIndexes, "j")} ` +
     `AND (NOT j.conflict OR ${source.wins}) RETURNING 1) ` +
     `SELECT ((SELECT count(*) FROM written) + (SELECT count(*) FROM j WHERE j.conflict AND NOT ${source.wins}))::int AS matched`;
   return prepared(text, source.values, { rows: input.rows.length, table: table.id, op: "update", expectRows: true, guard: true });

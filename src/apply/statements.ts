@@ -20,7 +20,7 @@ export type Cell = string | null;
  * cuts or pads a value that does not fit without a word; the assignment to the column then checks
  * the modifier as COPY does, so a value too long is an error on the stream as on the snapshot.
  */
-export function writeCast(column: TargetColumn): string {
+function writeCast(column: TargetColumn): string {
   return column.castType ?? column.type;
 }
 

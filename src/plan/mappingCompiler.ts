@@ -292,15 +292,12 @@ class Compiler {
       this.problems.push(`${where}: snapshot.format is binary but ${mapping.from} → ${mapping.to} transforms or converts columns (use auto or text)`);
     }
     const tableColumns: TargetColumn[] = columns.map(({ column }) => ({ name: column.name, type: column.type, castType: column.castType }));
-    const forwardOnly = !this.input.inverse && mapping.reverse ? mapping.reverse.forwardOnly : [];
-    const sourceOwned = columns.flatMap(({ column }, i) => (forwardOnly.includes(column.name) && !keyIndexes.includes(i) ? [i] : []));
     return {
       index,
       table: {
         id: `${target.schema}.${target.name}`, schema: target.schema, name: target.name, columns: tableColumns, keyIndexes,
         ...(mapping.updateOnly ? { updateOnly: true } : {}),
         ...(insertOnly.length > 0 ? { insertOnly } : {}),
-        ...(sourceOwned.length > 0 ? { sourceOwned } : {}),
       },
       origins: columns.map(({ origin }) => ({ ...origin, input: -1 }) as ColumnOrigin),
       filter,

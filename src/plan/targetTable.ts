@@ -33,11 +33,4 @@ export interface TargetTable {
    * uuid of its own where old rows get one derived from their id).
    */
   insertOnly?: readonly number[];
-  /**
-   * Columns only the source writes (indexes into `columns`): derived columns the reverse does not
-   * carry back (`reverse.forwardOnly`). A conflict the target's own write wins keeps the target's row,
-   * but these columns still take the incoming value: their input changes only on the source, so the
-   * source's value is the one both sides must end with (guardedStatements.ts).
-   */
-  sourceOwned?: readonly number[];
 }

@@ -356,19 +356,6 @@ describe("conflict detection", () => {
     );
   });
 
-  it("gives the incoming value of a source-owned column to a row whose conflict the target's side won", async () => {
-    // n is the source's alone (reverse.forwardOnly): row 3 keeps its local v but takes n; row 1 (no conflict) takes everything.
-    const owned: TargetTable = { ...items, sourceOwned: [2] };
-    const { early } = seeded;
-    const counts = await apply(batch([
-      { kind: "upsert", table: owned, values: ["3", "in", "5"], at: early },
-      { kind: "upsert", table: owned, values: ["1", "in", "5"], at: early },
-    ]));
-    const { rows } = await db.target.query<{ id: number; v: string; n: number }>("SELECT id, v, n FROM app.items WHERE id IN (1, 3) ORDER BY id");
-    expect(rows).toEqual([{ id: 1, v: "in", n: 5 }, { id: 3, v: "local", n: 5 }]);
-    expect(counts).toEqual([{ table: "app.items", resolution: "last-writer-wins", kept: "local", count: 1 }]);
-  });
-
   /**
    * A local write that commits while a guarded statement is already running: the application's
    * transaction holds the row when the batch starts and commits once the batch waits for it. The

@@ -139,19 +139,6 @@ describe("guarded statements", () => {
     expect(guardedUpdateRowsStatement(pairs, [0, 2], { rows: [["1", "b"]], at: [t1] }, guard)).toBeNull();
   });
 
-  it("writes the incoming source-owned columns into rows whose conflict the target's side won", () => {
-    const owned: TargetTable = { ...items, sourceOwned: [2] };
-    const upsert = guardedUpsertStatement(owned, [0, 1, 2], { rows: [["1", "a", "1"]], at: [t1], inserted: [false] }, guard);
-    expect(upsert.text).toContain(
-      `, o AS (UPDATE "app"."items" AS t SET "n" = j.c2::integer FROM j WHERE t."id" = j.c0::bigint AND j.conflict AND NOT (NOT j.missing AND coalesce(j.at >= j.local_ms, false)) AND NOT j.missing) INSERT INTO`,
-    );
-    const update = guardedUpdateRowsStatement(owned, [0, 2], { rows: [["1", "1"]], at: [t1] }, guard);
-    expect(update?.text).toContain(`, o AS (UPDATE "app"."items" AS t SET "n" = j.c1::integer FROM j WHERE t."id" = j.c0::bigint AND j.conflict AND NOT coalesce(j.at >= j.local_ms, false)), written AS`);
-    // Not carried (an unchanged column), or no such column: nothing more.
-    expect(guardedUpdateRowsStatement(owned, [0, 1], { rows: [["1", "b"]], at: [t1] }, guard)?.text).not.toContain(" o AS (");
-    expect(guardedUpsertStatement(items, [0, 1, 2], { rows: [["1", "a", "1"]], at: [t1] }, guard).text).not.toContain(" o AS (");
-  });
-
   it("delete: wins over a local update it did not see (recorded), except under stop", () => {
     const statement = guardedDeleteStatement(items, { rows: [["1"], ["2"]], at: [t1, t2] }, guard);
     expect(statement.text).toContain('DELETE FROM "app"."items" AS t USING j WHERE t."id" = j.c0::bigint AND (NOT j.conflict OR true)');

@@ -231,10 +231,6 @@ describe("invertMappings", () => {
       const forwardOnly = invert([accountsEntry({ columns: {}, forwardOnly: ["role"] })], [users], [accounts]);
       expect(forwardOnly.problems).toEqual([]);
       expect(forwardOnly.mappings[0]!.columns).toEqual({ id: "id", email: "email", deleted_at: "deleted_at" });
-      // Forwards, role is then the source's alone: it takes the incoming value even where a conflict keeps the target's row.
-      const forwardTable = compilePlans([accountsEntry({ columns: {}, forwardOnly: ["role"] })], [users], [accounts])[0]!.edges[0]!.table;
-      expect(forwardTable.sourceOwned?.map((i) => forwardTable.columns[i]!.name)).toEqual(["role"]);
-      expect(compilePlans([accountsEntry()], [users], [accounts])[0]!.edges[0]!.table.sourceOwned).toBeUndefined();
     });
 
     it("refuses a reverse expression for a column the reverse already copies back", () => {
