@@ -25,6 +25,8 @@ RUN apt-get update \
 ENV NODE_ENV=production
 # V8's young generation at 8 MB semi-spaces (src/cli/heapPolicy.ts says why; keep the two equal).
 ENV NODE_OPTIONS=--max-semi-space-size=8
+# glibc returns blocks of 128 KiB and more to the system when freed (src/cli/heapPolicy.ts, RUNTIME_ENV).
+ENV MALLOC_MMAP_THRESHOLD_=131072
 # What the HEALTHCHECK asks; change it together with control.listen's port.
 ENV PGFERRY_HEALTHCHECK_URL=http://127.0.0.1:9187/healthz
 WORKDIR /app

@@ -9,7 +9,7 @@
  * - Dockerfile: HEALTHCHECK on /healthz, a non-root USER, an init in ENTRYPOINT, the config path
  *   both deployments mount, and a .dockerignore that lets in what the build copies.
  */
-import { RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
+import { RUNTIME_ENV, RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -406,6 +406,8 @@ describe("Dockerfile", () => {
   it("starts node with the young generation pgferry's heap policy expects", () => {
     const options = runtime.filter((i) => i.keyword === "ENV").map((i) => /^NODE_OPTIONS=(.*)$/.exec(i.args)?.[1]).find((v) => v !== undefined);
     expect(options).toBe(RUNTIME_NODE_OPTIONS);
+    const env = Object.fromEntries(runtime.filter((i) => i.keyword === "ENV").map((i) => i.args.split("=", 2) as [string, string]));
+    for (const [name, value] of Object.entries(RUNTIME_ENV)) expect(env[name], name).toBe(value);
   });
 
   it("reads the config where Compose and Kubernetes mount it", () => {

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../repoRoot.js";
-import { RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
+import { RUNTIME_ENV, RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
 
 /** The shipped build of the CLI (`npm run build`), which expects to sit in dist/ beside package.json. */
 export const CLI = join(REPO_ROOT, "dist/cli/bin.js");
@@ -38,7 +38,12 @@ export class PgferryProcess {
       ...RUNTIME_NODE_OPTIONS.split(" "),
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`] : []),
     ];
-    this.child = spawn(process.execPath, [...nodeFlags, CLI, "run", "--config", configFile, ...runArgs], { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(process.execPath, [...nodeFlags, CLI, "run", "--config", configFile, ...runArgs], {
+      stdio: ["ignore", "pipe", "pipe"],
+      // The parent's environment and what the container image adds to it.
+      // eslint-disable-next-line no-restricted-syntax -- handed to the child whole, not read
+      env: { ...process.env, ...RUNTIME_ENV },
+    });
     this.child.stdout?.on("data", (chunk: Buffer) => this.onOutput(chunk));
     this.child.stderr?.on("data", (chunk: Buffer) => this.onOutput(chunk));
     this.exited = new Promise((resolveExit) => {
