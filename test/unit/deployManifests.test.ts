@@ -404,10 +404,9 @@ describe("Dockerfile", () => {
   });
 
   it("starts node with the young generation pgferry's heap policy expects", () => {
-    const options = runtime.filter((i) => i.keyword === "ENV").map((i) => /^NODE_OPTIONS=(.*)$/.exec(i.args)?.[1]).find((v) => v !== undefined);
-    expect(options).toBe(RUNTIME_NODE_OPTIONS);
-    const env = Object.fromEntries(runtime.filter((i) => i.keyword === "ENV").map((i) => i.args.split("=", 2) as [string, string]));
-    for (const [name, value] of Object.entries(RUNTIME_ENV)) expect(env[name], name).toBe(value);
+    // NAME=value, the value up to the end (it may hold "=" itself, as NODE_OPTIONS does).
+    const env = Object.fromEntries(runtime.filter((i) => i.keyword === "ENV").map((i) => [i.args.slice(0, i.args.indexOf("=")), i.args.slice(i.args.indexOf("=") + 1)]));
+    for (const [name, value] of Object.entries({ NODE_OPTIONS: RUNTIME_NODE_OPTIONS, ...RUNTIME_ENV })) expect(env[name], name).toBe(value);
   });
 
   it("reads the config where Compose and Kubernetes mount it", () => {
