@@ -365,8 +365,10 @@ export async function runSnapshot(options: SnapshotOptions, signal: AbortSignal)
     const copyOne = async (worker: Worker, chunk: Chunk) => {
       const relation = relationKey(chunk);
       copying.set(relation, (copying.get(relation) ?? 0) + 1);
+      const chunkStarted = performance.now();
       try {
         const rows = await copyChunk(worker, chunk, options, hooks);
+        log.debug({ table: chunk.plan.id, relation, rows, besideIt: copying.get(relation), seconds: Number(((performance.now() - chunkStarted) / 1000).toFixed(3)) }, "chunk copied");
         options.onRowsCopied?.(chunk.plan.id, rows);
         copied.set(chunk.plan.id, (copied.get(chunk.plan.id) ?? 0) + rows);
       } finally {

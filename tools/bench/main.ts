@@ -68,13 +68,14 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
   const generateSeconds = seconds(generateStarted);
   log(`fixture: ${fixture.rows} rows, ${(fixture.bytes / 1024 ** 2).toFixed(0)} MB in ${generateSeconds.toFixed(1)} s`);
 
-  const profileDir = options.profile ? await mkdtemp(join(tmpdir(), "pgferry-bench-profiles-")) : undefined;
+  // pgferry's logs, and its CPU profiles with --profile; kept after the run.
+  const outputs = { dir: await mkdtemp(join(tmpdir(), "pgferry-bench-")), profile: options.profile };
   const backlogTransactions = Math.max(100, Math.round(60_000 * options.scale));
   const ctx: BenchContext = {
     cleanup,
     nativeCommit: options.nativeCommit,
     targetIndexes: options.targetIndexes,
-    ...(profileDir ? { profileDir } : {}),
+    outputs,
     session: {
       scenarios: options.scenarios,
       fixture,
@@ -167,7 +168,8 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
             `measured as the steady lag (the other side polled every 20 ms).`,
         ]
       : []),
-    ...(profileDir ? [`CPU profiling was on (slower figures); profiles in ${profileDir}.`] : []),
+    `pgferry's logs are in ${outputs.dir}.`,
+    ...(options.profile ? [`CPU profiling was on (slower figures); profiles in ${outputs.dir}.`] : []),
   );
   return {
     startedAt: startedAt.toISOString(),

@@ -4,7 +4,7 @@
  * while it lives because the figure vanishes with the process), and a draining stop (SIGTERM).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { createWriteStream, readFileSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../repoRoot.js";
 import { RUNTIME_ENV, RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
@@ -13,6 +13,12 @@ import { RUNTIME_ENV, RUNTIME_NODE_OPTIONS } from "../../src/cli/heapPolicy.js";
 export const CLI = join(REPO_ROOT, "dist/cli/bin.js");
 
 const TAIL_LINES = 80;
+
+/** Where a process's files go: its whole log (`<label>.log`, appended) and, with `profile`, a V8 CPU profile. */
+export interface ProcessOutputs {
+  dir: string;
+  profile: boolean;
+}
 
 export interface ProcessExit {
   code: number | null;
@@ -30,9 +36,11 @@ export class PgferryProcess {
   private readonly exited: Promise<ProcessExit>;
   private peak = 0;
   private readonly sampler: NodeJS.Timeout;
+  private readonly logFile: WriteStream | undefined;
 
-  /** `profileDir`: write a V8 CPU profile named `<label>.cpuprofile` there on exit. `runArgs`: more flags of `pgferry run` (`--direction reverse`). */
-  constructor(configFile: string, readonly label: string, readonly profileDir?: string, runArgs: readonly string[] = []) {
+  /** `outputs`: keep the log, and a V8 CPU profile named `<label>.cpuprofile` written on exit. `runArgs`: more flags of `pgferry run` (`--direction reverse`). */
+  constructor(configFile: string, readonly label: string, readonly outputs?: ProcessOutputs, runArgs: readonly string[] = []) {
+    const profileDir = outputs?.profile ? outputs.dir : undefined;
     const nodeFlags = [
       // As the container image starts it (its NODE_OPTIONS).
       ...RUNTIME_NODE_OPTIONS.split(" "),
@@ -53,6 +61,7 @@ export class PgferryProcess {
       });
     });
     this.sampler = setInterval(() => this.samplePeak(), 200);
+    this.logFile = outputs ? createWriteStream(join(outputs.dir, `${label}.log`), { flags: "a" }) : undefined;
   }
 
   get pid(): number | undefined {
@@ -60,7 +69,7 @@ export class PgferryProcess {
   }
 
   get cpuProfile(): string | undefined {
-    return this.profileDir ? join(this.profileDir, `${this.label}.cpuprofile`) : undefined;
+    return this.outputs?.profile ? join(this.outputs.dir, `${this.label}.cpuprofile`) : undefined;
   }
 
   /** Peak RSS so far in bytes. */
@@ -90,6 +99,7 @@ export class PgferryProcess {
       clearTimeout(timer);
     }
     clearInterval(this.sampler);
+    this.logFile?.end();
     return this.exit!;
   }
 
@@ -104,6 +114,7 @@ export class PgferryProcess {
   }
 
   private onOutput(chunk: Buffer): void {
+    this.logFile?.write(chunk);
     const lines = (this.partial + chunk.toString("utf8")).split("\n");
     this.partial = lines.pop() ?? "";
     for (const line of lines) {

@@ -11,7 +11,7 @@ import type { Cleanup } from "./cleanup.js";
 import { connect, withClient } from "./db.js";
 import { freePort } from "../embedded/localCluster.js";
 import { pollUntil } from "./poll.js";
-import { PgferryProcess } from "./pgferryProcess.js";
+import { PgferryProcess, type ProcessOutputs } from "./pgferryProcess.js";
 import { cpuSeconds, serverCpuSeconds } from "./processCpu.js";
 import type { PhaseProcessStats, Replicator } from "./replicator.js";
 
@@ -25,8 +25,8 @@ export interface PgferryRunnerOptions {
   /** Schema of the replicated tables in the target (where the bench looks for its markers). */
   targetSchema: string;
   cleanup: Cleanup;
-  /** Write CPU profiles of each phase's process here. */
-  profileDir?: string;
+  /** Where each phase's process keeps its log (and its CPU profile, with `profile`). */
+  outputs?: ProcessOutputs;
   /** Extra top-level YAML (e.g. a mapping's other sections); appended before `tables`. */
   extraYaml?: string;
   /**
@@ -137,8 +137,8 @@ export class PgferryReplicator implements Replicator {
 
   private start(label: string): void {
     if (!this.configFile) throw new Error("pgferry config not written yet");
-    const { labelPrefix, profileDir, direction } = this.options;
-    this.process = new PgferryProcess(this.configFile, labelPrefix ? `${labelPrefix}-${label}` : label, profileDir, direction === "reverse" ? ["--direction", "reverse"] : []);
+    const { labelPrefix, outputs, direction } = this.options;
+    this.process = new PgferryProcess(this.configFile, labelPrefix ? `${labelPrefix}-${label}` : label, outputs, direction === "reverse" ? ["--direction", "reverse"] : []);
   }
 
   private async writeConfig(): Promise<void> {
@@ -155,7 +155,7 @@ target:
 control:
   listen: 127.0.0.1:${await freePort()}
 log:
-  level: info
+  level: debug
   format: json
 ${extraYaml}
 tables:

@@ -107,7 +107,7 @@ class TwoWayRun {
       nativeCommit: ctx.nativeCommit,
       timeoutMs: ctx.session.timeoutMs,
       log: ctx.session.log,
-      ...(ctx.profileDir ? { profileDir: ctx.profileDir } : {}),
+      ...(ctx.outputs ? { outputs: ctx.outputs } : {}),
     });
   }
 

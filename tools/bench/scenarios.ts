@@ -10,6 +10,7 @@ import { checkpoint, createDatabase, withClient } from "./db.js";
 import { FIXTURE_TABLES, schemaDdl } from "./fixture.js";
 import { NativeReplicator } from "./nativeRunner.js";
 import { PgferryReplicator } from "./pgferryRunner.js";
+import type { ProcessOutputs } from "./pgferryProcess.js";
 import { seconds } from "./poll.js";
 import { DOMAIN_DDL, identityTables, OLD_PROJECT_DDL, reorgTables, seedOldProjectDatabase } from "./reorgScenario.js";
 import type { PipeResult } from "./result.js";
@@ -22,7 +23,7 @@ export interface BenchContext {
   cleanup: Cleanup;
   /** Everything of SessionSettings but what belongs to one system. */
   session: Omit<SessionSettings, "sourceUrl" | "targetUrl" | "clusters">;
-  profileDir?: string;
+  outputs?: ProcessOutputs;
   nativeCommit: "on" | "off";
   /** Secondary indexes on both systems' target tables (default `fixture`: the fixture's own). */
   targetIndexes?: TargetIndexes;
@@ -61,7 +62,7 @@ export async function preparePgferry(ctx: BenchContext, pair: ClusterPair): Prom
     slot: "bench_pgferry",
     targetSchema: "app",
     cleanup: ctx.cleanup,
-    ...(ctx.profileDir ? { profileDir: ctx.profileDir } : {}),
+    ...(ctx.outputs ? { outputs: ctx.outputs } : {}),
   });
   const settings = { ...ctx.session, sourceUrl: db.sourceUrl, targetUrl: db.targetUrl, clusters: [pair.source, pair.target] };
   return { run: new SystemRun(replicator, settings), drop: () => db.drop() };

@@ -23,6 +23,7 @@ import { FIXTURE_TABLES, schemaDdl, type FixtureSize } from "./fixture.js";
 import { insertMarker, waitForMarker } from "./lagProbe.js";
 import { NativeReplicator } from "./nativeRunner.js";
 import { PgferryReplicator } from "./pgferryRunner.js";
+import type { ProcessOutputs } from "./pgferryProcess.js";
 import type { Replicator } from "./replicator.js";
 import { verifyTables } from "./verifyTables.js";
 import { laneWorkloadSql, workloadSql } from "./workload.js";
@@ -36,7 +37,7 @@ export interface TwoWayOptions {
   cleanup: Cleanup;
   nativeCommit: "on" | "off";
   timeoutMs: number;
-  profileDir?: string;
+  outputs?: ProcessOutputs;
   log: (line: string) => void;
 }
 
@@ -71,7 +72,7 @@ export class TwoWay {
         slot: "bench_pgferry_fwd",
         cleanup: options.cleanup,
         extraYaml: "reverse:\n  slot: bench_pgferry_rev\n  publication: bench_pgferry_rev\n  listen: 127.0.0.1:0\n",
-        ...(options.profileDir ? { profileDir: options.profileDir } : {}),
+        ...(options.outputs ? { outputs: options.outputs } : {}),
       };
       this.forward = new PgferryReplicator({ ...common, targetSchema: "app", labelPrefix: "two-way-forward" });
       this.reverse = new PgferryReplicator({ ...common, targetSchema: "public", direction: "reverse", labelPrefix: "two-way-reverse" });
