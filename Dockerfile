@@ -23,8 +23,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
     && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
-# V8's young generation at 8 MB semi-spaces (src/cli/heapPolicy.ts says why; keep the two equal).
-ENV NODE_OPTIONS=--max-semi-space-size=8
+# V8's young generation at 2 MB semi-spaces (src/cli/heapPolicy.ts says why; keep the two equal).
+ENV NODE_OPTIONS=--max-semi-space-size=2
 # glibc returns blocks of 128 KiB and more to the system when freed (src/cli/heapPolicy.ts, RUNTIME_ENV).
 ENV MALLOC_MMAP_THRESHOLD_=131072
 # What the HEALTHCHECK asks; change it together with control.listen's port.
