@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, expect } from "vitest";
 import { loadConfig, parseConfig, type Config } from "../../src/config/index.js";
-import { SEQUENCES_DEFAULTS, sequenceSettings } from "../../src/config/schema.js";
+import { CUTOVER_DEFAULTS, SEQUENCES_DEFAULTS, sequenceSettings } from "../../src/config/schema.js";
 import { ConfigError } from "../../src/errors.js";
 
 const ENV = {
@@ -129,8 +129,16 @@ control:
     const file = new URL("../../config/pgferry.example.yaml", import.meta.url);
     const example = loadConfig(file.pathname, ENV);
     const defaults = parseConfig(minimal(), "f.yaml", ENV);
-    expect({ ...example, tables: defaults.tables }).toEqual(defaults);
+    // The optional sections it writes out, sequences and cutover, hold what a config without them gets.
+    expect({ ...example, tables: defaults.tables }).toEqual({ ...defaults, sequences: SEQUENCES_DEFAULTS, cutover: CUTOVER_DEFAULTS });
     expect(example.tables.length).toBeGreaterThan(0);
+  });
+
+  it("parses config/pgferry.example.yaml with its commented reverse section turned on, to that section's defaults", () => {
+    const file = new URL("../../config/pgferry.example.yaml", import.meta.url).pathname;
+    const text = readFileSync(file, "utf8").replace(/^# reverse:\n((?:# {3}.*\n)+)/m, (_, body: string) => `reverse:\n${body.replace(/^# /gm, "")}`);
+    expect(text).toMatch(/^reverse:\n(?: {2}.*\n)* {2}slot: pgferry_reverse\n/m);
+    expect(parseConfig(text, file, ENV).reverse).toEqual(parseConfig(minimal("reverse: {}"), "f.yaml", ENV).reverse);
   });
 
   it("loadConfig reads a file", () => {
