@@ -10,6 +10,7 @@
  * Builds run on sessions of their own (not the copy workers'), at most `concurrency` at once, each
  * with `maintenance_work_mem` = `buildMemory`, so the copy of other tables goes on meanwhile.
  */
+import PQueue from "p-queue";
 import pg from "pg";
 import type { Logger } from "pino";
 import { deferrableIndexes, keepReason, readIndexes, restoreStatements } from "../catalog/indexCatalog.js";
@@ -45,8 +46,8 @@ const EMPTY_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', '', true)
 
 export class IndexDeferral {
   private readonly options: IndexDeferralOptions;
-  private readonly waiting: (() => void)[] = [];
-  private running = 0;
+  /** At most `concurrency` builds at once; the others wait their turn. */
+  private readonly builds: PQueue;
   /** Build sessions in use, by backend pid, to cancel them on stop. */
   private readonly building = new Map<pg.Client, number>();
   private stopped = false;
@@ -55,6 +56,7 @@ export class IndexDeferral {
 
   constructor(options: IndexDeferralOptions) {
     this.options = options;
+    this.builds = new PQueue({ concurrency: Math.max(1, options.concurrency) });
     options.signal?.addEventListener("abort", this.onAbort, { once: true });
     if (options.signal?.aborted) this.stopped = true;
   }
@@ -125,8 +127,8 @@ export class IndexDeferral {
   async stop(): Promise<void> {
     this.stopped = true;
     this.options.signal?.removeEventListener("abort", this.onAbort);
-    for (const release of this.waiting.splice(0)) release();
-    for (let round = 0; this.running > 0; round += 1) {
+    // The builds still waiting start and end at once (`stopped`); the running ones are cancelled.
+    for (let round = 0; this.builds.pending > 0 || this.builds.size > 0; round += 1) {
       if (round % 25 === 0) {
         await Promise.all([...this.building.values()].map((pid) => this.options.pool.query("SELECT pg_cancel_backend($1)", [pid]).catch(() => undefined)));
       }
@@ -136,21 +138,16 @@ export class IndexDeferral {
 
   private async rebuildWhere(wanted: (index: DeferredIndex) => boolean): Promise<void> {
     const records = (await this.options.store.list(this.options.pool)).filter(wanted);
-    const built = await Promise.allSettled(records.map((index) => this.limited(() => this.build(index))));
+    const built = await Promise.allSettled(
+      records.map((index) =>
+        this.builds.add(async () => {
+          if (this.stopped) throw new Error("index builds stopped");
+          return this.build(index);
+        }),
+      ),
+    );
     const failed = built.find((b) => b.status === "rejected");
     if (failed) throw failed.reason;
-  }
-
-  private async limited<T>(work: () => Promise<T>): Promise<T> {
-    while (this.running >= Math.max(1, this.options.concurrency) && !this.stopped) await new Promise<void>((r) => this.waiting.push(r));
-    if (this.stopped) throw new Error("index builds stopped");
-    this.running += 1;
-    try {
-      return await work();
-    } finally {
-      this.running -= 1;
-      this.waiting.shift()?.();
-    }
   }
 
   /**

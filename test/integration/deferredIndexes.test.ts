@@ -4,7 +4,8 @@
  * ON) gets them back exactly as they were (pg_get_indexdef and the rest), rebuilt, while its primary
  * key and unique index are never touched; a table several sources feed is rebuilt once, after the
  * last of them is copied; indexes recorded as dropped by a run that stopped after the copy are
- * rebuilt on the next start; a table pgferry's role does not own keeps its indexes.
+ * rebuilt on the next start; a table pgferry's role does not own keeps its indexes; builds run at most
+ * `concurrency` at once, and a stop cancels the running one and refuses those waiting, whose records stay.
  */
 import pg from "pg";
 import { describe, expect, it } from "vitest";
@@ -201,6 +202,43 @@ describe("secondary indexes built after the copy", () => {
     } finally {
       await client.end();
       await pair.db.target.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
+  it("builds at most `concurrency` at once; a stop cancels the running build and refuses the waiting one, and both records stay", async () => {
+    await pair.db.target.query("CREATE TABLE app.pooled (id int PRIMARY KEY, a int, b int); CREATE INDEX pooled_a_idx ON app.pooled (a); CREATE INDEX pooled_b_idx ON app.pooled (b)");
+    const table = { id: "app.pooled", schema: "app", name: "pooled", columns: [], keyIndexes: [] };
+    const store = new DeferredIndexStore({ schema: "_pgferry", pipeline: "pooled" });
+    const options = { target: endpoint("target", pair.db.targetUrl), pool: pair.db.target, store, buildMemory: 64 * 1024 * 1024, log: capturingLogger().log };
+    const owner = new pg.Client({ connectionString: pair.db.targetUrl });
+    const writer = new pg.Client({ connectionString: pair.db.targetUrl });
+    await Promise.all([owner.connect(), writer.connect()]);
+    const pooled = async () => (await recorded()).filter((name) => name.startsWith("pooled_"));
+    const builds = async () =>
+      (await pair.db.target.query<{ waiting: boolean }>("SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name = 'pgferry-index-build' AND state = 'active'")).rows;
+    try {
+      const first = new IndexDeferral({ ...options, concurrency: 1 });
+      expect(await first.defer(owner, table)).toBe(2);
+      expect(await pooled()).toEqual(["pooled_a_idx", "pooled_b_idx"]);
+      // A writer's open transaction holds ROW EXCLUSIVE: a CREATE INDEX waits for it.
+      await writer.query("BEGIN; LOCK TABLE app.pooled IN ROW EXCLUSIVE MODE");
+      const building = first.rebuild(new Set(["app.pooled"]));
+      building.catch(() => undefined);
+      await waitFor(builds, { description: "one build waiting on the writer's lock", until: (rows) => rows.length === 1 && rows[0]!.waiting });
+      expect(await builds()).toHaveLength(1);
+      await first.stop();
+      await expect(building).rejects.toThrow();
+      expect(await pooled()).toEqual(["pooled_a_idx", "pooled_b_idx"]);
+      await writer.query("COMMIT");
+
+      await new IndexDeferral({ ...options, concurrency: 2 }).rebuild(new Set(["app.pooled"]));
+      expect(await pooled()).toEqual([]);
+      const { rows } = await pair.db.target.query<{ name: string }>("SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'app' AND tablename = 'pooled' ORDER BY 1");
+      expect(rows.map((r) => r.name)).toEqual(["pooled_a_idx", "pooled_b_idx", "pooled_pkey"]);
+    } finally {
+      await writer.query("ROLLBACK").catch(() => undefined);
+      await Promise.all([owner.end(), writer.end()]);
+      await pair.db.target.query("DROP TABLE app.pooled");
     }
   });
 });
