@@ -12,7 +12,7 @@ import type { SlotReading } from "../cutover/types.js";
 import type { ConflictCount } from "../apply/conflictGuard.js";
 import type { Direction } from "../config/directions.js";
 import {
-  judgeConflicts, judgeLag, judgeResyncs, judgeReverse, judgeSlot, judgeTables, readinessLimits, type ReadinessLimits, type RunningResync,
+  judgeConflicts, judgeLag, judgeResyncs, judgeReverse, judgeSlot, judgeTables, readinessLimits, type IndexToBuild, type ReadinessLimits, type RunningResync,
 } from "../cutover/readinessItems.js";
 import type { ReadinessItem, ReadinessItemName } from "../cutover/types.js";
 import { redactSecrets } from "../redact.js";
@@ -45,6 +45,8 @@ export interface TargetReading {
   resyncs?: readonly RunningResync[];
   /** Conflicts the pipeline stopped on and has not applied past since (absent: not read). */
   unresolvedConflicts?: number;
+  /** Secondary indexes of its target tables dropped for the copy and not built again yet (absent: not read). */
+  indexesToBuild?: readonly IndexToBuild[];
   /** Where `pgferry cutover` stands (state/cutoverSteps.ts cutoverStep): 0 none, 1..4 the step, 5 done. */
   cutoverStep?: number;
 }
@@ -166,6 +168,7 @@ export class PipelineMonitor implements PipelineObserver {
   private targetPolledAt: number | undefined;
   private resyncs: readonly RunningResync[] = [];
   private unresolved = 0;
+  private toBuild: readonly IndexToBuild[] = [];
   private cutoverStepValue = 0;
   private opposite: OppositeReading | undefined;
   private readonly oppositeLag = new LagTracker();
@@ -236,6 +239,7 @@ export class PipelineMonitor implements PipelineObserver {
     this.tableStates = new Map(reading.tables.map((t) => [t.table, t]));
     this.resyncs = reading.resyncs ?? [];
     this.unresolved = reading.unresolvedConflicts ?? 0;
+    this.toBuild = reading.indexesToBuild ?? [];
     this.cutoverStepValue = reading.cutoverStep ?? 0;
     this.targetPolledAt = this.now();
   }
@@ -293,7 +297,7 @@ export class PipelineMonitor implements PipelineObserver {
     const items: ReadinessItem[] = [
       judgeLag({ bytes: this.lagBytes(), seconds: this.lagSeconds() }, limits),
       judgeSlot(this.slot, limits, label),
-      polled ? judgeTables(this.tables(), this.options.targets ? [...this.options.targets.keys()] : undefined, label) : waiting("tables"),
+      polled ? judgeTables(this.tables(), this.options.targets ? [...this.options.targets.keys()] : undefined, label, "tables", this.toBuild) : waiting("tables"),
       polled ? judgeResyncs(this.resyncs) : waiting("resync"),
     ];
     const opposite = this.opposite;

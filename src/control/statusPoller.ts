@@ -16,6 +16,7 @@ import { cutoverStep } from "../state/cutoverSteps.js";
 import { postgresStores, type StateStores } from "../state/postgresStores.js";
 import { quoteIdent } from "../sql/quote.js";
 import type { OppositeReading, SourceReading, TargetReading } from "./pipelineMonitor.js";
+import type { IndexToBuild } from "../cutover/readinessItems.js";
 
 export interface StatusPollerOptions {
   sourceUrl: string;
@@ -104,6 +105,25 @@ export async function unresolvedConflicts(db: pg.Pool, stateSchema: string, pipe
   }
 }
 
+/**
+ * The secondary indexes of this pipeline's target tables dropped for the copy and not built again yet
+ * (snapshot.deferIndexes, state/deferredIndexes.ts), as `schema.table` and index name. None without
+ * the record table.
+ */
+export async function indexesToBuild(db: pg.Pool, stateSchema: string, pipeline: string): Promise<IndexToBuild[]> {
+  try {
+    const { rows } = await db.query<IndexToBuild>(
+      `SELECT table_schema || '.' || table_name AS table, index_name AS index FROM ${quoteIdent(stateSchema)}.deferred_indexes
+       WHERE pipeline = $1 ORDER BY 1, 2`,
+      [pipeline],
+    );
+    return rows;
+  } catch (error) {
+    if (isMissingRelation(error)) return [];
+    throw error;
+  }
+}
+
 /** A pipeline's state as its target keeps it: checkpoint, tables, running resyncs, unresolved conflicts, the cutover's step. */
 export async function readTarget(db: pg.Pool, stateSchema: string, pipeline: string, stores?: StateStores): Promise<TargetReading> {
   const { checkpoints, resyncs } = stores ?? postgresStores({ pool: db, schema: stateSchema, pipeline });
@@ -119,6 +139,7 @@ export async function readTarget(db: pg.Pool, stateSchema: string, pipeline: str
     tables: await checkpoints.tables(),
     resyncs: running.map((r) => ({ id: r.id, table: r.table, rowsDone: r.rowsDone, rowsEstimated: r.rowsEstimated })),
     unresolvedConflicts: await unresolvedConflicts(db, stateSchema, pipeline),
+    indexesToBuild: await indexesToBuild(db, stateSchema, pipeline),
     cutoverStep: await cutoverStep(db, stateSchema, pipeline, "cutover"),
   };
 }

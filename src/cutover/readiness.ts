@@ -197,7 +197,9 @@ async function forwardItems(options: ReadinessOptions): Promise<ReadinessItem[]>
   return [
     stateless ? noState("lag", slot, config.target.stateSchema) : judgeLag(reading.lag, limits),
     judgeSlot(reading.source.slot, limits, label),
-    stateless ? noState("tables", slot, config.target.stateSchema) : judgeTables(reading.target.tables, [...new Set(config.tables.map((t) => t.from))], label),
+    stateless
+      ? noState("tables", slot, config.target.stateSchema)
+      : judgeTables(reading.target.tables, [...new Set(config.tables.map((t) => t.from))], label, "tables", reading.target.indexesToBuild),
     judgeResyncs(reading.target.resyncs ?? []),
   ];
 }

@@ -88,7 +88,24 @@ export function judgeSlot(slot: SlotReading | null | undefined, limits: Readines
 }
 
 /** `tables`: the pipeline's per-table states; `expected`: the source tables the mapping names (a table missing from the state is not ready). */
-export function judgeTables(tables: readonly TableStatus[], expected: readonly string[] | undefined, label: PipelineLabel, name: ReadinessItemName = "tables"): ReadinessItem {
+/** A secondary index of a target table (`schema.table`) dropped for the copy and not built again yet (snapshot.deferIndexes). */
+export interface IndexToBuild {
+  table: string;
+  index: string;
+}
+
+/**
+ * Every mapped table copied, and (`toBuild`) every secondary index dropped for the copy built again:
+ * a table is not ready for traffic while the index its queries use (an HNSW build can take minutes)
+ * is still missing.
+ */
+export function judgeTables(
+  tables: readonly TableStatus[],
+  expected: readonly string[] | undefined,
+  label: PipelineLabel,
+  name: ReadinessItemName = "tables",
+  toBuild: readonly IndexToBuild[] = [],
+): ReadinessItem {
   const known = new Set(tables.map((t) => t.table));
   const missing = (expected ?? []).filter((t) => !known.has(t));
   if (tables.length === 0) {
@@ -96,17 +113,23 @@ export function judgeTables(tables: readonly TableStatus[], expected: readonly s
   }
   const errored = tables.filter((t) => t.state === "errored");
   const waiting = tables.filter((t) => t.state !== "ready" && t.state !== "errored");
-  if (errored.length === 0 && waiting.length === 0 && missing.length === 0) return ready(name, `${tables.length} of ${tables.length} tables ready`);
+  const indexes = new Map<string, string[]>();
+  for (const { table, index } of toBuild) indexes.set(table, [...(indexes.get(table) ?? []), index]);
+  if (errored.length === 0 && waiting.length === 0 && missing.length === 0 && indexes.size === 0) return ready(name, `${tables.length} of ${tables.length} tables ready`);
   const parts = [
     ...errored.map((t) => `${t.table} errored${t.error ? ` (${t.error})` : ""}`),
     ...waiting.map((t) => `${t.table} ${t.state}`),
     ...missing.map((t) => `${t} not recorded yet`),
   ];
   const total = tables.length + missing.length;
-  const detail = `${total - errored.length - waiting.length - missing.length} of ${total} tables ready: ${parts.join(", ")}`;
+  const copied = parts.length > 0 ? `${total - parts.length} of ${total} tables ready: ${parts.join(", ")}` : `${total} of ${total} tables copied`;
+  const unbuilt = [...indexes].map(([table, names]) => `${table} (${names.join(", ")})`);
+  const detail = unbuilt.length > 0 ? `${copied}; secondary indexes not built again yet: ${unbuilt.join(", ")}` : copied;
   const hint = errored.length > 0
     ? "an errored table is copied again when pgferry run starts: fix the error it names and restart pgferry (or pgferry resync <table>)"
-    : "wait for the snapshot to finish (pgferry status shows its progress), or start pgferry run";
+    : waiting.length > 0 || missing.length > 0
+      ? "wait for the snapshot to finish (pgferry status shows its progress), or start pgferry run"
+      : "wait: pgferry run builds a table's secondary indexes once its copy ends (snapshot.deferIndexes; its log says \"index rebuilt\"), and again on its next start if it stopped before";
   return notReady(name, detail, hint);
 }
 

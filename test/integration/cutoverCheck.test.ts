@@ -214,6 +214,35 @@ describe("pgferry cutover --check", () => {
     }
   });
 
+  it("tables: a copied table's secondary index not built again yet (snapshot.deferIndexes), and the daemon's poller says the same", async () => {
+    await pair.db.target.query(
+      `INSERT INTO _pgferry.deferred_indexes (table_schema, index_name, table_name, pipeline, definition, method)
+       VALUES ('shop', 'items_name_idx', 'items', $1, 'CREATE INDEX items_name_idx ON shop.items USING btree (name)', 'btree'),
+              ('shop', 'other_idx', 'items', 'another_pipeline', 'CREATE INDEX other_idx ON shop.items USING btree (id)', 'btree')`,
+      [slot()],
+    );
+    const poller = new StatusPoller({
+      sourceUrl: pair.db.sourceUrl, targetUrl: pair.db.targetUrl, stateSchema: "_pgferry", slot: slot(), intervalMs: 60_000, log: capturingLogger().log,
+      onSource: () => undefined,
+      onTarget: (reading) => monitor.targetPolled(reading),
+      opposite: null,
+    });
+    const monitor = new PipelineMonitor({ slot: slot(), readyMaxLagSeconds: 30 });
+    try {
+      const { code, items } = await check(await configFile());
+      expect(code).toBe(1);
+      // Another pipeline's record is its own business.
+      expect(items.tables).toMatchObject({ ready: false, detail: "2 of 2 tables copied; secondary indexes not built again yet: shop.items (items_name_idx)" });
+      expect(items.tables.hint).toContain("builds a table's secondary indexes once its copy ends");
+      await poller.pollNow();
+      expect(monitor.readinessChecks().find((i) => i.name === "tables")).toEqual(items.tables);
+    } finally {
+      await poller.stop();
+      await pair.db.target.query("DELETE FROM _pgferry.deferred_indexes WHERE table_schema = 'shop'");
+    }
+    expect((await check(await configFile())).items.tables).toMatchObject({ ready: true, detail: "2 of 2 tables ready" });
+  });
+
   it("resync: a resync running", async () => {
     await pair.db.target.query("INSERT INTO _pgferry.resyncs (id, pipeline, source_table, state, rows_done, rows_estimated) VALUES ('r-1', $1, 'public.orders', 'running', 12, 61)", [slot()]);
     try {
