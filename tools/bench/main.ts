@@ -15,13 +15,15 @@ import { describeEnvironment, loadAverageNow } from "./environment.js";
 import { fixtureSize } from "./fixture.js";
 import { parseOptions, USAGE, UsageError, type BenchOptions } from "./options.js";
 import { seconds } from "./poll.js";
-import { GROWTH_LIMIT_SECONDS, HEARTBEAT_MS, maxRateSummary, PHASE_WARMUP_SECONDS, RATE_SESSIONS, runMaxRate, SEARCH_STEPS, WARMUP_SECONDS } from "./rateSearch.js";
+import { maxRateSummary, runMaxRate } from "./maxRate.js";
+import { GROWTH_LIMIT_SECONDS, HEARTBEAT_MS, PHASE_WARMUP_SECONDS, RATE_SESSIONS, SEARCH_STEPS, WARMUP_SECONDS } from "./rateSearch.js";
 import { combineRuns } from "./repeatedResult.js";
 import { evaluateGoals, failed, headline, markdownReport, type BenchResult } from "./report.js";
 import { runReverseScenarios, type ReverseScenarios } from "./reverseScenario.js";
 import { targetIndexNote } from "./targetIndexes.js";
 import { prepareNative, preparePgferry, runCopyPipe, runReorg, type BenchContext } from "./scenarios.js";
-import type { Scenario, SystemResult } from "./systemRun.js";
+import type { Scenario } from "./session.js";
+import type { SystemResult } from "./systemRun.js";
 
 const RESULTS_DIR = join(REPO_ROOT, "bench/results");
 

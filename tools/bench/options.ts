@@ -1,6 +1,6 @@
 /** `npm run bench -- [flags]`: what to run and how big. */
 import { parseArgs } from "node:util";
-import type { Scenario } from "./systemRun.js";
+import type { Scenario } from "./session.js";
 import { TARGET_INDEX_SETS, type TargetIndexes } from "./targetIndexes.js";
 
 export interface BenchOptions {

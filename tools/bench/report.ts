@@ -9,7 +9,7 @@ import { FORMATS, perRunRatios, summaryText, tableRows } from "./reportRows.js";
 import { summarize } from "./stats.js";
 import type { SystemResult } from "./systemRun.js";
 
-export type { BenchResult, Goal, Headline, PipeResult } from "./result.js";
+export type { BenchResult, Goal, Headline } from "./result.js";
 export { HEADLINE_KEYS } from "./result.js";
 
 const MB = 1024 * 1024;

@@ -3,7 +3,8 @@
  * run and shown as its value (one run) or its median (min–max); the pgferry / native column is the
  * ratio taken within each run, then summarised the same way, never a ratio of medians.
  */
-import type { BenchResult, PipeResult } from "./result.js";
+import type { BenchResult } from "./result.js";
+import type { PipeResult } from "./scenarios.js";
 import { summarize } from "./stats.js";
 
 /** One figure of one run; undefined when that run has none (scenario not run, or failed). */

@@ -7,14 +7,9 @@ import type { MaxRateSummary } from "./rateSearch.js";
 import type { BenchEnvironment } from "./environment.js";
 import type { FixtureStats } from "./fixture.js";
 import type { BidirectionalResult, ReverseResult, TwoWaySystemResult } from "./reverseScenario.js";
-import type { Scenario, SnapshotResult, SystemResult } from "./systemRun.js";
-
-export interface PipeResult {
-  seconds: number;
-  rows: number;
-  rowsPerSecond: number;
-  mbPerSecond: number;
-}
+import type { PipeResult } from "./scenarios.js";
+import type { Scenario } from "./session.js";
+import type { SnapshotResult, SystemResult } from "./systemRun.js";
 
 /**
  * The figures a reader looks at first, as plain numbers: ratios are pgferry / native within the run

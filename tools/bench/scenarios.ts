@@ -13,9 +13,9 @@ import { PgferryReplicator } from "./pgferryRunner.js";
 import type { ProcessOutputs } from "./pgferryProcess.js";
 import { seconds } from "./poll.js";
 import { DOMAIN_DDL, identityTables, OLD_PROJECT_DDL, reorgTables, seedOldProjectDatabase } from "./reorgScenario.js";
-import type { PipeResult } from "./result.js";
 import { targetIndexDdl, type TargetIndexes } from "./targetIndexes.js";
-import { SystemRun, type SessionSettings, type SnapshotResult } from "./systemRun.js";
+import type { SessionSettings } from "./session.js";
+import { SystemRun, type SnapshotResult } from "./systemRun.js";
 
 const MB = 1024 * 1024;
 
@@ -81,6 +81,14 @@ export async function prepareNative(ctx: BenchContext, pair: ClusterPair): Promi
   });
   const settings = { ...ctx.session, sourceUrl: db.sourceUrl, targetUrl: db.targetUrl, clusters: [pair.source, pair.target] };
   return { run: new SystemRun(replicator, settings), drop: () => db.drop() };
+}
+
+/** The binary COPY pipe's figures: the snapshot's floor. */
+export interface PipeResult {
+  seconds: number;
+  rows: number;
+  rowsPerSecond: number;
+  mbPerSecond: number;
 }
 
 /** The raw binary COPY pipe, straight from the template into a fresh target. */

@@ -5,38 +5,16 @@
  * comparison of every table on both sides. Later scenarios need the copy, so it always runs; only
  * the scenarios asked for are run and reported.
  */
-import type { LocalCluster } from "../embedded/localCluster.js";
 import { checkpoint, connect, currentWalLsn, withClient } from "./db.js";
 import { FirstChangeWatch } from "./firstChange.js";
-import type { FixtureStats } from "./fixture.js";
 import { insertMarker, LagProbe, waitForMarker } from "./lagProbe.js";
 import { seconds } from "./poll.js";
 import { searchSustainedRate, sourceMaxWindow, withPeakRss, type SystemRateResult } from "./rateSearch.js";
 import type { PhaseProcessStats, Replicator } from "./replicator.js";
 import type { Distribution } from "./stats.js";
+import type { SessionSettings } from "./session.js";
 import { verifyTables } from "./verifyTables.js";
 import { CHANGES_PER_TRANSACTION, runBacklog, runSteady } from "./workload.js";
-
-/** The one-way scenarios run by SystemRun, and the reverse pipeline's (reverseScenario.ts). */
-export type Scenario = "snapshot" | "drain" | "lag" | "reverse" | "bidirectional" | "maxrate";
-
-export interface SessionSettings {
-  scenarios: ReadonlySet<Scenario>;
-  sourceUrl: string;
-  targetUrl: string;
-  clusters: readonly LocalCluster[];
-  fixture: FixtureStats;
-  backlogTransactions: number;
-  lagSeconds: number;
-  /** Workload transactions per second during the lag scenario. */
-  lagRate: number;
-  /** Seconds of each window of the maxrate scenario (rateSearch.ts). */
-  rateSeconds: number;
-  timeoutMs: number;
-  /** Compare every table on both sides at the end (only for identity mappings). Default true. */
-  verify?: boolean;
-  log: (line: string) => void;
-}
 
 export interface SnapshotResult {
   seconds: number;
