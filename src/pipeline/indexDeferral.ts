@@ -17,6 +17,7 @@ import { deferrableIndexes, keepReason, readIndexes, restoreStatements } from ".
 import type { TargetTable } from "../plan/targetTable.js";
 import type { Endpoint } from "../sql/endpoint.js";
 import { qualifiedName } from "../sql/quote.js";
+import { settleAll } from "./settleAll.js";
 import type { DeferredIndex, DeferredIndexStore } from "../state/deferredIndexes.js";
 
 export interface IndexDeferralOptions {
@@ -138,7 +139,7 @@ export class IndexDeferral {
 
   private async rebuildWhere(wanted: (index: DeferredIndex) => boolean): Promise<void> {
     const records = (await this.options.store.list(this.options.pool)).filter(wanted);
-    const built = await Promise.allSettled(
+    await settleAll(
       records.map((index) =>
         this.builds.add(async () => {
           if (this.stopped) throw new Error("index builds stopped");
@@ -146,8 +147,6 @@ export class IndexDeferral {
         }),
       ),
     );
-    const failed = built.find((b) => b.status === "rejected");
-    if (failed) throw failed.reason;
   }
 
   /**

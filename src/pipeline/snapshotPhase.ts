@@ -22,6 +22,7 @@ import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import type { Endpoint } from "../sql/endpoint.js";
 import { classify } from "./errorPolicy.js";
 import type { IndexDeferral } from "./indexDeferral.js";
+import { settleAll } from "./settleAll.js";
 import { RELATION_SIZES_SQL, snapshotSelect, tidRangeConditions, type Tid } from "../plan/snapshotSql.js";
 
 export interface SnapshotOptions {
@@ -270,12 +271,6 @@ function feedingPlans(plans: readonly TablePlan[]): Map<string, { table: EdgePla
     }
   }
   return targets;
-}
-
-/** Waits for every promise; the first failure, if any, is thrown after all settled. */
-async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
-  const failed = (await Promise.allSettled(promises)).find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
 }
 
 function relationKey(chunk: Chunk): string {
