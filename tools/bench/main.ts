@@ -6,7 +6,7 @@
  */
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { REPO_ROOT } from "../repoRoot.js";
 import { Cleanup } from "./cleanup.js";
 import { summarizeProfile, type ProfileSummary } from "./cpuProfile.js";
@@ -56,7 +56,8 @@ async function runOneWay(ctx: BenchContext, nativePair: ClusterPair, pgferryPair
   return results;
 }
 
-async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) => void): Promise<BenchResult> {
+/** `outputDir`: where this run's pgferry processes keep their logs (and CPU profiles); made here. */
+async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) => void, outputDir: string): Promise<BenchResult> {
   const startedAt = new Date();
   const t0 = performance.now();
   const loadAtStart = loadAverageNow();
@@ -70,8 +71,8 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
   const generateSeconds = seconds(generateStarted);
   log(`fixture: ${fixture.rows} rows, ${(fixture.bytes / 1024 ** 2).toFixed(0)} MB in ${generateSeconds.toFixed(1)} s`);
 
-  // pgferry's logs, and its CPU profiles with --profile; kept after the run.
-  const outputs = { dir: await mkdtemp(join(tmpdir(), "pgferry-bench-")), profile: options.profile };
+  await mkdir(outputDir, { recursive: true });
+  const outputs = { dir: outputDir, profile: options.profile };
   const backlogTransactions = Math.max(100, Math.round(60_000 * options.scale));
   const ctx: BenchContext = {
     cleanup,
@@ -170,7 +171,7 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
             `measured as the steady lag (the other side polled every 20 ms).`,
         ]
       : []),
-    `pgferry's logs are in ${outputs.dir}.`,
+    `pgferry's logs are in ${options.repeat > 1 ? dirname(outputs.dir) : outputs.dir}${options.repeat > 1 ? " (run-<n>/ per run)" : ""}.`,
     ...(options.profile ? [`CPU profiling was on (slower figures); profiles in ${outputs.dir}.`] : []),
   );
   return {
@@ -219,10 +220,12 @@ async function main(argv: string[]): Promise<number> {
   const releaseSignals = cleanup.onSignals(write);
   try {
     const runs: BenchResult[] = [];
+    // pgferry's logs, and its CPU profiles with --profile, kept after the bench: a folder per run.
+    const outputs = await mkdtemp(join(tmpdir(), "pgferry-bench-"));
     for (let i = 1; i <= options.repeat; i += 1) {
       cleanup.checkInterrupted();
       if (options.repeat > 1) log(`run ${i} of ${options.repeat}`);
-      runs.push(await run(options, cleanup, log));
+      runs.push(await run(options, cleanup, log, options.repeat > 1 ? join(outputs, `run-${i}`) : outputs));
       // This run's clusters go now: the next one starts from nothing, and memory is not held twice.
       await cleanup.runAll(write);
     }
