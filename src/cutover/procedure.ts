@@ -21,15 +21,13 @@ import { loadConfig, type Config } from "../config/index.js";
 import { cutoverSettings } from "../config/schema.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { PgferryError } from "../errors.js";
-import { checkRowSecurity } from "../pipeline/accessChecks.js";
-import { loadPlan } from "../plan/loadPlan.js";
 import { formatLsn, parseLsn } from "../source/lsn.js";
 import { commitFence } from "../source/walFence.js";
 import { databasePools, withPooledClient } from "../sql/pools.js";
 import { quoteIdent, quoteLiteral } from "../sql/quote.js";
 import { CUTOVER_STEP_COUNT, CutoverStepStore, type CutoverOperation, type CutoverStepRecord } from "../state/cutoverSteps.js";
 import { postgresStores } from "../state/postgresStores.js";
-import { VerificationLog } from "../state/verificationLog.js";
+import { directionRun, outcome, recordOutcome, refuseHiddenRows } from "../verify/directions.js";
 import { verify } from "../verify/verifier.js";
 import { syncSequences } from "./sequences.js";
 import type { SequenceChange } from "./types.js";
@@ -350,18 +348,12 @@ async function sequences(run: Run, step: number, direction: "forward" | "reverse
 async function sequencesAndVerify(run: Run, step: number): Promise<string> {
   const moved = await sequences(run, step, "forward");
   const { config } = run;
-  const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format, bidirectional: config.reverse !== undefined }, run.old, run.new);
-  if (problems.length > 0) throw new PgferryError("mapping", `the mapping does not compile:\n${problems.map((p) => `  - ${p}`).join("\n")}`, { hint: "run pgferry plan --check" });
-  const hidden: string[] = [];
-  await checkRowSecurity(run.old, config.tables.map((t) => t.from), "source", hidden);
-  await checkRowSecurity(run.new, config.tables.map((t) => t.to), "target", hidden);
-  if (hidden.length > 0) throw new PgferryError("preflight", `row-level security would hide rows from the comparison:\n${hidden.map((p) => `  - ${p}`).join("\n")}`);
-  const reports = await verify(plans, { source: run.old, target: run.new, examples: 0, rechecks: 3, recheckDelayMs: 1000 });
-  const compared = reports.filter((r) => r.status !== "skipped");
-  const different = compared.filter((r) => r.status === "different");
-  if (!run.dryRun) {
-    await new VerificationLog({ pool: run.new, schema: config.target.stateSchema }).record({ pipeline: config.source.slot, direction: "forward", equal: different.length === 0, tables: compared.length, different: different.length });
-  }
+  const pools = { old: run.old, new: run.new };
+  const forward = await directionRun(config, "forward", pools);
+  await refuseHiddenRows(config, pools);
+  const reports = await verify(forward.plans, { source: forward.source, target: forward.target, examples: 0, rechecks: 3, recheckDelayMs: 1000 });
+  const { compared, different } = outcome(reports);
+  if (!run.dryRun) await recordOutcome(config, pools, "forward", reports);
   if (different.length > 0) {
     const tables = different.map((r) => `${r.target} (${r.missing} missing, ${r.extra} extra, ${r.changed} different)`).join("; ");
     throw new PgferryError("state", `verify: ${different.length} of ${compared.length} table(s) differ from the mapped old project: ${tables}`, {

@@ -16,15 +16,15 @@
  */
 import type pg from "pg";
 import type { Config } from "../config/schema.js";
+import { DIRECTIONS } from "../config/directions.js";
 import { LagTracker } from "../control/lagTracker.js";
 import { trackLag, type SourceReading, type TargetReading } from "../control/pipelineMonitor.js";
 import { readSource, readTarget, unresolvedConflicts } from "../control/statusPoller.js";
 import { PgferryError } from "../errors.js";
-import { checkRowSecurity } from "../pipeline/accessChecks.js";
-import { compileReversePlan, loadPlan } from "../plan/loadPlan.js";
 import { redactSecrets } from "../redact.js";
 import { VerificationLog, type VerificationRecord } from "../state/verificationLog.js";
-import { verify, type EdgeReport } from "../verify/verifier.js";
+import { directionRun, outcome, recordOutcome, refuseHiddenRows } from "../verify/directions.js";
+import { verify } from "../verify/verifier.js";
 import {
   ITEM_ORDER, judgeConflicts, judgeLag, judgeResyncs, judgeReverse, judgeSlot, judgeTables, type LagReading, type ReadinessLimits, type UnresolvedConflicts,
 } from "./readinessItems.js";
@@ -82,7 +82,8 @@ async function readPipeline(sourceDb: pg.Pool, stateDb: pg.Pool, stateSchema: st
 }
 
 function failed(name: ReadinessItemName, error: unknown): ReadinessItem {
-  const message = redactSecrets(error instanceof Error ? error.message : String(error));
+  // One line in the table: a listed message (`...:\n  - a\n  - b`) as `...: a; b`.
+  const message = redactSecrets(error instanceof Error ? error.message : String(error)).replace(/:\n {2}- /g, ": ").replace(/\n {2}- /g, "; ");
   const hint = error instanceof PgferryError && error.hint ? error.hint : "fix what the message names and check again";
   return { name, ready: false, detail: `could not check: ${message}`, hint };
 }
@@ -142,33 +143,20 @@ async function recentVerify(options: ReadinessOptions): Promise<ReadinessItem> {
 /** Compares now, as `pgferry verify` does (both directions with a `reverse` section), and records the result. */
 async function verifyNow(options: ReadinessOptions, sample: boolean): Promise<ReadinessItem> {
   const { config } = options;
-  const hidden: string[] = [];
-  await checkRowSecurity(options.old, config.tables.map((t) => t.from), "source", hidden);
-  await checkRowSecurity(options.new, config.tables.map((t) => t.to), "target", hidden);
-  if (hidden.length > 0) throw new PgferryError("preflight", `row-level security would hide rows from the comparison: ${hidden.join("; ")}`);
-  const runs: { direction: "forward" | "reverse"; reports: EdgeReport[] }[] = [];
-  const compare = { examples: 0, rechecks: 3, recheckDelayMs: 1000 };
-  const forward = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format, bidirectional: config.reverse !== undefined }, options.old, options.new);
-  if (forward.problems.length > 0) throw new PgferryError("mapping", `the mapping does not compile: ${forward.problems.join("; ")}`, { hint: "run pgferry plan --check" });
-  runs.push({ direction: "forward", reports: await verify(forward.plans, { ...compare, source: options.old, target: options.new }) });
-  if (config.reverse) {
-    const reverse = await compileReversePlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, { old: options.old, new: options.new });
-    if (reverse.problems.length > 0) throw new PgferryError("mapping", `the reverse mapping does not compile: ${reverse.problems.join("; ")}`, { hint: "run pgferry plan --reverse" });
-    runs.push({ direction: "reverse", reports: await verify(reverse.plans, { ...compare, source: options.new, target: options.old }) });
-  }
+  const pools = { old: options.old, new: options.new };
+  await refuseHiddenRows(config, pools);
   const texts: string[] = [];
-  for (const run of runs) {
-    const compared = run.reports.filter((r) => r.status !== "skipped");
-    const different = compared.filter((r) => r.status === "different");
-    texts.push(different.length === 0 ? `${run.direction}: ${compared.length} tables equal` : `${run.direction}: ${different.length} of ${compared.length} tables different (${different.map((r) => `${r.source} -> ${r.target}`).join(", ")})`);
+  let ready = true;
+  for (const direction of config.reverse ? DIRECTIONS : (["forward"] as const)) {
+    const run = await directionRun(config, direction, pools);
+    const reports = await verify(run.plans, { source: run.source, target: run.target, examples: 0, rechecks: 3, recheckDelayMs: 1000 });
+    const { compared, different } = outcome(reports);
+    if (different.length > 0) ready = false;
+    texts.push(different.length === 0 ? `${direction}: ${compared.length} tables equal` : `${direction}: ${different.length} of ${compared.length} tables different (${different.map((r) => `${r.source} -> ${r.target}`).join(", ")})`);
     // Recorded as `pgferry verify` records it; a failure to record does not change what was found.
-    const state = run.direction === "forward" ? { pool: options.new, schema: config.target.stateSchema, pipeline: config.source.slot } : { pool: options.old, schema: config.reverse!.stateSchema, pipeline: config.reverse!.slot };
-    await new VerificationLog(state)
-      .record({ pipeline: state.pipeline, direction: run.direction, equal: different.length === 0, tables: compared.length, different: different.length })
-      .catch(() => undefined);
+    await recordOutcome(config, pools, direction, reports).catch(() => undefined);
   }
   const prefix = sample ? "sample: the verifier sums every row of each bucket, so a sample costs what the whole does; compared in full: " : "compared now: ";
-  const ready = runs.every((r) => !r.reports.some((e) => e.status === "different"));
   return ready
     ? { name: "verify", ready, detail: `${prefix}${texts.join("; ")}` }
     : { name: "verify", ready, detail: `${prefix}${texts.join("; ")}`, hint: "pgferry verify lists the differing keys; pgferry resync <table> repairs a table while streaming" };

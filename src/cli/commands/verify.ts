@@ -7,17 +7,12 @@
  * records its outcome per direction in that direction's state schema (state/verificationLog.ts),
  * which `pgferry cutover --check` reads.
  */
-import type pg from "pg";
 import { loadConfig, type Config } from "../../config/index.js";
 import { DIRECTIONS, type Direction } from "../../config/directions.js";
 import { PgferryError } from "../../errors.js";
-import { checkRowSecurity } from "../../pipeline/accessChecks.js";
-import { databasePools, type DatabasePools } from "../../sql/pools.js";
-import { compileReversePlan, loadPlan } from "../../plan/loadPlan.js";
-import type { TablePlan } from "../../plan/plan.js";
+import { databasePools } from "../../sql/pools.js";
 import { redactSecrets } from "../../redact.js";
-import { postgresStores } from "../../state/postgresStores.js";
-import { VerificationLog } from "../../state/verificationLog.js";
+import { directionRun, recordOutcome, refuseHiddenRows, type DirectionRun, type ProjectPools } from "../../verify/directions.js";
 import { formatReports, verify, type EdgeReport } from "../../verify/verifier.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command } from "../command.js";
 
@@ -26,54 +21,13 @@ const VERIFY_DIRECTIONS = ["forward", "reverse", "both"];
 /** One report of `--json`: the edge's comparison and the direction whose plan it compared. */
 export type DirectedReport = { direction: Direction } & EdgeReport;
 
-/** What one direction compares: its plan, the pools as its source and target, and entries it does not carry. */
-interface DirectionRun {
-  direction: Direction;
-  plans: TablePlan[];
-  source: pg.Pool;
-  target: pg.Pool;
-  /** Forward-only entries: nothing of them goes back, so the reverse has nothing to compare. */
-  skipped: EdgeReport[];
-}
-
-async function forwardRun(config: Config, pools: DatabasePools): Promise<DirectionRun> {
-  const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format, bidirectional: config.reverse !== undefined }, pools.source, pools.target);
-  if (problems.length > 0) throw new PgferryError("mapping", `the mapping does not compile:\n${problems.map((p) => `  - ${p}`).join("\n")}`, { hint: "run pgferry plan --check" });
-  return { direction: "forward", plans, source: pools.source, target: pools.target, skipped: [] };
-}
-
-/** The inverse plan reads the new database (the config's target) and compares the old one (its source). */
-async function reverseRun(config: Config, pools: DatabasePools): Promise<DirectionRun> {
-  const reverse = await compileReversePlan({ mappings: config.tables, snapshotFormat: config.snapshot.format }, { old: pools.source, new: pools.target });
-  if (reverse.problems.length > 0) {
-    throw new PgferryError("mapping", `the reverse mapping does not compile:\n${reverse.problems.map((p) => `  - ${p}`).join("\n")}`, { hint: "run pgferry plan --reverse" });
-  }
-  const carried = new Set(reverse.mappings.map((m) => m.forwardIndex));
-  const skipped = config.tables.flatMap((t, i): EdgeReport[] => {
-    if (carried.has(i)) return [];
-    const reason = t.reverse === false ? `forward-only: tables[${i}].reverse is false` : `forward-only: tables[${i}] has a hook and no reverse hook`;
-    return [{ source: t.to, target: t.from, rows: 0, status: "skipped", reason, missing: 0, extra: 0, changed: 0, examples: [] }];
-  });
-  return { direction: "reverse", plans: reverse.plans, source: pools.target, target: pools.source, skipped };
-}
-
 /**
- * Best effort: the direction's outcome in its state schema (the forward's on the target, the
- * reverse's on the source), when that schema exists (a pipeline has run). A failure is a note on
- * stderr; the comparison's result and exit code stand.
+ * Best effort: the direction's outcome in its state schema (verify/directions.ts). A failure is a
+ * note on stderr; the comparison's result and exit code stand.
  */
-async function recordOutcome(config: Config, pools: DatabasePools, direction: Direction, reports: readonly EdgeReport[], stderr: NodeJS.WritableStream): Promise<void> {
-  const state = direction === "forward"
-    ? { pool: pools.target, schema: config.target.stateSchema, pipeline: config.source.slot }
-    : config.reverse && { pool: pools.source, schema: config.reverse.stateSchema, pipeline: config.reverse.slot };
-  if (!state) return;
-  const compared = reports.filter((r) => r.status !== "skipped");
-  const different = compared.filter((r) => r.status === "different").length;
+async function noteOutcome(config: Config, pools: ProjectPools, direction: Direction, reports: readonly EdgeReport[], stderr: NodeJS.WritableStream): Promise<void> {
   try {
-    const { checkpoints } = postgresStores(state);
-    if (!(await checkpoints.exists())) return;
-    await checkpoints.migrate();
-    await new VerificationLog(state).record({ pipeline: state.pipeline, direction, equal: different === 0, tables: compared.length, different });
+    await recordOutcome(config, pools, direction, reports);
   } catch (error) {
     stderr.write(`pgferry verify: note: the ${direction} result was not recorded for pgferry cutover --check: ${redactSecrets((error as Error).message)}\n`);
   }
@@ -103,15 +57,12 @@ export const verifyCommand: Command = {
     const asked = String(values.direction);
     const directions: readonly Direction[] = asked === "both" ? DIRECTIONS : [asked as Direction];
     const pools = databasePools(config, "pgferry-verify", 2);
+    const projects = { old: pools.source, new: pools.target };
     try {
       const runs: DirectionRun[] = [];
-      for (const direction of directions) runs.push(direction === "forward" ? await forwardRun(config, pools) : await reverseRun(config, pools));
-      // Row-level security would make either side show other rows than it holds: refuse, as preflight does.
+      for (const direction of directions) runs.push(await directionRun(config, direction, projects));
       // Both directions read the same tables, each on its own database.
-      const hidden: string[] = [];
-      await checkRowSecurity(pools.source, config.tables.map((t) => t.from), "source", hidden);
-      await checkRowSecurity(pools.target, config.tables.map((t) => t.to), "target", hidden);
-      if (hidden.length > 0) throw new PgferryError("preflight", `row-level security would hide rows from the comparison:\n${hidden.map((p) => `  - ${p}`).join("\n")}`);
+      await refuseHiddenRows(config, projects);
       const only = typeof values.table === "string" ? values.table : undefined;
       if (only && !config.tables.some((t) => t.from === only || t.to === only)) {
         throw new PgferryError("config", `--table ${only} is neither a mapped source table nor a target table`);
@@ -126,7 +77,7 @@ export const verifyCommand: Command = {
         const compared = [...(await verify(run.plans, options, only)), ...run.skipped.filter((s) => !only || s.source === only || s.target === only)];
         reports.push(...compared.map((report) => ({ direction: run.direction, ...report })));
         // Only a comparison of every table says the direction is equal.
-        if (!only) await recordOutcome(config, pools, run.direction, compared, io.stderr);
+        if (!only) await noteOutcome(config, projects, run.direction, compared, io.stderr);
         text += `${asked === "forward" ? "" : HEADINGS[run.direction]}${formatReports(compared)}`;
       }
       io.stdout.write(values.json ? `${JSON.stringify(reports, null, 2)}\n` : text);
