@@ -10,7 +10,7 @@ import { loadConfig } from "../../config/index.js";
 import { readiness, readinessLimits, VERIFY_MODES, type VerifyMode } from "../../cutover/readiness.js";
 import type { ReadinessReport } from "../../cutover/types.js";
 import { databasePools } from "../../sql/pools.js";
-import { CUTOVER_OPTIONS, cutoverArgumentProblem, runCutoverCommand } from "../../cutover/procedure.js";
+import { CUTOVER_OPTIONS, cutoverArgumentProblem, runCutoverCommand } from "./switchCommand.js";
 import { EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command, type CommandIo, type CommandValues } from "../command.js";
 
 /** Options of the `--check` branch; they mean nothing to the switch. */

@@ -4,7 +4,7 @@
  * pipeline caught up with the new side's WAL, the old side's sequences moved past the new side's, the
  * old side's roles unfrozen. `--dry-run` says what each step would do and changes nothing.
  */
-import { CUTOVER_OPTIONS, cutoverArgumentProblem, runCutoverCommand } from "../../cutover/procedure.js";
+import { CUTOVER_OPTIONS, cutoverArgumentProblem, runCutoverCommand } from "./switchCommand.js";
 import type { Command } from "../command.js";
 
 export const rollbackCommand: Command = {
