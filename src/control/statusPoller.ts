@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import type { OppositePipeline } from "../config/directions.js";
 import { parseLsn } from "../source/lsn.js";
 import { cutoverStep } from "../state/cutoverSteps.js";
+import { DeferredIndexStore } from "../state/deferredIndexes.js";
 import { postgresStores, type StateStores } from "../state/postgresStores.js";
 import { quoteIdent } from "../sql/quote.js";
 import type { OppositeReading, SourceReading, TargetReading } from "./pipelineMonitor.js";
@@ -107,21 +108,11 @@ export async function unresolvedConflicts(db: pg.Pool, stateSchema: string, pipe
 
 /**
  * The secondary indexes of this pipeline's target tables dropped for the copy and not built again yet
- * (snapshot.deferIndexes, state/deferredIndexes.ts), as `schema.table` and index name. None without
- * the record table.
+ * (snapshot.deferIndexes), from the records the index builds keep (state/deferredIndexes.ts).
  */
 export async function indexesToBuild(db: pg.Pool, stateSchema: string, pipeline: string): Promise<IndexToBuild[]> {
-  try {
-    const { rows } = await db.query<IndexToBuild>(
-      `SELECT table_schema || '.' || table_name AS table, index_name AS index FROM ${quoteIdent(stateSchema)}.deferred_indexes
-       WHERE pipeline = $1 ORDER BY 1, 2`,
-      [pipeline],
-    );
-    return rows;
-  } catch (error) {
-    if (isMissingRelation(error)) return [];
-    throw error;
-  }
+  const records = await new DeferredIndexStore({ schema: stateSchema, pipeline }).list(db);
+  return records.filter((r) => r.pipeline === pipeline).map((r) => ({ table: `${r.schema}.${r.table}`, index: r.name }));
 }
 
 /** A pipeline's state as its target keeps it: checkpoint, tables, running resyncs, unresolved conflicts, the cutover's step. */

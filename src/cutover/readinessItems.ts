@@ -87,7 +87,6 @@ export function judgeSlot(slot: SlotReading | null | undefined, limits: Readines
   return ready("slot", `${name} in use, wal_status ${slot.walStatus ?? "unknown"}, ${retained}`);
 }
 
-/** `tables`: the pipeline's per-table states; `expected`: the source tables the mapping names (a table missing from the state is not ready). */
 /** A secondary index of a target table (`schema.table`) dropped for the copy and not built again yet (snapshot.deferIndexes). */
 export interface IndexToBuild {
   table: string;
@@ -95,9 +94,10 @@ export interface IndexToBuild {
 }
 
 /**
- * Every mapped table copied, and (`toBuild`) every secondary index dropped for the copy built again:
- * a table is not ready for traffic while the index its queries use (an HNSW build can take minutes)
- * is still missing.
+ * Every mapped table copied, and every secondary index dropped for the copy built again: a table is
+ * not ready for traffic while the index its queries use (an HNSW build can take minutes) is missing.
+ * `tables`: the pipeline's per-table states; `expected`: the source tables the mapping names (a
+ * table missing from the state is not ready); `toBuild`: the indexes not built again yet.
  */
 export function judgeTables(
   tables: readonly TableStatus[],

@@ -221,13 +221,13 @@ describe("pgferry cutover --check", () => {
               ('shop', 'other_idx', 'items', 'another_pipeline', 'CREATE INDEX other_idx ON shop.items USING btree (id)', 'btree')`,
       [slot()],
     );
+    const monitor = new PipelineMonitor({ slot: slot(), readyMaxLagSeconds: 30 });
     const poller = new StatusPoller({
       sourceUrl: pair.db.sourceUrl, targetUrl: pair.db.targetUrl, stateSchema: "_pgferry", slot: slot(), intervalMs: 60_000, log: capturingLogger().log,
       onSource: () => undefined,
       onTarget: (reading) => monitor.targetPolled(reading),
       opposite: null,
     });
-    const monitor = new PipelineMonitor({ slot: slot(), readyMaxLagSeconds: 30 });
     try {
       const { code, items } = await check(await configFile());
       expect(code).toBe(1);
