@@ -65,7 +65,7 @@ interface TableBuffer {
 
 function valueBytes(values: readonly Value[]): number {
   let bytes = 32;
-  for (const v of values) bytes += typeof v === "string" ? v.length + 8 : 8;
+  for (const v of values) bytes += typeof v === "string" || Buffer.isBuffer(v) ? v.length + 8 : 8;
   return bytes;
 }
 
@@ -290,7 +290,9 @@ export class ChangeBuffer {
       }
       if (entry.values === null) continue;
       const indexes = changedIndexes(entry.values);
-      const mask = indexes.join(",");
+      // A column's values travel as text or as one binary array (statements.ts unnestRows): rows group by which.
+      const values = entry.values;
+      const mask = indexes.map((i) => (Buffer.isBuffer(values[i]) ? `${i}b` : i)).join(",");
       let group = groups.get(mask);
       if (!group) {
         group = { indexes, rows: [], at: [], inserted: [] };
@@ -337,9 +339,15 @@ function keylessStatements(table: TargetTable, changes: readonly KeylessChange[]
     if (inserts.length > 0) statements.push(insertRowsStatement(table, inserts));
     inserts = [];
   };
+  let format = "";
   for (const change of changes) {
     if (change.kind === "insertRow") {
-      inserts.push(cells(change.values, allColumns));
+      // Consecutive inserts travel together while each column keeps one format (text or binary).
+      const row = cells(change.values, allColumns);
+      const rowFormat = row.map((v) => (Buffer.isBuffer(v) ? "b" : "t")).join("");
+      if (rowFormat !== format) flushInserts();
+      format = rowFormat;
+      inserts.push(row);
       continue;
     }
     flushInserts();

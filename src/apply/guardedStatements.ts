@@ -85,7 +85,7 @@ function guardedSource(
     input.at[r]?.toISOString() ?? null,
     ...(upsert ? [input.inserted?.[r] === true ? "t" : "f"] : []),
   ]);
-  const source = unnestRows(rows, width + (upsert ? 2 : 1), "r");
+  const source = unnestRows(rows, [...carried.map((i) => table.columns[i]), undefined, ...(upsert ? [undefined] : [])], "r");
   const values: unknown[] = [...source.values];
   const param = (value: unknown, type: string) => {
     values.push(value);

@@ -7,12 +7,13 @@
  * build on the helpers exported here.
  */
 import { createHash } from "node:crypto";
+import { PgferryError } from "../errors.js";
 import { qualifiedName, quoteIdent } from "../sql/quote.js";
 import type { TargetColumn, TargetTable } from "../plan/targetTable.js";
 import type { Statement } from "./types.js";
 
 
-export type Cell = string | null;
+export type Cell = string | Buffer | null;
 
 /**
  * The type a written value is cast to: the column's type without its modifier (`character
@@ -39,29 +40,87 @@ const FIELD_SEPARATOR = "\x1f";
 const NULL_FIELD = "\x1e";
 
 /**
- * `unnest(...) AS alias(c0, c1, ...)` over `rows` (each a list of `width` cells), with one parameter
- * per column ($1, $2, ...): the column's values joined by FIELD_SEPARATOR and split on the
+ * `unnest(...) AS alias(c0, c1, ...)` over `rows` (each a list of `columns.length` cells), with one
+ * parameter per column ($1, $2, ...): the column's values joined by FIELD_SEPARATOR and split on the
  * target by `string_to_array`, which reads a large value (the 15 kB text of a 1536-d vector) about
  * three times faster than the text[] input parser. A statement where some value holds the separator
  * or is the NULL mark, or a column would be a lone empty string (which `string_to_array` reads as no
  * element), sends text[] arrays instead. The two forms have different texts, each prepared once.
+ *
+ * A column of binary values (a binary stream's opaque column: `columns[c]` is the target column they
+ * are written to, of the type they were sent in) goes as one binary array of that type, read by the
+ * type's receive function: no text at either end. A column holds one kind or the other, never both
+ * (ChangeBuffer groups rows by it).
  */
-export function unnestRows(rows: readonly (readonly Cell[])[], width: number, alias: string): { from: string; values: unknown[] } {
-  const columns: Cell[][] = Array.from({ length: width }, () => new Array<Cell>(rows.length));
+export function unnestRows(rows: readonly (readonly Cell[])[], columns: readonly (TargetColumn | undefined)[], alias: string): { from: string; values: unknown[] } {
+  const width = columns.length;
+  const cellsOf: Cell[][] = Array.from({ length: width }, () => new Array<Cell>(rows.length));
+  const binary = new Array<boolean>(width).fill(false);
+  const text = new Array<boolean>(width).fill(false);
   let delimited = true;
   rows.forEach((row, r) => {
     for (let c = 0; c < width; c += 1) {
       const cell = row[c] ?? null;
-      columns[c]![r] = cell;
-      if (cell !== null && delimited && (cell.includes(FIELD_SEPARATOR) || cell === NULL_FIELD || (rows.length === 1 && cell === ""))) delimited = false;
+      cellsOf[c]![r] = cell;
+      if (cell === null) continue;
+      if (typeof cell !== "string") {
+        binary[c] = true;
+        continue;
+      }
+      text[c] = true;
+      if (delimited && (cell.includes(FIELD_SEPARATOR) || cell === NULL_FIELD || (rows.length === 1 && cell === ""))) delimited = false;
     }
   });
   const names = Array.from({ length: width }, (_, i) => `c${i}`).join(", ");
-  const params = Array.from({ length: width }, (_, i) => (delimited ? `string_to_array($${i + 1}::text, E'\\x1f', E'\\x1e')` : `$${i + 1}::text[]`)).join(", ");
-  return {
-    from: `unnest(${params}) AS ${alias}(${names})`,
-    values: delimited ? columns.map((column) => column.map((cell) => cell ?? NULL_FIELD).join(FIELD_SEPARATOR)) : columns,
-  };
+  const params: string[] = [];
+  const values: unknown[] = [];
+  cellsOf.forEach((cells, c) => {
+    const n = c + 1;
+    if (binary[c]) {
+      const column = columns[c];
+      if (text[c] || column?.typeOid === undefined) {
+        throw new PgferryError("internal", `binary values for ${column ? `column ${column.name}` : `parameter ${n}`} ${text[c] ? "mixed with text" : "without a target type"}`);
+      }
+      params.push(`$${n}::${writeCast(column)}[]`);
+      values.push(binaryArray(cells as (Buffer | null)[], column.typeOid));
+    } else if (delimited) {
+      params.push(`string_to_array($${n}::text, E'\\x1f', E'\\x1e')`);
+      values.push(cells.map((cell) => cell ?? NULL_FIELD).join(FIELD_SEPARATOR));
+    } else {
+      params.push(`$${n}::text[]`);
+      values.push(cells);
+    }
+  });
+  return { from: `unnest(${params.join(", ")}) AS ${alias}(${names})`, values };
+}
+
+/**
+ * A one-dimensional array in PostgreSQL's binary format (array_recv): dimensions, a has-nulls flag,
+ * the element type's OID, then each element's length (-1: NULL) and bytes.
+ */
+export function binaryArray(elements: readonly (Buffer | null)[], elementTypeOid: number): Buffer {
+  let size = 20;
+  let nulls = 0;
+  for (const e of elements) {
+    size += 4 + (e?.length ?? 0);
+    if (e === null) nulls += 1;
+  }
+  const out = Buffer.allocUnsafe(size);
+  out.writeInt32BE(1, 0);
+  out.writeInt32BE(nulls > 0 ? 1 : 0, 4);
+  out.writeUInt32BE(elementTypeOid, 8);
+  out.writeInt32BE(elements.length, 12);
+  out.writeInt32BE(1, 16);
+  let at = 20;
+  for (const e of elements) {
+    if (e === null) {
+      at = out.writeInt32BE(-1, at);
+      continue;
+    }
+    at = out.writeInt32BE(e.length, at);
+    at += e.copy(out, at);
+  }
+  return out;
 }
 
 /**
@@ -75,7 +134,7 @@ const OVERRIDING = "OVERRIDING SYSTEM VALUE";
  * into `table.columns`; unchanged-TOAST columns are simply not in the set, so they keep their value).
  */
 export function upsertStatement(table: TargetTable, columnIndexes: readonly number[], rows: readonly (readonly Cell[])[]): Statement {
-  const source = unnestRows(rows, columnIndexes.length, "u");
+  const source = unnestRows(rows, columnIndexes.map((i) => table.columns[i]), "u");
   const text = upsertText(table, columnIndexes, source.from, "u", "");
   return prepared(text, source.values, { rows: rows.length, table: table.id, op: "insert" });
 }
@@ -105,7 +164,7 @@ export function upsertText(table: TargetTable, columnIndexes: readonly number[],
 export function updateRowsStatement(table: TargetTable, columnIndexes: readonly number[], rows: readonly (readonly Cell[])[]): Statement | null {
   const sets = updateSets(table, columnIndexes, "u");
   if (sets === null) return null;
-  const source = unnestRows(rows, columnIndexes.length, "u");
+  const source = unnestRows(rows, columnIndexes.map((i) => table.columns[i]), "u");
   const text = `UPDATE ${qualifiedName(table)} AS t SET ${sets} FROM ${source.from} WHERE ${keyMatch(table, columnIndexes, "u")}`;
   return prepared(text, source.values, { rows: rows.length, table: table.id, op: "update", expectRows: true });
 }
@@ -127,7 +186,7 @@ export function keyMatch(table: TargetTable, columnIndexes: readonly number[], a
 
 /** DELETE of every row whose key is in `keys` (each key: the values of `table.keyIndexes`, in order). */
 export function deleteStatement(table: TargetTable, keys: readonly (readonly Cell[])[]): Statement {
-  const source = unnestRows(keys, table.keyIndexes.length, "d");
+  const source = unnestRows(keys, table.keyIndexes.map((i) => table.columns[i]), "d");
   const text = `DELETE FROM ${qualifiedName(table)} AS t USING ${source.from} WHERE ${keyMatch(table, table.keyIndexes, "d")}`;
   return prepared(text, source.values, { rows: keys.length, table: table.id, op: "delete" });
 }
@@ -149,7 +208,7 @@ export function rekeyStatement(table: TargetTable, oldKey: readonly Cell[], colu
 export function insertRowsStatement(table: TargetTable, rows: readonly (readonly Cell[])[]): Statement {
   const names = table.columns.map((c) => quoteIdent(c.name));
   const casts = table.columns.map((c, i) => `u.c${i}::${writeCast(c)}`);
-  const source = unnestRows(rows, names.length, "u");
+  const source = unnestRows(rows, table.columns, "u");
   const text = `INSERT INTO ${qualifiedName(table)} (${names.join(", ")}) ${OVERRIDING} SELECT ${casts.join(", ")} FROM ${source.from}`;
   return prepared(text, source.values, { rows: rows.length, table: table.id, op: "insert" });
 }

@@ -53,6 +53,9 @@ const applySchema = z.strictObject({
   batchMaxBytes: byteSize().default(8 * MiB),
   batchMaxMs: integer(0).default(100),
   queueMaxBytes: byteSize().default(8 * MiB),
+  // How the stream carries values (pipeline/streamFormat.ts): binary from pgoutput where every column
+  // pgferry reads has a printer (auto), always (binary: refused otherwise) or never (text).
+  format: z.enum(["auto", "binary", "text"]).default("auto"),
   onError: z.enum(["retry", "stop"]).default("retry"),
   retry: retrySchema.prefault({}),
 });

@@ -2,6 +2,7 @@
  * Checks, before anything is created, that both databases can do what the pipeline needs, and
  * compiles the plan against their live catalogs. Every problem is collected and reported at once.
  */
+import { binaryStream } from "./streamFormat.js";
 import type pg from "pg";
 import type { Config } from "../config/index.js";
 import { oppositeOf, type Direction } from "../config/directions.js";
@@ -111,6 +112,10 @@ export async function preflight(config: Config, source: pg.Pool, target: pg.Pool
   await checkAccess(config, source, target, planProblems.length === 0 ? plans : null, problems);
   if (planProblems.length === 0) await checkExpressions(source, plans, problems);
   if (planProblems.length === 0) await checkTargetHazards(target, source, plans, problems);
+  if (planProblems.length === 0) {
+    const { problem } = binaryStream(config.apply.format, plans);
+    if (problem) problems.push(problem);
+  }
   if (problems.length > 0) throw new PreflightError(problems);
   await loadHooks(plans);
   return { plans, slotExists };

@@ -15,12 +15,13 @@ export type StreamEvent =
 
 /**
  * In-memory weight of a queued change, for the queue's byte limit: V8 one-byte strings take their
- * length plus a header; the event, row arrays and queue entry objects about 200 bytes.
+ * length plus a header, a Buffer (a binary stream's opaque value) its length plus its object; the event,
+ * row arrays and queue entry objects about 200 bytes.
  */
 export function changeBytes(change: SourceChange): number {
   let bytes = 200;
   for (const row of [change.old, change.new]) {
-    if (row) for (const v of row) bytes += typeof v === "string" ? v.length + 24 : 8;
+    if (row) for (const v of row) bytes += typeof v === "string" ? v.length + 24 : Buffer.isBuffer(v) ? v.length + 96 : 8;
   }
   return bytes;
 }

@@ -4,6 +4,7 @@
  * stopped through `signal` and rejects on any error, after rolling back what was not committed
  * (nothing unacknowledged is lost: the slot keeps it).
  */
+import { binaryStream, type StreamFormat } from "./streamFormat.js";
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { ConflictGuard } from "../apply/conflictGuard.js";
@@ -33,6 +34,8 @@ export interface StreamSettings {
   publication: string;
   /** The queue between the reader and the apply loop, in bytes (the socket pauses above it). */
   queueMaxBytes: number;
+  /** apply.format: whether pgoutput sends binary values (streamFormat.ts). */
+  format: StreamFormat;
   limits: BatchLimits;
   /**
    * Replication origins whose source transactions are not applied: the apply origins of pgferry's
@@ -170,7 +173,9 @@ export class StreamSession {
       signal.addEventListener("abort", onAbort, { once: true });
       if (signal.aborted) onAbort();
 
-      log.info({ slot: settings.slot, from: formatLsn(options.checkpoint.endLsn), ...(ignoreOrigins.length > 0 ? { ignoreOrigins } : {}) }, "streaming");
+      // Preflight refused a binary format the plans cannot have; auto falls back to text here.
+      const { binary } = binaryStream(settings.format, options.plans);
+      log.info({ slot: settings.slot, from: formatLsn(options.checkpoint.endLsn), format: binary ? "binary" : "text", ...(ignoreOrigins.length > 0 ? { ignoreOrigins } : {}) }, "streaming");
       const applying = loop.run().catch((error: unknown) => {
         stopping = true; // an apply failure ends the stream too
         void repl.close();
@@ -178,7 +183,7 @@ export class StreamSession {
       });
       const streaming = repl
         .stream(
-          { slot: settings.slot, startLsn: options.checkpoint.endLsn, publication: settings.publication, protoVersion: 1, messages: true, skipOriginated: ignoreOrigins.length > 0 },
+          { slot: settings.slot, startLsn: options.checkpoint.endLsn, publication: settings.publication, protoVersion: 1, messages: true, skipOriginated: ignoreOrigins.length > 0, binary },
           reader,
           () => options.onStreaming?.(),
         )

@@ -7,11 +7,22 @@
  * value must be left as it is (docs/design.md, rule 4). `old` and `new` here are a row before and after a
  * change, never a database: the plan itself only knows a source and a target.
  */
+import { PgferryError } from "../errors.js";
 import type { TablePlan } from "./plan.js";
 import type { TargetTable } from "./targetTable.js";
 
 export const UNCHANGED: unique symbol = Symbol("unchanged-toast");
-export type Value = string | null | typeof UNCHANGED;
+/**
+ * A value as PostgreSQL text, or (a binary stream's opaque column, plan.ts `opaqueInputs`) as the
+ * source's binary send format, which only ever travels on to a target column of the identical type.
+ */
+export type Value = string | Buffer | null | typeof UNCHANGED;
+
+/** A value pgferry reads (a key, an expression's or a hook's input): always text, as opaqueInputs keeps binary values away from them. */
+export function readable<T>(value: string | Buffer | T, what: string): string | T {
+  if (Buffer.isBuffer(value)) throw new PgferryError("internal", `${what} arrived as a binary value, which pgferry does not read`);
+  return value;
+}
 
 /** A source tuple projected onto its plan's `sourceColumns`; UNCHANGED marks unchanged TOAST. */
 export type SourceRow = Value[];

@@ -282,16 +282,18 @@ class Compiler {
       }
     });
     const filter = mapping.where === undefined ? null : { expr: mapping.where, refs: referencedColumns(mapping.where, source.columns.map((c) => c.name)) };
-    const identical = columns.every(({ column, origin }) => {
+    // A column copied between identical types whose binary format is portable: binary COPY, and binary in the stream.
+    const sameType = columns.map(({ column, origin }) => {
       if (origin.kind !== "column") return false;
       const from = source.columns.find((c) => c.name === origin.column)!;
       return from.type === column.type && from.binaryPortable && column.binaryPortable;
     });
+    const identical = sameType.every(Boolean);
     const binary = identical && filter === null && mapping.hook === undefined && this.input.snapshotFormat !== "text";
     if (this.input.snapshotFormat === "binary" && !binary) {
       this.problems.push(`${where}: snapshot.format is binary but ${mapping.from} → ${mapping.to} transforms or converts columns (use auto or text)`);
     }
-    const tableColumns: TargetColumn[] = columns.map(({ column }) => ({ name: column.name, type: column.type, castType: column.castType }));
+    const tableColumns: TargetColumn[] = columns.map(({ column }) => ({ name: column.name, type: column.type, castType: column.castType, typeOid: column.typeOid }));
     return {
       index,
       table: {
@@ -299,7 +301,8 @@ class Compiler {
         ...(mapping.updateOnly ? { updateOnly: true } : {}),
         ...(insertOnly.length > 0 ? { insertOnly } : {}),
       },
-      origins: columns.map(({ origin }) => ({ ...origin, input: -1 }) as ColumnOrigin),
+      // An array column is not passed through a binary stream: its values would have to nest in the statement's array parameter.
+      origins: columns.map(({ origin, column }, i) => ({ ...origin, input: -1, ...(origin.kind === "column" ? { identical: sameType[i]! && !column.castType.endsWith("[]") } : {}) }) as ColumnOrigin),
       filter,
       ...(filter !== null && mapping.route ? { filterMode: "route" as const } : {}),
       hook: mapping.hook ?? null,

@@ -19,8 +19,14 @@ import { quoteLiteral } from "../sql/quote.js";
 
 /** Where one target column's value comes from. `input` indexes the plan's `sourceColumns`. */
 export type ColumnOrigin =
-  /** A source column, copied (or renamed); its text is parsed by the target column's type. */
-  | { kind: "column"; column: string; input: number }
+  /**
+   * A source column, copied (or renamed); its text is parsed by the target column's type. `identical`:
+   * the target column has the same type, with a portable binary format, and is not an array, so the
+   * value may travel through a binary stream as the source sent it (plan.ts `opaqueInputs`; an array
+   * could not, as the statements carry a column's values in one array parameter, and PostgreSQL arrays
+   * do not nest).
+   */
+  | { kind: "column"; column: string; input: number; identical?: boolean }
   /** A constant, as text (a discriminator in a merge, a tenant id). */
   | { kind: "const"; value: string }
   /** A SQL expression over the source row, evaluated by the source database. */
@@ -88,4 +94,25 @@ export function describeOrigin(origin: ColumnOrigin): string {
     case "sql":
       return `${origin.expr} (sql)`;
   }
+}
+
+/**
+ * Which of the plan's source columns (parallel to `sourceColumns`) the stream may carry as the binary
+ * value the source sent, never read by pgferry: every edge that reads the column copies it unchanged
+ * into a column of the identical type (ColumnOrigin `identical`) that is not part of a key; it is not
+ * the source key, no filter or SQL expression reads it, and no hook sees the row. Every other column
+ * is read as text (source/binaryText.ts when the stream is binary).
+ */
+export function opaqueInputs(plan: TablePlan): boolean[] {
+  return plan.sourceColumns.map((name, input) => {
+    if (plan.keyInputs.includes(input)) return false;
+    return plan.edges.every((edge) => {
+      if (edge.hook !== null || edge.filter?.refs.includes(name) || edge.table.keyIndexes.length === 0) return false;
+      return edge.origins.every((origin, i) => {
+        if (origin.kind === "sql") return !origin.refs.includes(name);
+        if (origin.kind === "const" || origin.input !== input) return true;
+        return origin.identical === true && !edge.table.keyIndexes.includes(i) && !(edge.table.insertOnly ?? []).includes(i);
+      });
+    });
+  });
 }

@@ -5,6 +5,8 @@ export interface TargetColumn {
   type: string;
   /** The same type without its modifier, as written values are cast (`character varying`, `vector`); `type` when absent. */
   castType?: string;
+  /** The type's OID in the target database: the element type of a binary array parameter (apply/statements.ts). */
+  typeOid?: number;
 }
 
 export interface TargetTable {

@@ -38,6 +38,11 @@ export interface StreamOptions {
    * (StreamReader `ignoreOrigins`) does it.
    */
   skipOriginated?: boolean;
+  /**
+   * pgoutput `binary 'true'`: every value of a type with a send function in its binary format
+   * (PostgreSQL 14+; pgferry's floor is above that). RelationLayout keeps or prints each one.
+   */
+  binary?: boolean;
 }
 
 /** The first PostgreSQL version whose pgoutput takes the `origin` option. */
@@ -49,6 +54,7 @@ export function pgoutputOptions(options: StreamOptions, serverVersionNum: number
     `proto_version '${options.protoVersion}'`,
     `publication_names ${quoteLiteral(quoteIdent(options.publication))}`,
     ...(options.messages ? ["messages 'true'"] : []),
+    ...(options.binary ? ["binary 'true'"] : []),
     ...(options.skipOriginated && serverVersionNum >= ORIGIN_OPTION_VERSION ? ["origin 'none'"] : []),
   ];
 }

@@ -16,7 +16,7 @@
  */
 import type { ApplyChange, OrderedStatements } from "../apply/types.js";
 import { PgferryError } from "../errors.js";
-import { UNCHANGED, type SourceChange, type SourceRow, type SourceTruncate, type Value } from "../plan/changes.js";
+import { readable, UNCHANGED, type SourceChange, type SourceRow, type SourceTruncate, type Value } from "../plan/changes.js";
 import type { TargetTable } from "../plan/targetTable.js";
 import type { EdgePlan, TablePlan } from "../plan/plan.js";
 import { runHook, type HookRow, type RowHook } from "./codeHook.js";
@@ -140,7 +140,7 @@ export class ChangeTransformer {
       keyColumns: inputs.map((c) => plan.sourceColumns[c]!),
       key: inputs.map((c) => {
         const v = identified[c];
-        return v === UNCHANGED || v === undefined ? null : v;
+        return v === UNCHANGED || v === undefined ? null : readable(v, `${plan.id}.${plan.sourceColumns[c]!}`);
       }),
       at: event.commitTime,
     });
@@ -226,7 +226,7 @@ export class ChangeTransformer {
     const hook = edge.hook ? this.options.hooks.get(edge.hook) : undefined;
     if (!hook) return [values];
     const row: HookRow = {};
-    edge.table.columns.forEach((c, i) => { row[c.name] = values[i] === UNCHANGED ? undefined : values[i]; });
+    edge.table.columns.forEach((c, i) => { row[c.name] = values[i] === UNCHANGED ? undefined : readable(values[i], `${edge.table.id}.${c.name}`); });
     const result = runHook(hook, row, { op, source: plan.id, target: edge.table.id }, edge.index);
     if (result === null) return null;
     return result.map((r) => edge.table.columns.map((c) => (r[c.name] === undefined ? UNCHANGED : r[c.name]!)));
@@ -236,7 +236,7 @@ export class ChangeTransformer {
     return edge.table.keyIndexes.map((k) => {
       const v = values[k];
       if (v === UNCHANGED || v === undefined) throw new PgferryError("protocol", `key column ${edge.table.columns[k]!.name} of ${edge.table.id} has no value; cannot identify the row`);
-      return v;
+      return readable(v, `key column ${edge.table.id}.${edge.table.columns[k]!.name}`);
     });
   }
 
@@ -297,7 +297,7 @@ export class ChangeTransformer {
       mapped?.pass ? (this.hook(edge, event.plan, mapped.mapped, op)?.[0] ?? null) : null;
     const before = event.op === "insert" ? null : first(previous, "delete");
     const after = event.op === "delete" ? null : first(next, event.op);
-    const asOld = (values: Value[]) => values.map((v) => (v === UNCHANGED ? null : v));
+    const asOld = (values: Value[]) => values.map((v, c) => (v === UNCHANGED ? null : readable(v, `${table.id}.${table.columns[c]!.name}`)));
     if (before && after) out.push({ kind: "updateRow", table, old: asOld(before), values: after });
     else if (before) out.push({ kind: "deleteRow", table, old: asOld(before) });
     else if (after) out.push({ kind: "insertRow", table, values: after });

@@ -77,6 +77,30 @@ afterAll(async () => {
 });
 
 describe("apply statements on PostgreSQL", () => {
+  it("a column of binary values (a binary stream's opaque column) goes as one binary array of its type, NULLs included", async () => {
+    const rows = rowsOf(TRICKY, 100);
+    // The binary send format of each text and vector, as pgoutput's binary mode sends it.
+    const binary: Cell[][] = [];
+    for (const row of rows) {
+      const { rows: sent } = await db.target.query<{ t: Buffer | null; v: Buffer }>("SELECT textsend($1::text) AS t, vector_send($2::vector(3)) AS v", [row[1], row[3]]);
+      binary.push([row[0]!, sent[0]!.t, row[2]!, sent[0]!.v]);
+    }
+    const { rows: oids } = await db.target.query<{ text: number; vector: number }>("SELECT 'text'::regtype::oid::int AS text, 'vector'::regtype::oid::int AS vector");
+    const typed: TargetTable = { ...keyed, columns: keyed.columns.map((c) => ({ ...c, typeOid: c.name === "t" ? oids[0]!.text : c.name === "v" ? oids[0]!.vector : undefined })) };
+    const upsert = upsertStatement(typed, [0, 1, 2, 3], binary);
+    expect(upsert.text).toContain("$2::text[]");
+    expect(upsert.text).toContain("$4::vector(3)[]");
+    await run(upsert);
+    const { rows: landed } = await db.target.query<{ k: string; tt: string | null; jt: string | null; vt: string }>(
+      "SELECT id::text AS k, t AS tt, j::text AS jt, v::text AS vt FROM app.keyed WHERE id >= 100 ORDER BY id",
+    );
+    expect(landed.map((r) => [r.k, r.tt, r.jt, r.vt])).toEqual(await expected(rows));
+    // A column of binary values without the target type's OID cannot be sent, nor one mixed with text.
+    expect(() => upsertStatement(keyed, [0, 1, 2, 3], binary)).toThrow("binary values for column t without a target type");
+    expect(() => upsertStatement(typed, [0, 1, 2, 3], [...binary, rows[0]!])).toThrow("binary values for column t mixed with text");
+    await run(deleteStatement(keyed, rows.map((r) => [r[0]!])));
+  });
+
   it("upsert, update and delete with values joined by a separator", async () => {
     const rows = rowsOf(TRICKY);
     const upsert = upsertStatement(keyed, [0, 1, 2, 3], rows);
@@ -85,7 +109,7 @@ describe("apply statements on PostgreSQL", () => {
     expect(await contents("keyed")).toEqual(await expected(rows));
 
     // An UPDATE of some columns (the others as if unchanged TOAST), then a delete of half the keys.
-    const changed = rows.map((r) => [r[0]!, r[1] === null ? "was null" : `${r[1]}!`]);
+    const changed = rows.map((r) => [r[0]!, r[1] === null ? "was null" : `${r[1] as string}!`]);
     const update = updateRowsStatement(keyed, [0, 1], changed)!;
     expect(update.text).toContain("string_to_array(");
     await run(update);

@@ -49,6 +49,7 @@ describe("parseConfig: valid files", () => {
         batchMaxBytes: 8 * 1024 * 1024,
         batchMaxMs: 100,
         queueMaxBytes: 8 * 1024 * 1024,
+        format: "auto",
         onError: "retry",
         retry: { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 30_000 },
       },
