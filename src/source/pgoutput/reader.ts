@@ -13,9 +13,12 @@ export class PayloadReader {
   offset = 0;
   /** The message type byte, for error messages. */
   private tag = "(empty)";
+  /** Whether `buf` is a copy of its own (values may then be views into it), not the caller's buffer. */
+  private owned = false;
 
   reset(buf: Buffer): void {
     this.buf = buf;
+    this.owned = false;
     this.offset = 0;
     this.tag = buf.length > 0 ? describeByte(buf[0] as number) : "(empty)";
   }
@@ -80,10 +83,18 @@ export class PayloadReader {
     return this.buf.toString("utf8", start, start + length);
   }
 
-  /** `length` bytes copied out: the caller may reuse the payload buffer after decode returns. */
+  /**
+   * `length` bytes, not shared with the caller, who may reuse the payload buffer after decode
+   * returns: the first call copies the whole payload once, and every value is a view into that copy
+   * (a row's binary values are one allocation, not one each; they live and die together).
+   */
   bytes(length: number): Buffer {
     const start = this.need(length);
-    return Buffer.from(this.buf.subarray(start, start + length));
+    if (!this.owned) {
+      this.buf = Buffer.from(this.buf);
+      this.owned = true;
+    }
+    return this.buf.subarray(start, start + length);
   }
 
   /** An Int32 length prefix; a negative one is corrupt, not "read backwards". */
