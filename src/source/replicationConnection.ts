@@ -40,7 +40,7 @@ export interface StreamOptions {
   skipOriginated?: boolean;
   /**
    * pgoutput `binary 'true'`: every value of a type with a send function in its binary format
-   * (PostgreSQL 14+; pgferry's floor is above that). RelationLayout keeps or prints each one.
+   * (PostgreSQL 14+, pgferry's floor). RelationLayout keeps or prints each one.
    */
   binary?: boolean;
 }
