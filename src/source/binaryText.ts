@@ -181,7 +181,7 @@ function arrayText(elementOid: number, printElement: BinaryToText): BinaryToText
       if (length === -1) return "NULL";
       const text = printElement(value.subarray(at, at + length));
       at += length;
-      return text === "" || /^null$/i.test(text) || /[{}",\\ \t\n\r\v\f]/.test(text) ? `"${text.replace(/["\\]/g, "\\$&")}"` : text;
+      return text === "" || /^null$/i.test(text) || /[{}\x22,\\ \t\n\r\v\f]/.test(text) ? `"${text.replace(/[\x22\\]/g, "\\$&")}"` : text;
     };
     const level = (d: number): string => {
       const parts: string[] = [];
