@@ -37,3 +37,12 @@ export function binaryStream(format: StreamFormat, plans: readonly TablePlan[]):
       `${textOnly.join(", ")}; use apply.format: auto (a text stream here) or text`,
   };
 }
+
+/** One line for `pgferry plan` and the "streaming" log: how the stream will carry values, and why. */
+export function describeStreamFormat(format: StreamFormat, plans: readonly TablePlan[]): string {
+  if (format === "text") return "stream: text values (apply.format: text)";
+  const textOnly = textOnlyColumns(plans);
+  if (textOnly.length === 0) return `stream: binary values from pgoutput, copied columns passed through (apply.format: ${format})`;
+  const shown = textOnly.length > 5 ? [...textOnly.slice(0, 5), `${textOnly.length - 5} more`] : textOnly;
+  return `stream: text values (apply.format: ${format}; pgferry reads ${shown.join(", ")}, and cannot print their type from binary)`;
+}

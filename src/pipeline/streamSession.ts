@@ -4,7 +4,7 @@
  * stopped through `signal` and rejects on any error, after rolling back what was not committed
  * (nothing unacknowledged is lost: the slot keeps it).
  */
-import { binaryStream, type StreamFormat } from "./streamFormat.js";
+import { binaryStream, describeStreamFormat, type StreamFormat } from "./streamFormat.js";
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { ConflictGuard } from "../apply/conflictGuard.js";
@@ -175,7 +175,9 @@ export class StreamSession {
 
       // Preflight refused a binary format the plans cannot have; auto falls back to text here.
       const { binary } = binaryStream(settings.format, options.plans);
+      const format = describeStreamFormat(settings.format, options.plans);
       log.info({ slot: settings.slot, from: formatLsn(options.checkpoint.endLsn), format: binary ? "binary" : "text", ...(ignoreOrigins.length > 0 ? { ignoreOrigins } : {}) }, "streaming");
+      if (!binary && settings.format === "auto") log.info(format);
       const applying = loop.run().catch((error: unknown) => {
         stopping = true; // an apply failure ends the stream too
         void repl.close();

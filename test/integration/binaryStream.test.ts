@@ -157,6 +157,10 @@ describe("apply.format", () => {
     running.push(auto);
     await streaming(auto);
     expect((await startCommands()).get(slot("auto"))).not.toContain("binary 'true'");
+    // The operator is told why the stream is text.
+    expect(auto.logs.join("\n")).toContain(
+      "stream: text values (apply.format: auto; pgferry reads public.floaty.k (double precision), public.floaty.w (double precision[]), and cannot print their type from binary)",
+    );
     await db.source.query("INSERT INTO public.floaty VALUES (5e-324, '{-Infinity}', '[0.1,0.2,0.3]'); UPDATE public.floaty SET v = '[3,2,1]' WHERE k = 0.1");
     const same = await waitFor(
       () => compareTables(pinned.source, pinned.target, [{ source: "public.floaty", target: "app_f.floaty", orderBy: "t.k" }]),

@@ -13,6 +13,7 @@ import { loadConfig, type Config } from "../../config/index.js";
 import { directionConfig } from "../../config/directions.js";
 import { preflight, PreflightError } from "../../pipeline/preflight.js";
 import { compileReversePlan, loadPlan } from "../../plan/loadPlan.js";
+import { describeStreamFormat } from "../../pipeline/streamFormat.js";
 import { formatPlan, formatReversePlan } from "../../plan/planReport.js";
 import { targetDdl } from "../../transform/targetDdl.js";
 import { CONFIG_OPTION, EXIT_FAILURE, EXIT_OK, unexpectedPositionals, type Command, type CommandIo } from "../command.js";
@@ -58,6 +59,7 @@ export const planCommand: Command = {
         try {
           const { plans } = await preflight(config, source, target);
           io.stdout.write(formatPlan(plans));
+          io.stdout.write(`${describeStreamFormat(config.apply.format, plans)}\n`);
           io.stdout.write("check: no problems found\n");
           return EXIT_OK;
         } catch (error) {
@@ -68,6 +70,7 @@ export const planCommand: Command = {
       }
       const { plans, problems } = await loadPlan({ mappings: config.tables, snapshotFormat: config.snapshot.format, bidirectional: config.reverse !== undefined }, source, target);
       io.stdout.write(formatPlan(plans));
+      if (problems.length === 0) io.stdout.write(`${describeStreamFormat(config.apply.format, plans)}\n`);
       if (problems.length > 0) io.stdout.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
       io.stderr.write(PLAN_ONLY_NOTE);
       return problems.length > 0 ? EXIT_FAILURE : EXIT_OK;
