@@ -113,6 +113,90 @@ function uuidText(value: Buffer): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/** A finite non-zero float as m × 2^e exactly (m a positive integer), with the bits of its format. */
+function binaryParts(value: number, single: boolean): { m: bigint; e: number; lowestNormal: boolean } {
+  const view = new DataView(new ArrayBuffer(8));
+  let m: bigint;
+  let e: number;
+  let hidden: bigint;
+  if (single) {
+    view.setFloat32(0, Math.abs(value));
+    const bits = view.getUint32(0);
+    const exponent = bits >>> 23;
+    const fraction = BigInt(bits & 0x7fffff);
+    hidden = 1n << 23n;
+    [m, e] = exponent === 0 ? [fraction, -149] : [hidden | fraction, exponent - 150];
+    return { m, e, lowestNormal: exponent <= 1 };
+  }
+  view.setFloat64(0, Math.abs(value));
+  const bits = view.getBigUint64(0);
+  const exponent = Number(bits >> 52n);
+  const fraction = bits & ((1n << 52n) - 1n);
+  hidden = 1n << 52n;
+  [m, e] = exponent === 0 ? [fraction, -1074] : [hidden | fraction, exponent - 1075];
+  return { m, e, lowestNormal: exponent <= 1 };
+}
+
+/** Whether D × 10^k equals M × 2^j exactly. */
+function decimalEqualsBinary(d: bigint, k: number, mm: bigint, j: number): boolean {
+  const left = d * 10n ** BigInt(Math.max(k, 0)) * 2n ** BigInt(Math.max(-j, 0));
+  const right = mm * 2n ** BigInt(Math.max(j, 0)) * 10n ** BigInt(Math.max(-k, 0));
+  return left === right;
+}
+
+/**
+ * Whether the decimal `text` (d.ddde±x, positive) lies exactly halfway between `value` and a
+ * neighbour: it reads back to `value` under round-half-even, but PostgreSQL's shortest-digits
+ * printer (Ryu, boundaries excluded) does not take such a representation.
+ */
+function onBoundary(text: string, value: number, single: boolean): boolean {
+  const [mantissa, exponentText] = text.split("e") as [string, string];
+  const fraction = mantissa.split(".")[1] ?? "";
+  const d = BigInt(mantissa.replace(".", ""));
+  const k = Number(exponentText) - fraction.length;
+  const { m, e, lowestNormal } = binaryParts(value, single);
+  const hidden = single ? 1n << 23n : 1n << 52n;
+  if (decimalEqualsBinary(d, k, 2n * m + 1n, e - 1)) return true;
+  // Just above a power of two the gap below is half the gap above.
+  if (m === hidden && !lowestNormal) return decimalEqualsBinary(d, k, 4n * m - 1n, e - 2);
+  return decimalEqualsBinary(d, k, 2n * m - 1n, e - 1);
+}
+
+/**
+ * float4out / float8out with extra_float_digits > 0 (pgferry pins 3): the fewest digits that read
+ * back to the same value, none of them exactly halfway to a neighbour (PostgreSQL's Ryu excludes the
+ * boundaries; JavaScript's shortest digits may sit on one), fixed-point when the decimal exponent is
+ * in [-4, 15) (float8) or [-4, 6) (float4), else `d.ddde±XX`; `-0`, `NaN`, `Infinity`, `-Infinity`.
+ */
+function floatText(value: number, single: boolean): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "Infinity";
+  if (value === -Infinity) return "-Infinity";
+  if (value === 0) return Object.is(value, -0) ? "-0" : "0";
+  const magnitude = Math.abs(value);
+  const readsBack = (text: string) => (single ? Math.fround(Number(text)) : Number(text)) === magnitude;
+  let exponential = magnitude.toExponential(single ? 8 : 16);
+  for (let digits = 1; digits <= (single ? 9 : 17); digits += 1) {
+    const candidate = magnitude.toExponential(digits - 1);
+    if (readsBack(candidate) && !onBoundary(candidate, magnitude, single)) {
+      exponential = candidate;
+      break;
+    }
+  }
+  const [mantissa, exponentText] = exponential.split("e") as [string, string];
+  const digits = mantissa.replace(".", "").replace(/0+$/, "") || "0";
+  const exponent = Number(exponentText);
+  let text: string;
+  if (exponent >= -4 && exponent < (single ? 6 : 15)) {
+    if (exponent < 0) text = `0.${"0".repeat(-exponent - 1)}${digits}`;
+    else if (digits.length <= exponent + 1) text = digits + "0".repeat(exponent + 1 - digits.length);
+    else text = `${digits.slice(0, exponent + 1)}.${digits.slice(exponent + 1)}`;
+  } else {
+    text = `${digits[0]!}${digits.length > 1 ? `.${digits.slice(1)}` : ""}e${exponent < 0 ? "-" : "+"}${pad(Math.abs(exponent), 2)}`;
+  }
+  return value < 0 ? `-${text}` : text;
+}
+
 const utf8: BinaryToText = (value) => value.toString("utf8");
 
 function fixed(length: number, type: string, read: (value: Buffer) => string): BinaryToText {
@@ -129,6 +213,8 @@ const CODECS = new Map<number, BinaryToText>([
   [21, fixed(2, "smallint", (v) => String(v.readInt16BE(0)))],
   [23, fixed(4, "integer", (v) => String(v.readInt32BE(0)))],
   [26, fixed(4, "oid", (v) => String(v.readUInt32BE(0)))],
+  [700, fixed(4, "real", (v) => floatText(v.readFloatBE(0), true))],
+  [701, fixed(8, "double precision", (v) => floatText(v.readDoubleBE(0), false))],
   [19, utf8], // name
   [25, utf8], // text
   [1042, utf8], // character (bpchar_send sends the padded value, as bpcharout prints it)
@@ -151,7 +237,7 @@ const CODECS = new Map<number, BinaryToText>([
 /** Array type OID → element type OID, for the element types above. */
 const ARRAYS = new Map<number, number>([
   [1000, 16], [1016, 20], [1005, 21], [1007, 23], [1028, 26], [1003, 19], [1009, 25], [1014, 1042], [1015, 1043],
-  [199, 114], [3807, 3802], [2951, 2950], [1182, 1082], [1115, 1114], [1185, 1184], [1231, 1700],
+  [199, 114], [3807, 3802], [2951, 2950], [1182, 1082], [1115, 1114], [1185, 1184], [1231, 1700], [1021, 700], [1022, 701],
 ]);
 
 /**

@@ -38,10 +38,10 @@ function config(name: string, format: string, tables: string): Config {
 }
 
 const mixedTables = (schema: string) =>
-  `  - from: public.mixed\n    to: ${schema}.mixed\n    where: "id % 10 <> 3 AND coalesce(n, 0) >= -500"\n    columns:\n      label: { sql: "upper(doc->>'k') || array_length(tags, 1)" }\n`;
+  `  - from: public.mixed\n    to: ${schema}.mixed\n    where: "id % 10 <> 3 AND coalesce(n, 0) >= -500"\n    columns:\n      label: { sql: "upper(doc->>'k') || array_length(tags, 1) || ' ' || coalesce(f::text, '-')" }\n`;
 
 /** What the source's rows should become on each target: the filter and the derived column, computed by the source. */
-const expected = `(SELECT id, v, doc, n, f, iv, tags, big, at, e, b, u, upper(doc->>'k') || array_length(tags, 1) AS label
+const expected = `(SELECT id, v, doc, n, f, iv, tags, big, at, e, b, u, upper(doc->>'k') || array_length(tags, 1) || ' ' || coalesce(f::text, '-') AS label
   FROM public.mixed WHERE id % 10 <> 3 AND coalesce(n, 0) >= -500)`;
 const COLUMNS = "id, v, doc, n, f, iv, tags, big, at, e, b, u, label";
 
@@ -141,16 +141,16 @@ describe("apply.format", () => {
   });
 
   it("binary is refused where pgferry reads a column it cannot print; auto streams that in text", async () => {
-    await db.source.query("CREATE TABLE public.floaty (k float8 PRIMARY KEY, w float8[], v vector(3))");
-    await db.target.query("CREATE SCHEMA app_f; CREATE TABLE app_f.floaty (k float8 PRIMARY KEY, w float8[], v vector(3))");
-    await db.source.query("INSERT INTO public.floaty VALUES (0.1, '{1.5,NaN}', '[1,2,3]'), (-0.0, NULL, NULL)");
-    const tables = "  - { from: public.floaty, to: app_f.floaty }\n";
+    await db.source.query("CREATE TABLE public.spans (k interval PRIMARY KEY, w inet[], v vector(3))");
+    await db.target.query("CREATE SCHEMA app_s; CREATE TABLE app_s.spans (k interval PRIMARY KEY, w inet[], v vector(3))");
+    await db.source.query("INSERT INTO public.spans VALUES ('1 day', '{10.0.0.1,::1/128}', '[1,2,3]'), ('-1 mon +00:00:00.000001', NULL, NULL)");
+    const tables = "  - { from: public.spans, to: app_s.spans }\n";
     const refused = startPipeline(config("refused", "binary", tables));
     await refused.done.catch(() => undefined);
     expect(refused.failure).toBeInstanceOf(PreflightError);
     expect((refused.failure as PreflightError).problems).toEqual([
       "apply.format is binary, but pgferry reads these columns (keys, filters, SQL inputs, hooks, keyless tables) and cannot print their type from binary: " +
-        "public.floaty.k (double precision), public.floaty.w (double precision[]); use apply.format: auto (a text stream here) or text",
+        "public.spans.k (interval), public.spans.w (inet[]); use apply.format: auto (a text stream here) or text",
     ]);
 
     const auto = startPipeline(config("auto", "auto", tables));
@@ -159,12 +159,12 @@ describe("apply.format", () => {
     expect((await startCommands()).get(slot("auto"))).not.toContain("binary 'true'");
     // The operator is told why the stream is text.
     expect(auto.logs.join("\n")).toContain(
-      "stream: text values (apply.format: auto; pgferry reads public.floaty.k (double precision), public.floaty.w (double precision[]), and cannot print their type from binary)",
+      "stream: text values (apply.format: auto; pgferry reads public.spans.k (interval), public.spans.w (inet[]), and cannot print their type from binary)",
     );
-    await db.source.query("INSERT INTO public.floaty VALUES (5e-324, '{-Infinity}', '[0.1,0.2,0.3]'); UPDATE public.floaty SET v = '[3,2,1]' WHERE k = 0.1");
+    await db.source.query("INSERT INTO public.spans VALUES ('2 years', '{192.168.0.0/16}', '[0.1,0.2,0.3]'); UPDATE public.spans SET v = '[3,2,1]' WHERE k = '1 day'");
     const same = await waitFor(
-      () => compareTables(pinned.source, pinned.target, [{ source: "public.floaty", target: "app_f.floaty", orderBy: "t.k" }]),
-      { description: "app_f.floaty == public.floaty", until: (d) => d === null, timeoutMs: 60_000 },
+      () => compareTables(pinned.source, pinned.target, [{ source: "public.spans", target: "app_s.spans", orderBy: "t.k" }]),
+      { description: "app_s.spans == public.spans", until: (d) => d === null, timeoutMs: 60_000 },
     );
     expect(same).toBeNull();
   });

@@ -51,6 +51,28 @@ const CASES: Record<string, { send: string; values: string[] }> = {
     send: "numeric_send",
     values: ["'NaN'", "'Infinity'", "'-Infinity'", "0", "0.000", "-0.000000000000000000001", "12345678901234567890.123456789012345678901", "'1e-1000'", `'9${"8".repeat(999)}.5'`, "10000", "-10000.0001", "0.5", "100000000", "1.10", "(2::numeric / 3)", "round(123.456, -2)", "'0.00001000'"],
   },
+  "double precision": {
+    send: "float8send",
+    values: [
+      "'NaN'", "'Infinity'", "'-Infinity'", "0", "'-0'", "0.1", "1.0/3", "5e-324", "1.7976931348623157e308", "-2.2250738585072014e-308", "100", "1e14", "1e15",
+      "123456789012345", "1234567890123456", "0.0001", "0.00001", "0.00012345", "-1.5e-5", "1e100", "123.456", "1e21", "1e22", "9007199254740993",
+      ...Array.from({ length: 40 }, (_, i) => `(${(i * 0.6180339887) % 1} * 10 ^ ${(i % 41) - 20})`),
+      // Random doubles across the whole range, and random bit patterns.
+      ...Array.from({ length: 300 }, () => "(random() - 0.5) * 10 ^ (random() * 600 - 300)"),
+      ...Array.from({ length: 300 }, () => "('x' || lpad(to_hex((random() * 4294967295)::bigint), 8, '0') || lpad(to_hex((random() * 2146435071)::bigint), 8, '0'))::bit(64)::bigint::text::float8"),
+    ],
+  },
+  real: {
+    send: "float4send",
+    values: [
+      "'NaN'", "'Infinity'", "'-Infinity'", "0", "'-0'", "0.1", "1.0/3", "1e-45", "3.4028235e38", "1.1754942e-38", "100000", "1e6", "123456", "1234567",
+      "0.0001", "0.00001", "16777217", "-2.5e-5", "3.14159265",
+      ...Array.from({ length: 40 }, (_, i) => `(${(i * 0.7548776662) % 1} * 10 ^ ${(i % 21) - 10})`),
+      ...Array.from({ length: 300 }, () => "(random() - 0.5) * 10 ^ (random() * 76 - 38)"),
+    ],
+  },
+  "double precision[]": { send: "array_send", values: ["'{NaN,-Infinity,-0,5e-324,0.1,1e15,NULL}'"] },
+  "real[]": { send: "array_send", values: ["'{0.1,1e-45,-1e6,NULL}'"] },
   "text[]": {
     send: "array_send",
     values: ["'{}'", `'{a,"",NULL,"null","NULL ",x y,"q\\"uote","back\\\\slash","{brace}","com,ma",é, "\u00a0nbsp"}'`, "'{{a,b},{c,NULL}}'", "'[0:1]={x,y}'", "'[-2:-1][3:4]={{a,b},{c,d}}'", "ARRAY[E'tab\\there', E'new\\nline', '']"],
@@ -83,7 +105,7 @@ describe("binaryToText prints what the server prints", () => {
   }
 
   it("has no printer for a type it does not know (the stream then stays text)", async () => {
-    const { rows } = await client.query<{ oid: number }>("SELECT oid::int FROM pg_type WHERE typname IN ('float8', 'interval', 'vector', 'bytea', '_float8', '_interval')");
+    const { rows } = await client.query<{ oid: number }>("SELECT oid::int FROM pg_type WHERE typname IN ('interval', 'vector', 'bytea', 'inet', '_interval', '_inet')");
     expect(rows.length).toBeGreaterThanOrEqual(5);
     for (const row of rows) expect(binaryToText(row.oid)).toBeUndefined();
   });

@@ -7,13 +7,13 @@ import { opaqueInputs } from "../../src/plan/plan.js";
 import { binaryStream, describeStreamFormat, textOnlyColumns } from "../../src/pipeline/streamFormat.js";
 import { column, compilePlans, entry, table } from "../fixtures/plans.js";
 
-const OID = { int8: 20, text: 25, jsonb: 3802, float8: 701, vector: 16_500, textArray: 1009, float8Array: 1022 };
+const OID = { int8: 20, text: 25, jsonb: 3802, interval: 1186, vector: 16_500, textArray: 1009 };
 
 const sourceColumns = [
   column("id", "bigint", { typeOid: OID.int8 }),
   column("body", "text", { typeOid: OID.text }),
   column("doc", "jsonb", { typeOid: OID.jsonb }),
-  column("score", "double precision", { typeOid: OID.float8 }),
+  column("score", "interval", { typeOid: OID.interval }),
   column("v", "vector(3)", { typeOid: OID.vector, castType: "vector" }),
   column("tags", "text[]", { typeOid: OID.textArray }),
 ];
@@ -35,7 +35,7 @@ describe("opaqueInputs", () => {
     const keyless = table("public.loose", sourceColumns, null);
     const [plan] = compilePlans([entry("public.loose", "app.loose")], [keyless], [table("app.loose", sourceColumns, null)]);
     expect(opaqueInputs(plan!).every((o) => !o)).toBe(true);
-    expect(textOnlyColumns([plan!])).toEqual(["public.loose.score (double precision)", "public.loose.v (vector(3))"]);
+    expect(textOnlyColumns([plan!])).toEqual(["public.loose.score (interval)", "public.loose.v (vector(3))"]);
   });
 
   it("a converted column (json into jsonb) is read and printed, not passed through: the target parses its text", () => {
@@ -48,7 +48,7 @@ describe("opaqueInputs", () => {
 });
 
 describe("binaryStream and describeStreamFormat", () => {
-  const [plan] = compilePlans([entry("public.items", "app.items", { where: "score > 0" })], [source], [target("app.items")]);
+  const [plan] = compilePlans([entry("public.items", "app.items", { where: "score > '0'" })], [source], [target("app.items")]);
   const plans = [plan!];
 
   it("auto falls back to text, binary refuses, text is text", () => {
@@ -56,13 +56,13 @@ describe("binaryStream and describeStreamFormat", () => {
     expect(binaryStream("text", plans)).toEqual({ binary: false });
     expect(binaryStream("binary", plans).problem).toBe(
       "apply.format is binary, but pgferry reads these columns (keys, filters, SQL inputs, hooks, keyless tables) and cannot print their type from binary: " +
-        "public.items.score (double precision); use apply.format: auto (a text stream here) or text",
+        "public.items.score (interval); use apply.format: auto (a text stream here) or text",
     );
   });
 
   it("says how the stream carries values, and why", () => {
     expect(describeStreamFormat("auto", plans)).toBe(
-      "stream: text values (apply.format: auto; pgferry reads public.items.score (double precision), and cannot print their type from binary)",
+      "stream: text values (apply.format: auto; pgferry reads public.items.score (interval), and cannot print their type from binary)",
     );
     expect(describeStreamFormat("text", plans)).toBe("stream: text values (apply.format: text)");
     const [clean] = compilePlans([entry("public.items", "app.items")], [source], [target("app.items")]);
