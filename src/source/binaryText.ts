@@ -163,6 +163,24 @@ function onBoundary(text: string, value: number, single: boolean): boolean {
 }
 
 /**
+ * toExponential rounds a value exactly halfway between two candidates up; the server's printer
+ * rounds it to the even last digit. `text` (d.ddde±x) one unit lower in its last digit when the
+ * value lies exactly halfway below it and its last digit is odd.
+ */
+function halfToEven(text: string, value: number, single: boolean): string {
+  const [mantissa, exponentText] = text.split("e") as [string, string];
+  const fraction = mantissa.split(".")[1] ?? "";
+  const d = BigInt(mantissa.replace(".", ""));
+  if (d % 2n === 0n) return text;
+  const k = Number(exponentText) - fraction.length;
+  const { m, e } = binaryParts(value, single);
+  if (!decimalEqualsBinary(2n * d - 1n, k, m, e + 1)) return text;
+  const lower = String(d - 1n);
+  if (lower.length !== mantissa.replace(".", "").length) return text;
+  return `${lower[0]!}${fraction.length > 0 ? `.${lower.slice(1)}` : ""}e${exponentText}`;
+}
+
+/**
  * float4out / float8out with extra_float_digits > 0 (pgferry pins 3): the fewest digits that read
  * back to the same value, none of them exactly halfway to a neighbour (PostgreSQL's Ryu excludes the
  * boundaries; JavaScript's shortest digits may sit on one), fixed-point when the decimal exponent is
@@ -177,7 +195,7 @@ function floatText(value: number, single: boolean): string {
   const readsBack = (text: string) => (single ? Math.fround(Number(text)) : Number(text)) === magnitude;
   let exponential = magnitude.toExponential(single ? 8 : 16);
   for (let digits = 1; digits <= (single ? 9 : 17); digits += 1) {
-    const candidate = magnitude.toExponential(digits - 1);
+    const candidate = halfToEven(magnitude.toExponential(digits - 1), magnitude, single);
     if (readsBack(candidate) && !onBoundary(candidate, magnitude, single)) {
       exponential = candidate;
       break;
