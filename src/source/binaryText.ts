@@ -233,6 +233,7 @@ const CODECS = new Map<number, BinaryToText>([
   [26, fixed(4, "oid", (v) => String(v.readUInt32BE(0)))],
   [700, fixed(4, "real", (v) => floatText(v.readFloatBE(0), true))],
   [701, fixed(8, "double precision", (v) => floatText(v.readDoubleBE(0), false))],
+  [17, (v) => `\\x${v.toString("hex")}`], // bytea, as bytea_output = hex (pinned) prints it
   [19, utf8], // name
   [25, utf8], // text
   [1042, utf8], // character (bpchar_send sends the padded value, as bpcharout prints it)
@@ -255,7 +256,7 @@ const CODECS = new Map<number, BinaryToText>([
 /** Array type OID → element type OID, for the element types above. */
 const ARRAYS = new Map<number, number>([
   [1000, 16], [1016, 20], [1005, 21], [1007, 23], [1028, 26], [1003, 19], [1009, 25], [1014, 1042], [1015, 1043],
-  [199, 114], [3807, 3802], [2951, 2950], [1182, 1082], [1115, 1114], [1185, 1184], [1231, 1700], [1021, 700], [1022, 701],
+  [199, 114], [3807, 3802], [2951, 2950], [1182, 1082], [1115, 1114], [1185, 1184], [1231, 1700], [1021, 700], [1022, 701], [1001, 17],
 ]);
 
 /**

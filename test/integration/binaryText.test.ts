@@ -71,6 +71,8 @@ const CASES: Record<string, { send: string; values: string[] }> = {
       ...Array.from({ length: 300 }, () => "(random() - 0.5) * 10 ^ (random() * 76 - 38)"),
     ],
   },
+  bytea: { send: "byteasend", values: ["''::bytea", "'\\x00ff1f1e'::bytea", "decode(repeat('ab', 5000), 'hex')", "convert_to('héllo', 'UTF8')"] },
+  "bytea[]": { send: "array_send", values: ["ARRAY['\\x'::bytea, '\\x00ff'::bytea, NULL]"] },
   "double precision[]": { send: "array_send", values: ["'{NaN,-Infinity,-0,5e-324,0.1,1e15,NULL}'"] },
   "real[]": { send: "array_send", values: ["'{0.1,1e-45,-1e6,NULL}'"] },
   "text[]": {
@@ -105,7 +107,7 @@ describe("binaryToText prints what the server prints", () => {
   }
 
   it("has no printer for a type it does not know (the stream then stays text)", async () => {
-    const { rows } = await client.query<{ oid: number }>("SELECT oid::int FROM pg_type WHERE typname IN ('interval', 'vector', 'bytea', 'inet', '_interval', '_inet')");
+    const { rows } = await client.query<{ oid: number }>("SELECT oid::int FROM pg_type WHERE typname IN ('interval', 'vector', 'money', 'inet', '_interval', '_inet')");
     expect(rows.length).toBeGreaterThanOrEqual(5);
     for (const row of rows) expect(binaryToText(row.oid)).toBeUndefined();
   });
