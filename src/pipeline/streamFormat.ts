@@ -3,7 +3,7 @@
  * pgoutput sends every column in its type's binary send format; pgferry passes a column it only
  * copies into an identical type through untouched (plan.ts `opaqueInputs`: the target reads it with
  * the type's receive function, so neither end prints or parses text), and prints every column it
- * reads (keys, filter and SQL inputs, hook rows, keyless rows) as text with source/binaryText.ts. A
+ * reads (keys, filter and SQL inputs, hook rows, arrays) as text with source/binaryText.ts. A
  * column pgferry reads whose type has no printer there keeps the whole stream in text: `auto` falls
  * back, `binary` refuses with the columns.
  */
@@ -33,7 +33,7 @@ export function binaryStream(format: StreamFormat, plans: readonly TablePlan[]):
   return {
     binary: false,
     problem:
-      `apply.format is binary, but pgferry reads these columns (keys, filters, SQL inputs, hooks, keyless tables) and cannot print their type from binary: ` +
+      `apply.format is binary, but pgferry reads these columns (keys, filters, SQL inputs, hooks, arrays) and cannot print their type from binary: ` +
       `${textOnly.join(", ")}; use apply.format: auto (a text stream here) or text`,
   };
 }

@@ -79,8 +79,8 @@ export type TargetChange =
   | { kind: "rekey"; table: TargetTable; oldKey: (string | null)[]; values: Value[]; at?: Date }
   /** Keyless table (REPLICA IDENTITY FULL, no key): rows are matched on all their old values. */
   | { kind: "insertRow"; table: TargetTable; values: Value[] }
-  | { kind: "updateRow"; table: TargetTable; old: (string | null)[]; values: Value[] }
-  | { kind: "deleteRow"; table: TargetTable; old: (string | null)[] }
+  | { kind: "updateRow"; table: TargetTable; old: (string | Buffer | null)[]; values: Value[] }
+  | { kind: "deleteRow"; table: TargetTable; old: (string | Buffer | null)[] }
   | { kind: "truncate"; tables: TargetTable[] }
   /** A TRUNCATE of one of several sources merged into `table`: only the rows carrying its discriminator go. */
   | { kind: "deleteOwned"; table: TargetTable; match: { column: string; type: string; value: string }[] };

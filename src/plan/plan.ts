@@ -100,14 +100,16 @@ export function describeOrigin(origin: ColumnOrigin): string {
  * Which of the plan's source columns (parallel to `sourceColumns`) the stream may carry as the binary
  * value the source sent, never read by pgferry: every edge that reads the column copies it unchanged
  * into a column of the identical type (ColumnOrigin `identical`) that is not part of a key; it is not
- * the source key, no filter or SQL expression reads it, and no hook sees the row. Every other column
- * is read as text (source/binaryText.ts when the stream is binary).
+ * the source key, no filter or SQL expression reads it, and no hook sees the row. A keyless table's
+ * old values only find the row to change (each one a parameter of its own type), so they may stay
+ * binary too. Every other column is read as text (source/binaryText.ts when the stream is binary).
  */
 export function opaqueInputs(plan: TablePlan): boolean[] {
   return plan.sourceColumns.map((name, input) => {
     if (plan.keyInputs.includes(input)) return false;
     return plan.edges.every((edge) => {
-      if (edge.hook !== null || edge.filter?.refs.includes(name) || edge.table.keyIndexes.length === 0) return false;
+      // A keyless row routed back by a reverse edge is reported by all its values when it has no route (changeTransformer unrouted).
+      if (edge.hook !== null || edge.filter?.refs.includes(name) || (edge.table.keyIndexes.length === 0 && edge.filterMode === "route")) return false;
       return edge.origins.every((origin, i) => {
         if (origin.kind === "sql") return !origin.refs.includes(name);
         if (origin.kind === "const" || origin.input !== input) return true;

@@ -297,7 +297,8 @@ export class ChangeTransformer {
       mapped?.pass ? (this.hook(edge, event.plan, mapped.mapped, op)?.[0] ?? null) : null;
     const before = event.op === "insert" ? null : first(previous, "delete");
     const after = event.op === "delete" ? null : first(next, event.op);
-    const asOld = (values: Value[]) => values.map((v, c) => (v === UNCHANGED ? null : readable(v, `${table.id}.${table.columns[c]!.name}`)));
+    // Old values are parameters of the row match only (apply/statements.ts matchOneRow): binary ones go as they came.
+    const asOld = (values: Value[]) => values.map((v) => (v === UNCHANGED ? null : v));
     if (before && after) out.push({ kind: "updateRow", table, old: asOld(before), values: after });
     else if (before) out.push({ kind: "deleteRow", table, old: asOld(before) });
     else if (after) out.push({ kind: "insertRow", table, values: after });

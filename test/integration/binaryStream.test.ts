@@ -140,6 +140,33 @@ describe("apply.format", () => {
     expect(rows[0]!.n).toBeGreaterThan(60);
   });
 
+  it("a keyless table (REPLICA IDENTITY FULL): rows found by their binary old values, duplicates included", async () => {
+    await db.source.query("CREATE TABLE public.loose (v vector(4), b bytea, f float8, iv interval, note text); ALTER TABLE public.loose REPLICA IDENTITY FULL");
+    for (const schema of ["app_bin", "app_txt"]) await db.target.query(`CREATE TABLE ${schema}.loose (v vector(4), b bytea, f float8, iv interval, note text)`);
+    await db.source.query(`INSERT INTO public.loose SELECT CASE WHEN g % 5 = 0 THEN NULL ELSE ARRAY[g, -g, g / 3.0, 1e-3]::vector(4) END,
+      CASE WHEN g % 4 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END, (ARRAY[0.1, -0.0, 'NaN', NULL, 5e-324])[1 + g % 5]::float8,
+      (ARRAY['1 mon -1 days', NULL, '-00:00:00.000001'])[1 + g % 3]::interval, 'n' || (g % 7) FROM generate_series(1, 40) g`);
+    await db.source.query("INSERT INTO public.loose SELECT * FROM public.loose WHERE note = 'n3'"); // duplicates
+    const tables = (schema: string) => `  - { from: public.loose, to: ${schema}.loose }\n`;
+    running.push(startPipeline(config("kbin", "binary", tables("app_bin"))));
+    running.push(startPipeline(config("ktxt", "text", tables("app_txt"))));
+    await Promise.all(running.map((r) => streaming(r)));
+    await db.source.query("INSERT INTO public.loose SELECT v, b, f, iv, note || 'x' FROM public.loose WHERE note IN ('n1', 'n2')");
+    await db.source.query("UPDATE public.loose SET f = -f, iv = iv * 2, v = NULL WHERE note = 'n1'");
+    await db.source.query("UPDATE public.loose SET note = 'dup' WHERE ctid = (SELECT min(ctid) FROM public.loose WHERE note = 'n3')");
+    await db.source.query("DELETE FROM public.loose WHERE note IN ('n4', 'n2x')");
+    await db.source.query("DELETE FROM public.loose WHERE ctid = (SELECT max(ctid) FROM public.loose WHERE note = 'n3')");
+    const ordered = (table: string) => `(SELECT v, b, f, iv, note FROM ${table})`;
+    const same = await waitFor(
+      async () =>
+        (await compareTables(pinned.source, pinned.target, [{ source: ordered("public.loose"), target: ordered("app_bin.loose"), orderBy: "t::text" }])) ??
+        (await compareTables(pinned.source, pinned.target, [{ source: ordered("public.loose"), target: ordered("app_txt.loose"), orderBy: "t::text" }])),
+      { description: "both keyless targets == public.loose", until: (d) => d === null, timeoutMs: 60_000 },
+    );
+    expect(same).toBeNull();
+    expect((await startCommands()).get(slot("kbin"))).toContain("binary 'true'");
+  });
+
   it("binary is refused where pgferry reads a column it cannot print; auto streams that in text", async () => {
     await db.source.query("CREATE TABLE public.spans (k interval PRIMARY KEY, w inet[], v vector(3))");
     await db.target.query("CREATE SCHEMA app_s; CREATE TABLE app_s.spans (k interval PRIMARY KEY, w inet[], v vector(3))");
@@ -149,7 +176,7 @@ describe("apply.format", () => {
     await refused.done.catch(() => undefined);
     expect(refused.failure).toBeInstanceOf(PreflightError);
     expect((refused.failure as PreflightError).problems).toEqual([
-      "apply.format is binary, but pgferry reads these columns (keys, filters, SQL inputs, hooks, keyless tables) and cannot print their type from binary: " +
+      "apply.format is binary, but pgferry reads these columns (keys, filters, SQL inputs, hooks, arrays) and cannot print their type from binary: " +
         "public.spans.k (interval), public.spans.w (inet[]); use apply.format: auto (a text stream here) or text",
     ]);
 
