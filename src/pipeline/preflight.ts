@@ -2,7 +2,6 @@
  * Checks, before anything is created, that both databases can do what the pipeline needs, and
  * compiles the plan against their live catalogs. Every problem is collected and reported at once.
  */
-import { binaryStream } from "./streamFormat.js";
 import type pg from "pg";
 import type { Config } from "../config/index.js";
 import { oppositeOf, type Direction } from "../config/directions.js";
@@ -16,6 +15,7 @@ import { checkAccess, checkOriginPrivileges } from "./accessChecks.js";
 import { findPoolers } from "./poolerCheck.js";
 import { checkTargetHazards } from "./targetHazards.js";
 import { checkKeyRanges } from "./keyRanges.js";
+import { binaryStream } from "./streamFormat.js";
 
 export interface PreflightResult {
   plans: TablePlan[];

@@ -4,7 +4,6 @@
  * stopped through `signal` and rejects on any error, after rolling back what was not committed
  * (nothing unacknowledged is lost: the slot keeps it).
  */
-import { binaryStream, describeStreamFormat, type StreamFormat } from "./streamFormat.js";
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { ConflictGuard } from "../apply/conflictGuard.js";
@@ -24,6 +23,7 @@ import type { StreamEvent } from "./streamEvents.js";
 import type { ResyncEngine } from "./resync/resyncEngine.js";
 import { StreamReader } from "../source/streamReader.js";
 import { QueueSink } from "./streamSink.js";
+import { binaryStream, describeStreamFormat, type StreamFormat } from "./streamFormat.js";
 
 /** How often the standby status is sent even when nothing changes (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 10_000;
@@ -175,9 +175,8 @@ export class StreamSession {
 
       // Preflight refused a binary format the plans cannot have; auto falls back to text here.
       const { binary } = binaryStream(settings.format, options.plans);
-      const format = describeStreamFormat(settings.format, options.plans);
       log.info({ slot: settings.slot, from: formatLsn(options.checkpoint.endLsn), format: binary ? "binary" : "text", ...(ignoreOrigins.length > 0 ? { ignoreOrigins } : {}) }, "streaming");
-      if (!binary && settings.format === "auto") log.info(format);
+      if (!binary && settings.format === "auto") log.info(describeStreamFormat(settings.format, options.plans));
       const applying = loop.run().catch((error: unknown) => {
         stopping = true; // an apply failure ends the stream too
         void repl.close();

@@ -113,28 +113,44 @@ function uuidText(value: Buffer): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/** A finite non-zero float as m × 2^e exactly (m a positive integer), with the bits of its format. */
-function binaryParts(value: number, single: boolean): { m: bigint; e: number; lowestNormal: boolean } {
+/**
+ * A finite non-zero float's magnitude as m × 2^e exactly (m a positive integer), and the gap below
+ * it in the same units: half the gap above when m is the smallest significand of a normal binade
+ * above the lowest (just above a power of two).
+ */
+interface BinaryFloat {
+  m: bigint;
+  e: number;
+  halfGapBelow: boolean;
+}
+
+function binaryFloat(magnitude: number, single: boolean): BinaryFloat {
   const view = new DataView(new ArrayBuffer(8));
-  let m: bigint;
-  let e: number;
-  let hidden: bigint;
+  const [fractionBits, bias] = single ? [23, 150] : [52, 1075];
+  let bits: bigint;
   if (single) {
-    view.setFloat32(0, Math.abs(value));
-    const bits = view.getUint32(0);
-    const exponent = bits >>> 23;
-    const fraction = BigInt(bits & 0x7fffff);
-    hidden = 1n << 23n;
-    [m, e] = exponent === 0 ? [fraction, -149] : [hidden | fraction, exponent - 150];
-    return { m, e, lowestNormal: exponent <= 1 };
+    view.setFloat32(0, magnitude);
+    bits = BigInt(view.getUint32(0));
+  } else {
+    view.setFloat64(0, magnitude);
+    bits = view.getBigUint64(0);
   }
-  view.setFloat64(0, Math.abs(value));
-  const bits = view.getBigUint64(0);
-  const exponent = Number(bits >> 52n);
-  const fraction = bits & ((1n << 52n) - 1n);
-  hidden = 1n << 52n;
-  [m, e] = exponent === 0 ? [fraction, -1074] : [hidden | fraction, exponent - 1075];
-  return { m, e, lowestNormal: exponent <= 1 };
+  const exponent = Number(bits >> BigInt(fractionBits));
+  const fraction = bits & ((1n << BigInt(fractionBits)) - 1n);
+  if (exponent === 0) return { m: fraction, e: 1 - bias, halfGapBelow: false };
+  return { m: (1n << BigInt(fractionBits)) | fraction, e: exponent - bias, halfGapBelow: fraction === 0n && exponent > 1 };
+}
+
+/** A positive decimal as its digits (no leading zero) times 10^k, from toExponential's `d.ddde±x`. */
+interface Decimal {
+  digits: string;
+  k: number;
+}
+
+function decimal(exponential: string): Decimal {
+  const [mantissa, exponent] = exponential.split("e") as [string, string];
+  const digits = mantissa.replace(".", "");
+  return { digits, k: Number(exponent) - (digits.length - 1) };
 }
 
 /** Whether D × 10^k equals M × 2^j exactly. */
@@ -145,39 +161,26 @@ function decimalEqualsBinary(d: bigint, k: number, mm: bigint, j: number): boole
 }
 
 /**
- * Whether the decimal `text` (d.ddde±x, positive) lies exactly halfway between `value` and a
- * neighbour: it reads back to `value` under round-half-even, but PostgreSQL's shortest-digits
- * printer (Ryu, boundaries excluded) does not take such a representation.
+ * Whether `candidate` lies exactly halfway between the float and a neighbour: it reads back to the
+ * float under round-half-even, but PostgreSQL's shortest-digits printer (Ryu, boundaries excluded)
+ * does not take such a representation.
  */
-function onBoundary(text: string, value: number, single: boolean): boolean {
-  const [mantissa, exponentText] = text.split("e") as [string, string];
-  const fraction = mantissa.split(".")[1] ?? "";
-  const d = BigInt(mantissa.replace(".", ""));
-  const k = Number(exponentText) - fraction.length;
-  const { m, e, lowestNormal } = binaryParts(value, single);
-  const hidden = single ? 1n << 23n : 1n << 52n;
+function onBoundary({ digits, k }: Decimal, { m, e, halfGapBelow }: BinaryFloat): boolean {
+  const d = BigInt(digits);
   if (decimalEqualsBinary(d, k, 2n * m + 1n, e - 1)) return true;
-  // Just above a power of two the gap below is half the gap above.
-  if (m === hidden && !lowestNormal) return decimalEqualsBinary(d, k, 4n * m - 1n, e - 2);
-  return decimalEqualsBinary(d, k, 2n * m - 1n, e - 1);
+  return halfGapBelow ? decimalEqualsBinary(d, k, 4n * m - 1n, e - 2) : decimalEqualsBinary(d, k, 2n * m - 1n, e - 1);
 }
 
 /**
- * toExponential rounds a value exactly halfway between two candidates up; the server's printer
- * rounds it to the even last digit. `text` (d.ddde±x) one unit lower in its last digit when the
- * value lies exactly halfway below it and its last digit is odd.
+ * toExponential rounds a float exactly halfway between two candidates up; the server's printer
+ * rounds it to the even last digit: `candidate` one unit lower in its last digit when the float lies
+ * exactly halfway below it and that digit is odd.
  */
-function halfToEven(text: string, value: number, single: boolean): string {
-  const [mantissa, exponentText] = text.split("e") as [string, string];
-  const fraction = mantissa.split(".")[1] ?? "";
-  const d = BigInt(mantissa.replace(".", ""));
-  if (d % 2n === 0n) return text;
-  const k = Number(exponentText) - fraction.length;
-  const { m, e } = binaryParts(value, single);
-  if (!decimalEqualsBinary(2n * d - 1n, k, m, e + 1)) return text;
+function halfToEven(candidate: Decimal, { m, e }: BinaryFloat): Decimal {
+  const d = BigInt(candidate.digits);
+  if (d % 2n === 0n || !decimalEqualsBinary(2n * d - 1n, candidate.k, m, e + 1)) return candidate;
   const lower = String(d - 1n);
-  if (lower.length !== mantissa.replace(".", "").length) return text;
-  return `${lower[0]!}${fraction.length > 0 ? `.${lower.slice(1)}` : ""}e${exponentText}`;
+  return lower.length === candidate.digits.length ? { digits: lower, k: candidate.k } : candidate;
 }
 
 /**
@@ -192,18 +195,22 @@ function floatText(value: number, single: boolean): string {
   if (value === -Infinity) return "-Infinity";
   if (value === 0) return Object.is(value, -0) ? "-0" : "0";
   const magnitude = Math.abs(value);
-  const readsBack = (text: string) => (single ? Math.fround(Number(text)) : Number(text)) === magnitude;
-  let exponential = magnitude.toExponential(single ? 8 : 16);
-  for (let digits = 1; digits <= (single ? 9 : 17); digits += 1) {
-    const candidate = halfToEven(magnitude.toExponential(digits - 1), magnitude, single);
-    if (readsBack(candidate) && !onBoundary(candidate, magnitude, single)) {
-      exponential = candidate;
+  const parts = binaryFloat(magnitude, single);
+  const readsBack = ({ digits, k }: Decimal) => {
+    const read = Number(`${digits}e${k}`);
+    return (single ? Math.fround(read) : read) === magnitude;
+  };
+  const maxDigits = single ? 9 : 17;
+  let shortest = decimal(magnitude.toExponential(maxDigits - 1));
+  for (let n = 1; n <= maxDigits; n += 1) {
+    const candidate = halfToEven(decimal(magnitude.toExponential(n - 1)), parts);
+    if (readsBack(candidate) && !onBoundary(candidate, parts)) {
+      shortest = candidate;
       break;
     }
   }
-  const [mantissa, exponentText] = exponential.split("e") as [string, string];
-  const digits = mantissa.replace(".", "").replace(/0+$/, "") || "0";
-  const exponent = Number(exponentText);
+  const digits = shortest.digits.replace(/0+$/, "") || "0";
+  const exponent = shortest.k + shortest.digits.length - 1;
   let text: string;
   if (exponent >= -4 && exponent < (single ? 6 : 15)) {
     if (exponent < 0) text = `0.${"0".repeat(-exponent - 1)}${digits}`;
