@@ -37,6 +37,7 @@ export function pipelineSettings(config: Config, direction: Direction = "forward
       publication: view.source.publication,
       queueMaxBytes: apply.queueMaxBytes,
       format: apply.format,
+      synchronousCommit: apply.synchronousCommit,
       limits: { maxRows: apply.batchMaxRows, maxBytes: apply.batchMaxBytes, maxMs: apply.batchMaxMs },
       // Both directions running: writes are tagged (loop prevention needs it) and the other's are dropped.
       ...(opposite ? { ignoreOrigins: [originName(opposite.slot)], requireOrigin: true } : {}),

@@ -15,11 +15,12 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import type { Endpoint } from "../sql/endpoint.js";
+import type { SynchronousCommit } from "../sql/session.js";
 import { PgferryError, tagEndpoint } from "../errors.js";
 import type { Checkpoint } from "../plan/changes.js";
 import { quoteIdent } from "../sql/quote.js";
 import type { ConflictCount, ConflictGuard, OppositeProgress } from "./conflictGuard.js";
-import type { Statement } from "./types.js";
+import type { CommitResult, Statement } from "./types.js";
 
 export interface ApplyErrorContext {
   table: string;
@@ -78,7 +79,14 @@ export interface ApplierOptions {
   writeCheckpoint: (client: pg.ClientBase, checkpoint: Checkpoint) => Promise<void>;
   /** Conflict detection for guarded statements (Statement.guard): the opposite pipeline's progress, and where conflicts are recorded. */
   guard?: ConflictGuard;
+  /**
+   * The session's synchronous_commit (default on). With `off`, `commit` returns before the commit's
+   * WAL is flushed, and says where that WAL ends (CommitResult.wal), for the caller to acknowledge
+   * the source only once the flush has passed it.
+   */
+  synchronousCommit?: SynchronousCommit;
 }
+
 
 /** A server's refusal of a statement, with what identifies it (no row values); connection errors pass through. */
 function applyError(statement: Statement, error: unknown): unknown {
@@ -115,18 +123,19 @@ export class Applier {
 
   private constructor(
     private readonly client: pg.Client,
-    private readonly options: Pick<ApplierOptions, "onMissingRows" | "writeCheckpoint" | "guard">,
+    private readonly options: Pick<ApplierOptions, "onMissingRows" | "writeCheckpoint" | "guard" | "synchronousCommit">,
     /** The session carries a replication origin: each transaction resets its origin timestamp (BEGIN_TAGGED). */
     private readonly tagged = false,
   ) {}
 
   static async connect(options: ApplierOptions): Promise<Applier> {
-    const client = await options.target.applySession(options.applicationName);
+    const client = await options.target.applySession(options.applicationName, options.synchronousCommit);
     try {
       // Tagged where the role may (see setupOrigin); untagged writes work the same, unless required.
       if (!options.origin && options.requireOrigin) throw new PgferryError("internal", "requireOrigin without an origin to tag the apply session with");
       const tagged = options.origin ? await setupOrigin(client, options.origin, options.requireOrigin ?? false) : false;
-      return new Applier(client, { onMissingRows: options.onMissingRows, writeCheckpoint: options.writeCheckpoint, guard: options.guard }, tagged);
+      const { onMissingRows, writeCheckpoint, guard, synchronousCommit } = options;
+      return new Applier(client, { onMissingRows, writeCheckpoint, guard, synchronousCommit }, tagged);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw tagEndpoint(error, options.target.side, options.target.url);
@@ -169,15 +178,28 @@ export class Applier {
 
   /**
    * Writes the checkpoint (`writeCheckpoint`) inside the open transaction, then commits: both become
-   * durable together. Resolves with the conflicts the transaction recorded (none unless guarded).
+   * durable together. Resolves with the conflicts the transaction recorded (none unless guarded) and,
+   * for an asynchronous commit, where its WAL ends and how far the flush was (in the same round trip).
    */
-  async commit(checkpoint: Checkpoint): Promise<ConflictCount[]> {
+  async commit(checkpoint: Checkpoint): Promise<CommitResult> {
     await this.begin();
     const conflicts = this.guarded && this.options.guard ? await this.conflictCounts(this.options.guard) : [];
     await this.options.writeCheckpoint(this.client, checkpoint);
-    await this.client.query("COMMIT");
+    if (this.options.synchronousCommit !== "off") {
+      await this.client.query("COMMIT");
+      this.ended();
+      return { conflicts };
+    }
+    // The insert position read after COMMIT returned is at or past the commit record's end.
+    const results = (await this.client.query(COMMIT_AND_WAL)) as unknown as pg.QueryResult<WalRow>[];
     this.ended();
-    return conflicts;
+    return { conflicts, wal: walPosition(results[1]!.rows[0]!) };
+  }
+
+  /** How far the target's WAL is flushed (see CommitResult.wal); for acknowledging asynchronous commits while no batch brings it. */
+  async flushedWal(): Promise<bigint> {
+    const { rows } = await this.client.query<Pick<WalRow, "flushed">>(`SELECT ${FLUSHED}`);
+    return BigInt(rows[0]!.flushed);
   }
 
   async rollback(): Promise<void> {
@@ -254,6 +276,15 @@ export class Applier {
   destroy(): void {
     (this.client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
   }
+}
+
+/** WAL positions as byte offsets, exactly (numeric text). */
+const FLUSHED = "(pg_current_wal_flush_lsn() - '0/0')::text AS flushed";
+const COMMIT_AND_WAL = `COMMIT; SELECT (pg_current_wal_insert_lsn() - '0/0')::text AS commit_end, ${FLUSHED}`;
+interface WalRow { commit_end: string; flushed: string }
+
+function walPosition(row: WalRow): NonNullable<CommitResult["wal"]> {
+  return { commitEnd: BigInt(row.commit_end), flushed: BigInt(row.flushed) };
 }
 
 /** The grants setupOrigin needs (pg_replication_origin itself is readable by everyone). */

@@ -3,6 +3,7 @@
  * statements that run in order with them (a resync's range deletes and progress).
  */
 import type { TargetChange } from "../plan/changes.js";
+import type { ConflictCount } from "./conflictGuard.js";
 
 export type ApplyChange =
   | TargetChange
@@ -45,4 +46,16 @@ export interface Statement {
   guard?: true;
   /** Writes conflict records without being guarded (an unrouted change): the applier counts the transaction's conflicts all the same. */
   recordsConflicts?: true;
+}
+
+/** What a target COMMIT did: the conflicts it recorded, and, when it was asynchronous, where its WAL stands. */
+export interface CommitResult {
+  conflicts: ConflictCount[];
+  /**
+   * An asynchronous commit's position in the target's WAL: `commitEnd` is at or past its commit
+   * record, `flushed` how far the WAL was flushed as it returned (both byte positions, as LSNs).
+   * The commit is durable once the flush reaches `commitEnd`. Absent for a synchronous commit,
+   * durable as it returns.
+   */
+  wal?: { commitEnd: bigint; flushed: bigint };
 }

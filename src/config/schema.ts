@@ -56,6 +56,10 @@ const applySchema = z.strictObject({
   // How the stream carries values (pipeline/streamFormat.ts): binary from pgoutput where every column
   // pgferry reads has a printer (auto), always (binary: refused otherwise) or never (text).
   format: z.enum(["auto", "binary", "text"]).default("auto"),
+  // synchronous_commit of the apply session. off (as native subscriptions): the source is
+  // acknowledged once the target's WAL flush passes the commit (pipeline/flushedCommits.ts); any
+  // other value: once COMMIT returns, which has then flushed it (and waited for synchronous standbys).
+  synchronousCommit: z.enum(["off", "local", "remote_write", "on", "remote_apply"]).default("off"),
   onError: z.enum(["retry", "stop"]).default("retry"),
   retry: retrySchema.prefault({}),
 });

@@ -4,7 +4,8 @@
  * (so an idle stream is applied at once); changes are collapsed per key in a ChangeBuffer and flushed
  * set-based. A source transaction larger than the buffer is flushed progressively into the still-open
  * target transaction: memory stays bounded, atomicity is kept. The checkpoint is written in the same
- * target transaction, and only after COMMIT is the source told the position is flushed.
+ * target transaction, and only after COMMIT (with an asynchronous commit, once the target's WAL
+ * flush passes it: flushedCommits.ts) is the source told the position is flushed.
  *
  * The target is an ApplyTarget: the PostgreSQL Applier in the daemon, an in-memory one in unit tests.
  */
@@ -14,7 +15,7 @@ import type { Checkpoint } from "../plan/changes.js";
 import type { ConflictCount } from "../apply/conflictGuard.js";
 import type { ChangeQueue } from "./changeQueue.js";
 import type { ChangeTransformer } from "../transform/changeTransformer.js";
-import type { OrderedStatements, Statement } from "../apply/types.js";
+import type { CommitResult, OrderedStatements, Statement } from "../apply/types.js";
 import type { SourceChange, SourceTruncate } from "../plan/changes.js";
 import { changeBytes, type CountedOp, type StreamEvent } from "./streamEvents.js";
 
@@ -27,11 +28,12 @@ export interface ApplyTarget {
   execute(statements: readonly Statement[]): Promise<void>;
   /**
    * Writes `checkpoint` inside the open transaction (opening one if none is open) and commits it:
-   * data and checkpoint become durable together. Resolves only once COMMIT has returned; the loop
-   * acknowledges nothing before (docs/design.md, rule 2). Resolves with the conflicts the
-   * transaction's guarded statements met, when the target judges any (a bidirectional pipeline).
+   * data and checkpoint become durable together. Resolves only once COMMIT has returned; nothing is
+   * acknowledged before (docs/design.md, rule 2). Resolves with the conflicts the transaction's
+   * guarded statements met, when the target judges any (a bidirectional pipeline), and, for an
+   * asynchronous commit, where its WAL stands (durable only once flushed past it).
    */
-  commit(checkpoint: Checkpoint): Promise<ConflictCount[] | void>;
+  commit(checkpoint: Checkpoint): Promise<CommitResult | void>;
   /** Abandons the open transaction, if any: nothing of it is durable. */
   rollback(): Promise<void>;
 }
@@ -50,6 +52,8 @@ export interface AppliedBatch {
   checkpoint: Checkpoint;
   /** Conflicts the batch's guarded statements met and resolved (a bidirectional pipeline's only). */
   conflicts?: ConflictCount[];
+  /** An asynchronous commit's WAL position on the target (CommitResult.wal): the checkpoint is durable once flushed past it. */
+  wal?: CommitResult["wal"];
 }
 
 export interface ApplyLoopOptions {
@@ -57,7 +61,7 @@ export interface ApplyLoopOptions {
   target: ApplyTarget;
   transformer: ChangeTransformer;
   limits: BatchLimits;
-  /** Called after each target COMMIT, with the checkpoint it committed: the position to acknowledge. */
+  /** Called after each target COMMIT, with the checkpoint it committed: the position to acknowledge (once durable, see AppliedBatch.wal). */
   onCommitted(batch: AppliedBatch): void;
   /**
    * Up to this source commit LSN, apply one source transaction per target transaction, each change
@@ -210,10 +214,16 @@ export class ApplyLoop {
     const { target } = this.options;
     await this.behind(async () => {
       await target.execute(statements);
-      const conflicts = await target.commit(checkpoint);
+      const result = await target.commit(checkpoint);
       this.committedLsn = checkpoint.commitLsn;
-      // Acknowledged to the source only now, after the target COMMIT (docs/design.md, rule 2).
-      this.options.onCommitted({ ...batch, seconds: (performance.now() - startedAt) / 1000, ...(conflicts && conflicts.length > 0 ? { conflicts } : {}) });
+      const conflicts = result?.conflicts ?? [];
+      // Acknowledgeable only now, after the target COMMIT (docs/design.md, rule 2).
+      this.options.onCommitted({
+        ...batch,
+        seconds: (performance.now() - startedAt) / 1000,
+        ...(conflicts.length > 0 ? { conflicts } : {}),
+        ...(result?.wal ? { wal: result.wal } : {}),
+      });
       for (const callback of callbacks) callback();
     });
   }

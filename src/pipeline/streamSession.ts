@@ -24,9 +24,16 @@ import type { ResyncEngine } from "./resync/resyncEngine.js";
 import { StreamReader } from "../source/streamReader.js";
 import { QueueSink } from "./streamSink.js";
 import { binaryStream, describeStreamFormat, type StreamFormat } from "./streamFormat.js";
+import { FlushedCommits } from "./flushedCommits.js";
+import type { SynchronousCommit } from "../sql/session.js";
 
 /** How often the standby status is sent even when nothing changes (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 10_000;
+/**
+ * While an asynchronous commit is not known flushed and no later commit says so, how often the
+ * target's flush position is read (its WAL writer flushes every wal_writer_delay, 200 ms by default).
+ */
+const FLUSH_POLL_MS = 100;
 
 /** What a session needs of the config, narrowed by the composition root. */
 export interface StreamSettings {
@@ -36,6 +43,8 @@ export interface StreamSettings {
   queueMaxBytes: number;
   /** apply.format: whether pgoutput sends binary values (streamFormat.ts). */
   format: StreamFormat;
+  /** apply.synchronousCommit of the apply session; `off` is acknowledged once flushed (flushedCommits.ts). Default on. */
+  synchronousCommit?: SynchronousCommit;
   limits: BatchLimits;
   /**
    * Replication origins whose source transactions are not applied: the apply origins of pgferry's
@@ -99,6 +108,7 @@ export class StreamSession {
       onMissingRows: (table, missing) =>
         log.warn({ table, missing }, "rows updated on the source are not on the target (it lost them, or they never passed a filter); run pgferry verify and resync the table"),
       guard: options.guard,
+      synchronousCommit: settings.synchronousCommit,
       writeCheckpoint: async (client, checkpoint) => {
         await store.writeCheckpoint(client, checkpoint);
         await options.recordProgress?.(client, checkpoint);
@@ -107,11 +117,14 @@ export class StreamSession {
     let replication: ReplicationConnection | undefined;
     let stopping = false;
     let timer: NodeJS.Timeout | undefined;
+    let flushPoll: NodeJS.Timeout | undefined;
     try {
       replication = await ReplicationConnection.connect(options.source, "pgferry-stream");
       const windows = options.resyncs ? await options.resyncs.attach(options.plans, options.source) : undefined;
       const repl = replication;
       let acked = options.checkpoint.endLsn;
+      // Asynchronous commits applied but not yet flushed on the target: not acknowledged yet.
+      const unflushed = new FlushedCommits();
       const queue = new ChangeQueue<StreamEvent>(settings.queueMaxBytes, (pause) => (pause ? repl.pause() : repl.resume()));
       const sendStatus = (reply = false) => {
         if (stopping) return;
@@ -129,8 +142,11 @@ export class StreamSession {
         limits: settings.limits,
         guard: options.guard,
         onCommitted: (batch) => {
-          acked = batch.checkpoint.endLsn;
-          sendStatus();
+          const durable = batch.wal ? unflushed.committed(batch.checkpoint.endLsn, batch.wal) : batch.checkpoint.endLsn;
+          if (durable !== undefined) {
+            acked = durable;
+            sendStatus();
+          }
           options.onCommitted?.(batch);
         },
       });
@@ -148,7 +164,7 @@ export class StreamSession {
           options.onServerWalEnd?.(walEnd);
           // Nothing received is waiting to be applied: the server's position can be confirmed, which
           // lets the slot advance past WAL of tables outside the publication.
-          const idle = !reader.inTransaction && queue.length === 0 && !loop.busy;
+          const idle = !reader.inTransaction && queue.length === 0 && !loop.busy && !unflushed.pending;
           const advanced = idle && walEnd > acked;
           if (advanced) acked = walEnd;
           if (advanced || replyRequested) sendStatus();
@@ -156,6 +172,23 @@ export class StreamSession {
       });
       this.reader = reader;
       timer = setInterval(() => sendStatus(), STATUS_INTERVAL_MS);
+      // A quiet stream brings no later commit to say the last ones are flushed: ask the target.
+      let polling = false;
+      flushPoll = setInterval(() => {
+        if (polling || !unflushed.pending || stopping) return;
+        polling = true;
+        applier
+          .flushedWal()
+          .then((flushed) => {
+            const durable = unflushed.flushed(flushed);
+            if (durable === undefined) return;
+            acked = durable;
+            sendStatus();
+          })
+          // The apply session failing is the apply loop's to report; this read is retried by the next tick.
+          .catch((error: unknown) => log.debug({ err: error }, "target flush position not read"))
+          .finally(() => { polling = false; });
+      }, FLUSH_POLL_MS);
 
       const onAbort = () => {
         stopping = true;
@@ -199,6 +232,7 @@ export class StreamSession {
       throw error;
     } finally {
       if (timer) clearInterval(timer);
+      if (flushPoll) clearInterval(flushPoll);
       stopping = true;
       await watched(log, "detaching resyncs", options.resyncs?.detach());
       await watched(log, "closing the replication connection", replication?.close());

@@ -9,7 +9,7 @@
 import type pg from "pg";
 import { tagEndpoint, type DatabaseSide } from "../errors.js";
 import { poolerError } from "./poolerRefusal.js";
-import { openClient, openPool, prepareApplySession, type SessionOptions } from "./session.js";
+import { openClient, openPool, prepareApplySession, type SessionOptions, type SynchronousCommit } from "./session.js";
 
 export interface Endpoint {
   readonly side: DatabaseSide;
@@ -19,8 +19,11 @@ export interface Endpoint {
   pool(applicationName: string, max: number, options?: Pick<SessionOptions, "rawText" | "extra">): pg.Pool;
   /** One dedicated pinned session, connected (`replication` for a walsender). */
   client(applicationName: string, options?: Pick<SessionOptions, "rawText" | "replication">): Promise<pg.Client>;
-  /** A dedicated session that applies replicated rows (docs/design.md, rules 2 and 7). */
-  applySession(applicationName: string): Promise<pg.Client>;
+  /**
+   * A dedicated session that applies replicated rows (docs/design.md, rules 2 and 7); its commits
+   * are synchronous unless `synchronousCommit` says otherwise.
+   */
+  applySession(applicationName: string, synchronousCommit?: SynchronousCommit): Promise<pg.Client>;
 }
 
 export function endpoint(side: DatabaseSide, url: string): Endpoint {
@@ -38,10 +41,10 @@ export function endpoint(side: DatabaseSide, url: string): Endpoint {
         throw tagged(error);
       });
     },
-    async applySession(applicationName) {
+    async applySession(applicationName, synchronousCommit) {
       const client = await self.client(applicationName);
       try {
-        await prepareApplySession(client);
+        await prepareApplySession(client, synchronousCommit);
       } catch (error) {
         await client.end().catch(() => undefined);
         throw tagged(error);

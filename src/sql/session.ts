@@ -106,15 +106,19 @@ export async function openClient(url: string, options: SessionOptions): Promise<
   return client;
 }
 
+/** synchronous_commit values an apply session may have (config `apply.synchronousCommit`). */
+export type SynchronousCommit = "off" | "local" | "remote_write" | "on" | "remote_apply";
+
 /**
  * A target session that applies replicated rows: the target's own triggers and FK checks do not fire
- * for them (as in native logical replication), and COMMIT is durable before it returns, because the
- * checkpoint is acknowledged to the source right after (an asynchronous commit lost in a crash would
- * lose changes the source has already released).
+ * for them (as in native logical replication), and its commits are as durable as `synchronousCommit`
+ * says, whatever the database's default: `on` (the default here) makes COMMIT durable before it
+ * returns; with `off` whoever acknowledges the source must first see the target's WAL flush pass the
+ * commit (pipeline/flushedCommits.ts), or a crash could lose changes the source has already released.
  */
-export async function prepareApplySession(client: pg.ClientBase): Promise<void> {
+export async function prepareApplySession(client: pg.ClientBase, synchronousCommit: SynchronousCommit = "on"): Promise<void> {
   await client.query("SET session_replication_role = replica");
-  await client.query("SET synchronous_commit = on");
+  await client.query(`SET synchronous_commit = ${synchronousCommit}`);
 }
 
 /** Which pinned settings a session does not have (a pooler that drops startup options, for one). */

@@ -145,7 +145,7 @@ function batch(changes: ApplyChange[]): Statement[] {
 
 async function apply(statements: Statement[]) {
   await applier.execute(statements);
-  return applier.commit({ commitLsn: 0n, endLsn: 0n, commitTime: null });
+  return (await applier.commit({ commitLsn: 0n, endLsn: 0n, commitTime: null })).conflicts;
 }
 
 /** An upsert of row `id`; `inserted`: the change inserts it (a source insert), otherwise it updates a row that should be there. */

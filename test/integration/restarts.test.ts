@@ -1,7 +1,9 @@
 /**
  * Transient failures are survived: the replication connection dropped by the server, the source
- * restarted (fast and immediate) and the target restarted, each while pgferry streams. The file runs
- * its own pair of servers, since restarting the shared ones would disturb other test files.
+ * restarted (fast and immediate) and the target restarted, each while pgferry streams; and target
+ * crashes under load lose no change the source was told is applied (the apply session commits
+ * asynchronously). The file runs its own pair of servers, since restarting the shared ones would
+ * disturb other test files.
  */
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,7 +33,7 @@ afterAll(async () => {
 });
 
 const converged = () =>
-  waitFor(() => compareTables(source, target, pairs()), { description: "target == source", until: (d) => d === null, timeoutMs: 90_000, intervalMs: 250 });
+  waitFor(() => compareTables(source, target, pairs()), { description: "target == source", until: (d) => d === null, timeoutMs: 30_000, intervalMs: 250 });
 
 async function streaming(): Promise<void> {
   await waitFor(
@@ -70,5 +72,38 @@ describe("transient failures while streaming", () => {
     expect(running.phases).not.toContain("failed");
     // Each restart resumed from the checkpoint: no second snapshot.
     expect(running.phases.filter((p) => p === "snapshot")).toHaveLength(1);
+  });
+
+  it("loses nothing to target crashes: an asynchronous commit is acknowledged only once flushed", async () => {
+    running ??= startPipeline(testConfig({ sourceUrl: servers.source.url(), targetUrl: servers.target.url(), tables: mappings() }));
+    expect(running.config.apply.synchronousCommit).toBe("off"); // the default
+    await streaming();
+    const slot = running.config.source.slot;
+    const checkpointEnd = async () =>
+      (await target.query<{ end: string }>("SELECT (end_lsn - '0/0')::text AS end FROM _pgferry.pipelines")).rows[0]?.end;
+    // The target's WAL writer writes a partly filled page (the last commits) only every 2 s: a crash
+    // in between loses them, and with them the checkpoint, so the source must not have been told.
+    await target.query("ALTER SYSTEM SET wal_writer_delay = '2s'");
+    await target.query("SELECT pg_reload_conf()");
+    try {
+      for (let crash = 0; crash < 3; crash += 1) {
+        await runWriteLoad(source, { transactions: 60, seedOffset: 100_000 + crash * 10_000 });
+        const end = (await source.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn")).rows[0]!.lsn;
+        // The moment the source is told the burst is applied, the target crashes.
+        await waitFor(
+          async () => (await source.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn", [slot, end])).rowCount,
+          { description: `the slot's confirmed position to pass ${end}`, until: (n) => n === 1, timeoutMs: 60_000, intervalMs: 5 },
+        );
+        const before = await checkpointEnd();
+        await servers.target.restart("immediate");
+        // Nothing was acknowledged that the crash could take: the target's checkpoint did not go back.
+        expect(await waitFor(checkpointEnd, { description: "the target's checkpoint after its restart", until: (lsn) => lsn !== undefined })).toBe(before);
+      }
+      expect(await converged()).toBeNull();
+    } finally {
+      await target.query("ALTER SYSTEM RESET wal_writer_delay");
+      await target.query("SELECT pg_reload_conf()");
+    }
+    expect(running.phases).not.toContain("failed");
   });
 });

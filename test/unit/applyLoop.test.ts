@@ -7,7 +7,7 @@
  * No database, no sleeps: conditions are awaited by yielding to the event loop, time is faked.
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { OrderedStatements, Statement } from "../../src/apply/types.js";
+import type { CommitResult, OrderedStatements, Statement } from "../../src/apply/types.js";
 import { ApplyLoop, type AppliedBatch, type ApplyTarget, type BatchLimits } from "../../src/pipeline/applyLoop.js";
 import { ChangeQueue } from "../../src/pipeline/changeQueue.js";
 import { changeBytes, type StreamEvent } from "../../src/pipeline/streamEvents.js";
@@ -37,6 +37,8 @@ class FakeTarget implements ApplyTarget {
   commitGate: Promise<void> | undefined;
   /** When set, commit fails with it (the server or the connection died before COMMIT returned). */
   commitError: Error | undefined;
+  /** When set, commits are asynchronous: each returns this WAL position (CommitResult.wal). */
+  commitWal: CommitResult["wal"];
 
   private begin(): Statement[] {
     if (!this.open) {
@@ -52,13 +54,14 @@ class FakeTarget implements ApplyTarget {
     return Promise.resolve();
   }
 
-  async commit(checkpoint: Checkpoint): Promise<void> {
+  async commit(checkpoint: Checkpoint): Promise<CommitResult | void> {
     const statements = this.begin();
     this.log.push({ kind: "commit", lsn: checkpoint.commitLsn });
     await this.commitGate;
     if (this.commitError) throw this.commitError;
     this.durable.push({ checkpoint, statements });
     this.open = null;
+    if (this.commitWal) return { conflicts: [], wal: this.commitWal };
   }
 
   /** Calls, including those with no transaction open (a no-op, as on the Applier). */
@@ -141,6 +144,20 @@ describe("commit and acknowledgement (rule 2)", () => {
     queue.close();
     await running;
     expect(target.opened).toBe(1);
+  });
+
+  it("hands an asynchronous commit's WAL position on with the batch (acknowledged once flushed past it), and none for a synchronous one", async () => {
+    const { target, queue, loop, batches, push } = setup();
+    push(insert(1), commit(10));
+    const running = loop.run();
+    await until(() => batches.length === 1, "the synchronous commit");
+    target.commitWal = { commitEnd: 7000n, flushed: 6000n };
+    push(insert(2), commit(20));
+    await until(() => batches.length === 2, "the asynchronous commit");
+    queue.close();
+    await running;
+    expect(batches[0]!.wal).toBeUndefined();
+    expect(batches[1]).toMatchObject({ checkpoint: { commitLsn: 20n }, wal: { commitEnd: 7000n, flushed: 6000n } });
   });
 
   it("never acknowledges a batch whose commit fails, and stops with the error", async () => {

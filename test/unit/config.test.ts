@@ -50,6 +50,7 @@ describe("parseConfig: valid files", () => {
         batchMaxMs: 100,
         queueMaxBytes: 8 * 1024 * 1024,
         format: "auto",
+        synchronousCommit: "off",
         onError: "retry",
         retry: { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 30_000 },
       },

@@ -76,7 +76,7 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
   const backlogTransactions = Math.max(100, Math.round(60_000 * options.scale));
   const ctx: BenchContext = {
     cleanup,
-    nativeCommit: options.nativeCommit,
+    synchronousCommit: options.synchronousCommit,
     targetIndexes: options.targetIndexes,
     outputs,
     session: {
@@ -114,8 +114,8 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
   const notes = [
     "Each system has its own source and target cluster; all clusters have the same settings (fsync on, synchronous_commit on). " +
       "pgferry runs with its default snapshot/apply settings; " +
-      `the native subscription uses synchronous_commit = '${options.nativeCommit}'${options.nativeCommit === "on" ? " (like pgferry's apply session)" : " (PostgreSQL's default for subscriptions)"}, ` +
-      "text format and 4 table-sync workers. Scenarios alternate native, pgferry; each is followed by VACUUM and CHECKPOINT.",
+      `both apply with synchronous_commit = '${options.synchronousCommit}'${options.synchronousCommit === "off" ? " (the default of both: a position is acknowledged once the target's WAL flush passes it)" : " (each COMMIT flushed before it returns)"}; ` +
+      "the native subscription uses text format and 4 table-sync workers. Scenarios alternate native, pgferry; each is followed by VACUUM and CHECKPOINT.",
   ];
   const scenarioNotes: [Scenario, string][] = [
     [
@@ -181,7 +181,7 @@ async function run(options: BenchOptions, cleanup: Cleanup, log: (line: string) 
     scenarios: [...options.scenarios],
     environment,
     fixture: { ...fixture, generateSeconds },
-    settings: { ...CLUSTER_SETTINGS, backlogTransactions, lagRate: LAG_RATE, lagSeconds: options.lagSeconds, rateSeconds: options.rateSeconds, rateSessions: RATE_SESSIONS, profile: options.profile, nativeSynchronousCommit: options.nativeCommit, targetIndexes: options.targetIndexes },
+    settings: { ...CLUSTER_SETTINGS, backlogTransactions, lagRate: LAG_RATE, lagSeconds: options.lagSeconds, rateSeconds: options.rateSeconds, rateSessions: RATE_SESSIONS, profile: options.profile, synchronousCommit: options.synchronousCommit, targetIndexes: options.targetIndexes },
     ...(copyPipe ? { copyPipe } : {}),
     pgferry,
     native,

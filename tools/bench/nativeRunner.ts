@@ -1,8 +1,8 @@
 /**
  * The reference: native logical replication (CREATE PUBLICATION + CREATE SUBSCRIPTION) on an
  * identity mapping, into a target database whose tables live in `public` like the source's. The
- * subscription commits synchronously (`synchronous_commit = on`, like pgferry's apply session)
- * unless the bench is told otherwise; everything else is PostgreSQL's default (text format, `max_sync_workers_per_subscription` of the
+ * subscription's synchronous_commit is the bench's (`--synchronous-commit`, the same as pgferry's
+ * apply session; default off, PostgreSQL's default); everything else is PostgreSQL's default (text format, `max_sync_workers_per_subscription` of the
  * cluster). The initial sync is done when every `pg_subscription_rel.srsubstate` is 'r'.
  *
  * Its start-up after ENABLE (the launcher starting the apply worker, which connects and receives its
@@ -24,7 +24,7 @@ export interface NativeRunnerOptions {
   /** Source tables (`public.x`), published via the partition root. */
   tables: readonly string[];
   name: string;
-  /** The subscription's synchronous_commit: 'on' matches pgferry; 'off' is PostgreSQL's default for subscriptions. */
+  /** The subscription's synchronous_commit: 'off' is PostgreSQL's default for subscriptions (and pgferry's for its apply session). */
   synchronousCommit: "on" | "off";
   cleanup: Cleanup;
   /** Copy the tables when subscribing (default); false when the target holds them already (the reverse direction). */

@@ -14,8 +14,8 @@ export interface BenchOptions {
   rateSeconds: number;
   /** Write V8 CPU profiles of the pgferry processes and list their hot spots. */
   profile: boolean;
-  /** synchronous_commit of the native subscription. */
-  nativeCommit: "on" | "off";
+  /** synchronous_commit of both systems' apply: the native subscription's and pgferry's `apply.synchronousCommit`. */
+  synchronousCommit: "on" | "off";
   /** Whole runs (fresh clusters each); figures are reported as median (min–max) when more than 1. */
   repeat: number;
   /** Secondary indexes on the target tables during the snapshot (targetIndexes.ts). */
@@ -39,9 +39,10 @@ Options:
   --rate-seconds <n>   length of each window of the maxrate scenario (the source's unthrottled
                        rate, then paced windows: at most 5 per system) (default 10)
   --profile            CPU-profile the pgferry processes (slower) and list their hot spots
-  --native-commit <on|off>
-                       synchronous_commit of the native subscription (default on, like pgferry's
-                       apply session; off is PostgreSQL's default for subscriptions)
+  --synchronous-commit <off|on>
+                       synchronous_commit of both systems' apply: the native subscription's and
+                       pgferry's apply.synchronousCommit (default off, the default of both; each
+                       then acknowledges a position once the target's WAL flush passes it)
   --repeat <n>         run the scenarios n times, each run on fresh clusters; every figure is
                        reported as median (min–max), ratios taken within each run (default 1)
   --target-indexes <fixture|realistic>
@@ -69,7 +70,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
         "lag-seconds": { type: "string", default: "30" },
         "rate-seconds": { type: "string", default: "10" },
         profile: { type: "boolean", default: false },
-        "native-commit": { type: "string", default: "on" },
+        "synchronous-commit": { type: "string", default: "off" },
         repeat: { type: "string", default: "1" },
         "target-indexes": { type: "string", default: "fixture" },
         help: { type: "boolean", short: "h", default: false },
@@ -88,8 +89,8 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
   if (!Number.isFinite(lagSeconds) || lagSeconds < 1 || lagSeconds > 3600) throw new UsageError(`--lag-seconds: expected 1..3600, got ${values["lag-seconds"]}`);
   const rateSeconds = Number(values["rate-seconds"]);
   if (!Number.isFinite(rateSeconds) || rateSeconds < 2 || rateSeconds > 600) throw new UsageError(`--rate-seconds: expected 2..600, got ${values["rate-seconds"]}`);
-  const nativeCommit = values["native-commit"];
-  if (nativeCommit !== "on" && nativeCommit !== "off") throw new UsageError(`--native-commit: expected on or off, got ${nativeCommit}`);
+  const synchronousCommit = values["synchronous-commit"];
+  if (synchronousCommit !== "on" && synchronousCommit !== "off") throw new UsageError(`--synchronous-commit: expected off or on, got ${synchronousCommit}`);
   const repeat = Number(values.repeat);
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 50) throw new UsageError(`--repeat: expected a whole number in 1..50, got ${values.repeat}`);
   const targetIndexes = values["target-indexes"] as TargetIndexes;
@@ -99,5 +100,5 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
     if (!SCENARIOS.includes(name as Scenario)) throw new UsageError(`--only: unknown scenario '${name}' (expected ${SCENARIOS.join(", ")})`);
   }
   const scenarios = new Set<Scenario>(requested.length > 0 ? (requested as Scenario[]) : SCENARIOS);
-  return { scale, scenarios, json: values.json, lagSeconds, rateSeconds, profile: values.profile, nativeCommit, repeat, targetIndexes };
+  return { scale, scenarios, json: values.json, lagSeconds, rateSeconds, profile: values.profile, synchronousCommit, repeat, targetIndexes };
 }

@@ -27,6 +27,8 @@ export interface PgferryRunnerOptions {
   cleanup: Cleanup;
   /** Where each phase's process keeps its log (and its CPU profile, with `profile`). */
   outputs?: ProcessOutputs;
+  /** `apply.synchronousCommit` (default off, pgferry's default). */
+  synchronousCommit?: "on" | "off";
   /** Extra top-level YAML (e.g. a mapping's other sections); appended before `tables`. */
   extraYaml?: string;
   /**
@@ -142,10 +144,10 @@ export class PgferryReplicator implements Replicator {
   }
 
   private async writeConfig(): Promise<void> {
-    const { sourceUrl, targetUrl, slot, tables, extraYaml = "" } = this.options;
+    const { sourceUrl, targetUrl, slot, tables, extraYaml = "", synchronousCommit = "off" } = this.options;
     this.configDir = await mkdtemp(join(tmpdir(), "pgferry-bench-config-"));
     this.configFile = join(this.configDir, "pgferry.yaml");
-    const yaml = `# written by npm run bench; pgferry's defaults for snapshot and apply
+    const yaml = `# written by npm run bench; pgferry's defaults for snapshot and apply, but synchronousCommit as the bench runs it
 source:
   url: ${sourceUrl}
   slot: ${slot}
@@ -157,6 +159,8 @@ control:
 log:
   level: debug
   format: json
+apply:
+  synchronousCommit: "${synchronousCommit}"
 ${extraYaml}
 tables:
 ${tables.map((t) => `  - ${JSON.stringify(t)}`).join("\n")}

@@ -104,7 +104,7 @@ class TwoWayRun {
       pair,
       size,
       cleanup: ctx.cleanup,
-      nativeCommit: ctx.nativeCommit,
+      synchronousCommit: ctx.synchronousCommit,
       timeoutMs: ctx.session.timeoutMs,
       log: ctx.session.log,
       ...(ctx.outputs ? { outputs: ctx.outputs } : {}),

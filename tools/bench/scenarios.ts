@@ -24,7 +24,7 @@ export interface BenchContext {
   /** Everything of SessionSettings but what belongs to one system. */
   session: Omit<SessionSettings, "sourceUrl" | "targetUrl" | "clusters">;
   outputs?: ProcessOutputs;
-  nativeCommit: "on" | "off";
+  synchronousCommit: "on" | "off";
   /** Secondary indexes on both systems' target tables (default `fixture`: the fixture's own). */
   targetIndexes?: TargetIndexes;
 }
@@ -61,6 +61,7 @@ export async function preparePgferry(ctx: BenchContext, pair: ClusterPair): Prom
     tables: FIXTURE_TABLES.map((t) => ({ from: `public.${t}`, to: `app.${t}` })),
     slot: "bench_pgferry",
     targetSchema: "app",
+    synchronousCommit: ctx.synchronousCommit,
     cleanup: ctx.cleanup,
     ...(ctx.outputs ? { outputs: ctx.outputs } : {}),
   });
@@ -76,7 +77,7 @@ export async function prepareNative(ctx: BenchContext, pair: ClusterPair): Promi
     targetUrl: db.targetUrl,
     tables: FIXTURE_TABLES.map((t) => `public.${t}`),
     name: "bench_native",
-    synchronousCommit: ctx.nativeCommit,
+    synchronousCommit: ctx.synchronousCommit,
     cleanup: ctx.cleanup,
   });
   const settings = { ...ctx.session, sourceUrl: db.sourceUrl, targetUrl: db.targetUrl, clusters: [pair.source, pair.target] };

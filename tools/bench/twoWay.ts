@@ -35,7 +35,7 @@ export interface TwoWayOptions {
   pair: ClusterPair;
   size: FixtureSize;
   cleanup: Cleanup;
-  nativeCommit: "on" | "off";
+  synchronousCommit: "on" | "off";
   timeoutMs: number;
   outputs?: ProcessOutputs;
   log: (line: string) => void;
@@ -70,6 +70,7 @@ export class TwoWay {
         targetUrl: this.newUrl,
         tables: FIXTURE_TABLES.map((t) => ({ from: `public.${t}`, to: `app.${t}` })),
         slot: "bench_pgferry_fwd",
+        synchronousCommit: options.synchronousCommit,
         cleanup: options.cleanup,
         extraYaml: "reverse:\n  slot: bench_pgferry_rev\n  publication: bench_pgferry_rev\n  listen: 127.0.0.1:0\n",
         ...(options.outputs ? { outputs: options.outputs } : {}),
@@ -77,7 +78,7 @@ export class TwoWay {
       this.forward = new PgferryReplicator({ ...common, targetSchema: "app", labelPrefix: "two-way-forward" });
       this.reverse = new PgferryReplicator({ ...common, targetSchema: "public", direction: "reverse", labelPrefix: "two-way-reverse" });
     } else {
-      const common = { tables: FIXTURE_TABLES.map((t) => `public.${t}`), synchronousCommit: options.nativeCommit, cleanup: options.cleanup };
+      const common = { tables: FIXTURE_TABLES.map((t) => `public.${t}`), synchronousCommit: options.synchronousCommit, cleanup: options.cleanup };
       this.forward = new NativeReplicator({ ...common, source: pair.source, sourceDb: `${system}_rev_old`, targetUrl: this.newUrl, name: "bench_native_fwd" });
       this.reverse = new NativeReplicator({ ...common, source: pair.target, sourceDb: `${system}_rev_new`, targetUrl: this.oldUrl, name: "bench_native_rev", copyData: false });
     }
