@@ -124,8 +124,14 @@ describe("reverse replication on the reorganisation example", () => {
     // Everything the forward applied came back to the reverse's reader and was dropped, and vice versa.
     const forwardApplied = [...forward.applied.values()].reduce((n, ops) => n + Object.values(ops).reduce((a, b) => a + b, 0), 0);
     const reverseApplied = [...reverse.applied.values()].reduce((n, ops) => n + Object.values(ops).reduce((a, b) => a + b, 0), 0);
-    expect(reverse.originFiltered).toBeGreaterThanOrEqual(forwardApplied - 1); // the old marker's trip may still be on its way back
-    expect(forward.originFiltered).toBeGreaterThanOrEqual(reverseApplied - 1);
+    // Waited for: the last changes' way back ends when the other side's WAL with them is flushed and decoded.
+    const echoes = await waitFor(() => ({ reverse: reverse.originFiltered, forward: forward.originFiltered }), {
+      description: `every applied change to come back and be dropped (forward applied ${forwardApplied}, reverse applied ${reverseApplied})`,
+      until: (n) => n.reverse >= forwardApplied && n.forward >= reverseApplied,
+      timeoutMs: 30_000,
+    });
+    expect(echoes.reverse).toBeGreaterThanOrEqual(forwardApplied);
+    expect(echoes.forward).toBeGreaterThanOrEqual(reverseApplied);
 
     // The new side's rows are on the old side, under the keys the new side gave them.
     const old = await one<{ orgs: number; messages: number; keys: number; v2: number; profile: string }>(
