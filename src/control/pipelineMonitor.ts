@@ -8,20 +8,20 @@
  * are judged from the same readings, and applied changes and the last hour of lag are kept for the
  * status page (statusHistory.ts).
  */
-import type { SlotReading } from "../cutover/types.js";
 import type { ConflictCount } from "../apply/conflictGuard.js";
 import type { Direction } from "../config/directions.js";
 import {
-  judgeConflicts, judgeLag, judgeResyncs, judgeReverse, judgeSlot, judgeTables, readinessLimits, type IndexToBuild, type ReadinessLimits, type RunningResync,
+  judgeConflicts, judgeLag, judgeResyncs, judgeReverse, judgeSlot, judgeTables, readinessLimits, type ReadinessLimits,
 } from "../cutover/readinessItems.js";
 import type { ReadinessItem, ReadinessItemName } from "../cutover/types.js";
 import { redactSecrets } from "../redact.js";
 import type { AppliedBatch } from "../pipeline/applyLoop.js";
 import type { Phase, PipelineObserver } from "../pipeline/pipeline.js";
 import { formatLsn } from "../source/lsn.js";
-import type { PipelineState, TableState, TableStatus } from "../state/checkpointStore.js";
+import type { TableState, TableStatus } from "../state/checkpointStore.js";
 import type { Checkpoint } from "../plan/changes.js";
-import { LagTracker } from "./lagTracker.js";
+import { LagTracker } from "../status/lagTracker.js";
+import { trackLag, type IndexToBuild, type OppositeReading, type RunningResync, type SlotReading, type SourceReading, type TargetReading } from "../status/readings.js";
 import { StatusHistory, type HistoryReport, type StreamedTable } from "./statusHistory.js";
 
 export { sourceTargets, type HistoryReport, type StreamedTable } from "./statusHistory.js";
@@ -29,39 +29,7 @@ export { sourceTargets, type HistoryReport, type StreamedTable } from "./statusH
 export const PHASES: readonly Phase[] = ["starting", "standby", "preflight", "snapshot", "streaming", "retrying", "stopped", "failed"];
 export const TABLE_STATES: readonly TableState[] = ["pending", "copying", "ready", "errored"];
 
-export type { SlotReading } from "../cutover/types.js";
 
-export interface SourceReading {
-  walLsn: bigint;
-  /** null when the slot does not exist (not created yet, or dropped). */
-  slot: SlotReading | null;
-}
-
-export interface TargetReading {
-  /** null before the first run created the pipeline's state. */
-  state: (PipelineState & { createdAt: Date }) | null;
-  tables: readonly TableStatus[];
-  /** The pipeline's running resyncs (absent: not read). */
-  resyncs?: readonly RunningResync[];
-  /** Conflicts the pipeline stopped on and has not applied past since (absent: not read). */
-  unresolvedConflicts?: number;
-  /** Secondary indexes of its target tables dropped for the copy and not built again yet (absent: not read). */
-  indexesToBuild?: readonly IndexToBuild[];
-  /** Where `pgferry cutover` stands (state/cutoverSteps.ts cutoverStep): 0 none, 1..4 the step, 5 done. */
-  cutoverStep?: number;
-}
-
-/** The other direction of a bidirectional config, as this pipeline's poller reads it (statusPoller.ts readOpposite). */
-export interface OppositeReading extends TargetReading {
-  slot: string;
-  stateSchema: string;
-  /** When the read of its source began. */
-  startedAt: number;
-  /** Its source's WAL position and its slot; undefined when the read failed. */
-  source: SourceReading | undefined;
-  /** Why it could not be read. */
-  error?: string;
-}
 
 export interface TableReport {
   table: string;
@@ -134,17 +102,6 @@ export interface PipelineMonitorOptions {
   sampleIntervalMs?: number;
 }
 
-/** Feeds a lag tracker with one reading of a pipeline's source (begun at `startedAt`) and its state. */
-export function trackLag(tracker: LagTracker, source: SourceReading | undefined, startedAt: number, state: TargetReading["state"]): void {
-  if (source) {
-    tracker.sourcePosition(source.walLsn, startedAt);
-    if (source.slot?.confirmedFlushLsn != null) tracker.appliedPosition(source.slot.confirmedFlushLsn);
-  }
-  if (state) {
-    tracker.pipelineCreated(state.createdAt);
-    tracker.appliedPosition(state.checkpoint.endLsn, state.checkpoint.commitTime);
-  }
-}
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 const lsnText = (lsn: bigint | null | undefined) => (lsn === null || lsn === undefined ? null : formatLsn(lsn));

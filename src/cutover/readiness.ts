@@ -3,7 +3,7 @@
  * databases, judged item by item (readinessItems.ts words what each means):
  *
  * - lag: the forward pipeline's, under cutover.maxLagSeconds. Measured as the daemon measures it
- *   (control/lagTracker.ts: the source's WAL position against the checkpoint and the slot's confirmed
+ *   (status/lagTracker.ts: the source's WAL position against the checkpoint and the slot's confirmed
  *   flush), re-read for up to the limit, so a pipeline that applies what was committed before the
  *   check in time is ready, and WAL written meanwhile elsewhere does not count against it;
  * - slot, tables, resync, conflicts: read as the daemon's status poller reads them;
@@ -17,9 +17,8 @@
 import type pg from "pg";
 import type { Config } from "../config/schema.js";
 import { DIRECTIONS } from "../config/directions.js";
-import { LagTracker } from "../control/lagTracker.js";
-import { trackLag, type SourceReading, type TargetReading } from "../control/pipelineMonitor.js";
-import { readSource, readTarget, unresolvedConflicts } from "../control/statusPoller.js";
+import { LagTracker } from "../status/lagTracker.js";
+import { readSource, readTarget, trackLag, unresolvedConflicts, type SourceReading, type TargetReading } from "../status/readings.js";
 import { PgferryError } from "../errors.js";
 import { redactSecrets } from "../redact.js";
 import { VerificationLog, type VerificationRecord } from "../state/verificationLog.js";

@@ -7,7 +7,7 @@
  */
 import { cutoverSettings, type Config } from "../config/schema.js";
 import { formatBytes } from "../config/byteSize.js";
-import type { SlotReading } from "./types.js";
+import type { IndexToBuild, RunningResync, SlotReading } from "../status/readings.js";
 import type { TableStatus } from "../state/checkpointStore.js";
 import type { ReadinessItem, ReadinessItemName } from "./types.js";
 
@@ -33,7 +33,7 @@ export interface PipelineLabel {
 const ready = (name: ReadinessItemName, detail: string): ReadinessItem => ({ name, ready: true, detail });
 const notReady = (name: ReadinessItemName, detail: string, hint: string): ReadinessItem => ({ name, ready: false, detail, hint });
 
-/** Lag in WAL bytes and in seconds (an upper bound on the age of the oldest change not applied; control/lagTracker.ts). */
+/** Lag in WAL bytes and in seconds (an upper bound on the age of the oldest change not applied; status/lagTracker.ts). */
 export interface LagReading {
   bytes: number | undefined;
   seconds: number | undefined;
@@ -87,11 +87,6 @@ export function judgeSlot(slot: SlotReading | null | undefined, limits: Readines
   return ready("slot", `${name} in use, wal_status ${slot.walStatus ?? "unknown"}, ${retained}`);
 }
 
-/** A secondary index of a target table (`schema.table`) dropped for the copy and not built again yet (snapshot.deferIndexes). */
-export interface IndexToBuild {
-  table: string;
-  index: string;
-}
 
 /**
  * Every mapped table copied, and every secondary index dropped for the copy built again: a table is
@@ -133,12 +128,6 @@ export function judgeTables(
   return notReady(name, detail, hint);
 }
 
-export interface RunningResync {
-  id: string;
-  table: string;
-  rowsDone: number;
-  rowsEstimated: number | null;
-}
 
 export function judgeResyncs(running: readonly RunningResync[]): ReadinessItem {
   if (running.length === 0) return ready("resync", "no resync running");

@@ -36,15 +36,3 @@ export interface ReadinessReport {
   checkedAt: Date;
 }
 
-/** The source's replication slot as the status poller reads it (pipelineMonitor.ts), judged by the `slot` readiness item. */
-export interface SlotReading {
-  restartLsn: bigint | null;
-  confirmedFlushLsn: bigint | null;
-  active: boolean;
-  /** `pg_replication_slots.wal_status` (`reserved`, `extended`, `unreserved`, `lost`); absent when not read. */
-  walStatus?: string | null;
-  /** The source's WAL position minus the slot's restart LSN: WAL the source keeps for the slot. */
-  retainedBytes: number | null;
-  /** The source's WAL position minus the slot's confirmed flush LSN. */
-  confirmedFlushLagBytes: number | null;
-}

@@ -6,7 +6,7 @@ import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { combineObservers } from "../../src/control/controlPlane.js";
 import { bearerMatches } from "../../src/control/bearerToken.js";
-import { LagTracker } from "../../src/control/lagTracker.js";
+import { LagTracker } from "../../src/status/lagTracker.js";
 import { PipelineMetrics } from "../../src/control/metrics.js";
 import { PipelineMonitor } from "../../src/control/pipelineMonitor.js";
 import { renderStatusPage } from "../../src/control/statusPage.js";
