@@ -254,7 +254,7 @@ export class PipelineMonitor implements PipelineObserver {
     const items: ReadinessItem[] = [
       judgeLag({ bytes: this.lagBytes(), seconds: this.lagSeconds() }, limits),
       judgeSlot(this.slot, limits, label),
-      polled ? judgeTables(this.tables(), this.options.targets ? [...this.options.targets.keys()] : undefined, label, "tables", this.toBuild) : waiting("tables"),
+      polled ? judgeTables(this.tables(), this.options.targets ? [...this.options.targets.keys()] : undefined, label, { toBuild: this.toBuild }) : waiting("tables"),
       polled ? judgeResyncs(this.resyncs) : waiting("resync"),
     ];
     const opposite = this.opposite;

@@ -186,7 +186,7 @@ async function forwardItems(options: ReadinessOptions): Promise<ReadinessItem[]>
     judgeSlot(reading.source.slot, limits, label),
     stateless
       ? noState("tables", slot, config.target.stateSchema)
-      : judgeTables(reading.target.tables, [...new Set(config.tables.map((t) => t.from))], label, "tables", reading.target.indexesToBuild),
+      : judgeTables(reading.target.tables, [...new Set(config.tables.map((t) => t.from))], label, { toBuild: reading.target.indexesToBuild ?? [] }),
     judgeResyncs(reading.target.resyncs ?? []),
   ];
 }

@@ -98,8 +98,8 @@ export function judgeTables(
   tables: readonly TableStatus[],
   expected: readonly string[] | undefined,
   label: PipelineLabel,
-  name: ReadinessItemName = "tables",
-  toBuild: readonly IndexToBuild[] = [],
+  /** `name`: the item it is judged as (`reverse` for the other direction's tables). */
+  { name = "tables", toBuild = [] }: { name?: ReadinessItemName; toBuild?: readonly IndexToBuild[] } = {},
 ): ReadinessItem {
   const known = new Set(tables.map((t) => t.table));
   const missing = (expected ?? []).filter((t) => !known.has(t));
@@ -178,7 +178,7 @@ export function judgeReverse(reading: ReverseReading | null, limits: ReadinessLi
       "start the reverse pipeline before the new side takes writes: pgferry run --direction reverse (or both); docs/reverse.md",
     );
   }
-  const tables = judgeTables(reading.tables, undefined, { slot: reading.slot, sourceName: "new database" }, "reverse");
+  const tables = judgeTables(reading.tables, undefined, { slot: reading.slot, sourceName: "new database" }, { name: "reverse" });
   if (!tables.ready) return { ...tables, detail: `${label}: ${tables.detail}` };
   const lag = judgeLag(reading.lag, limits, "reverse");
   if (!lag.ready) return { ...lag, detail: `${label}: ${lag.detail}`, hint: "the reverse pipeline is behind or not running: pgferry run --direction reverse, and pgferry status on its control address" };
