@@ -23,6 +23,7 @@ import type { Logger } from "../log/logger.js";
 import { PgferryError } from "../errors.js";
 import { formatLsn, parseLsn } from "../source/lsn.js";
 import { commitFence } from "../source/walFence.js";
+import { isMissingRelation } from "../sql/missingRelation.js";
 import { withPooledClient } from "../sql/pools.js";
 import { quoteIdent, quoteLiteral } from "../sql/quote.js";
 import { CUTOVER_STEP_COUNT, CutoverStepStore, type CutoverOperation, type CutoverStepRecord } from "../state/cutoverSteps.js";
@@ -274,7 +275,7 @@ async function applied(run: Run, pipeline: Pipeline): Promise<{ lsn: bigint | nu
     stateDb
       .query<{ lsn: string }>(`SELECT end_lsn::text AS lsn FROM ${quoteIdent(pipeline.stateSchema)}.pipelines WHERE pipeline = $1`, [pipeline.slot])
       .then((r) => r.rows[0]?.lsn ?? null, (error: unknown) => {
-        if (["42P01", "3F000"].includes((error as { code?: string }).code ?? "")) return null;
+        if (isMissingRelation(error)) return null;
         throw error;
       }),
   ]);

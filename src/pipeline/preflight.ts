@@ -16,6 +16,7 @@ import { findPoolers } from "./poolerCheck.js";
 import { checkTargetHazards } from "./targetHazards.js";
 import { checkKeyRanges } from "./keyRanges.js";
 import { binaryStream } from "./streamFormat.js";
+import { isMissingRelation } from "../sql/missingRelation.js";
 
 export interface PreflightResult {
   plans: TablePlan[];
@@ -158,8 +159,8 @@ async function checkBidirectional(original: Config, direction: Direction, source
        FROM ${quoteIdent(forward.stateSchema)}.tables WHERE pipeline = $1 HAVING count(*) > 0`,
       [forward.slot],
     )
-    .catch((error: { code?: string }) => {
-      if (error.code === "42P01" || error.code === "3F000") return { rows: [] };
+    .catch((error: unknown) => {
+      if (isMissingRelation(error)) return { rows: [] };
       throw error;
     });
   if (rows.length === 0) {

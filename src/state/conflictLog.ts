@@ -11,6 +11,7 @@ import type { ConflictResolution } from "../config/index.js";
 import type { Direction } from "../apply/conflictGuard.js";
 import { quoteIdent } from "../sql/quote.js";
 import type { Migration } from "./migration.js";
+import { isMissingRelation } from "../sql/missingRelation.js";
 
 /** This log's steps of the state schema (run by PostgresCheckpointStore.migrate); `$S` stands for the schema. */
 export const CONFLICT_MIGRATIONS: readonly Migration[] = [
@@ -87,12 +88,6 @@ export interface ConflictFilter {
 export interface ProgressLog {
   commitTimes: string[];
   appliedAt: Date[];
-}
-
-/** Undefined table (42P01) or schema (3F000): the state schema is not there (yet), which reads as nothing recorded. */
-function isMissingRelation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === "42P01" || code === "3F000";
 }
 
 /**

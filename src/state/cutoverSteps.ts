@@ -9,6 +9,7 @@
 import type pg from "pg";
 import { quoteIdent } from "../sql/quote.js";
 import type { Migration } from "./migration.js";
+import { isMissingRelation } from "../sql/missingRelation.js";
 
 /** This record's step of the state schema (run by PostgresCheckpointStore.migrate); `$S` stands for the schema. */
 export const CUTOVER_MIGRATIONS: readonly Migration[] = [
@@ -47,12 +48,6 @@ export interface CutoverStepRecord {
 interface StepRow {
   operation: CutoverOperation; step: number; name: string; state: CutoverStepState; started_at: Date | string; finished_at: Date | string | null;
   detail: Record<string, unknown> | string;
-}
-
-/** Undefined table (42P01) or schema (3F000): no cutover has been recorded (yet). */
-function isMissingRelation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === "42P01" || code === "3F000";
 }
 
 // A pool opened with raw text (sql/session.ts RAW_TEXT) hands timestamps and jsonb over as text.

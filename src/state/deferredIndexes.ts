@@ -11,6 +11,7 @@
 import type pg from "pg";
 import { quoteIdent } from "../sql/quote.js";
 import type { Migration } from "./migration.js";
+import { isMissingRelation } from "../sql/missingRelation.js";
 
 /** This record's step of the state schema (run by PostgresCheckpointStore.migrate); `$S` stands for the schema. */
 export const DEFERRED_INDEX_MIGRATIONS: readonly Migration[] = [
@@ -52,12 +53,6 @@ interface Row {
 
 // A pool opened with raw text (sql/session.ts RAW_TEXT) hands jsonb over as text.
 const json = (value: string[] | string): string[] => (typeof value === "string" ? (JSON.parse(value) as string[]) : value);
-
-/** Undefined table (42P01) or schema (3F000): nothing recorded (the state schema is older or absent). */
-function isMissingRelation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === "42P01" || code === "3F000";
-}
 
 export class DeferredIndexStore {
   private readonly schema: string;

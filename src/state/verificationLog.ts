@@ -8,6 +8,7 @@ import pg from "pg";
 import type { Direction } from "../config/directions.js";
 import { quoteIdent } from "../sql/quote.js";
 import type { Migration } from "./migration.js";
+import { isMissingRelation } from "../sql/missingRelation.js";
 
 /** This log's step of the state schema (run by PostgresCheckpointStore.migrate); `$S` stands for the schema. */
 export const VERIFICATION_MIGRATIONS: readonly Migration[] = [
@@ -39,12 +40,6 @@ export interface VerificationRecord extends VerificationResult {
   finishedAt: Date;
   /** Seconds since it finished, by the database's clock (the one that wrote `finished_at`). */
   ageSeconds: number;
-}
-
-/** Undefined table (42P01) or schema (3F000): nothing recorded yet. */
-function isMissingRelation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === "42P01" || code === "3F000";
 }
 
 export class VerificationLog {

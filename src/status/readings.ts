@@ -14,6 +14,7 @@ import { cutoverStep } from "../state/cutoverSteps.js";
 import { DeferredIndexStore } from "../state/deferredIndexes.js";
 import { postgresStores, type StateStores } from "../state/postgresStores.js";
 import type { LagTracker } from "./lagTracker.js";
+import { isMissingRelation } from "../sql/missingRelation.js";
 
 /** The source's replication slot as the status poller reads it, judged by the `slot` readiness item. */
 export interface SlotReading {
@@ -125,12 +126,6 @@ export async function readSource(db: pg.Pool | pg.ClientBase, slot: string, posi
         }
       : null,
   };
-}
-
-/** Undefined table (42P01) or schema (3F000): a state schema not migrated that far yet. */
-function isMissingRelation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === "42P01" || code === "3F000";
 }
 
 /**

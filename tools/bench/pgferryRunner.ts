@@ -14,6 +14,7 @@ import { pollUntil } from "./poll.js";
 import { PgferryProcess, type ProcessOutputs } from "./pgferryProcess.js";
 import { cpuSeconds, serverCpuSeconds } from "./processCpu.js";
 import type { PhaseProcessStats, Replicator } from "./replicator.js";
+import { isMissingRelation } from "../../src/sql/missingRelation.js";
 
 export interface PgferryRunnerOptions {
   sourceUrl: string;
@@ -188,7 +189,7 @@ async function readTableStates(client: Awaited<ReturnType<typeof connect>>): Pro
     );
     return rows[0];
   } catch (error) {
-    if ((error as { code?: string }).code === "42P01" || (error as { code?: string }).code === "3F000") return undefined; // not created yet
+    if (isMissingRelation(error)) return undefined; // not created yet
     throw error;
   }
 }
@@ -199,7 +200,7 @@ async function deferredIndexes(client: Awaited<ReturnType<typeof connect>>): Pro
     const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM _pgferry.deferred_indexes");
     return rows[0]?.n ?? 0;
   } catch (error) {
-    if ((error as { code?: string }).code === "42P01" || (error as { code?: string }).code === "3F000") return 0;
+    if (isMissingRelation(error)) return 0;
     throw error;
   }
 }

@@ -27,6 +27,7 @@ import type { ProcessOutputs } from "./pgferryProcess.js";
 import type { Replicator } from "./replicator.js";
 import { verifyTables } from "./verifyTables.js";
 import { laneWorkloadSql, workloadSql } from "./workload.js";
+import { isMissingRelation } from "../../src/sql/missingRelation.js";
 
 export type TwoWaySystem = "pgferry" | "native";
 
@@ -157,7 +158,7 @@ export class TwoWay {
         try {
           return Number((await c.query<{ n: string }>("SELECT count(*)::text AS n FROM _pgferry.conflicts")).rows[0]!.n);
         } catch (error) {
-          if ((error as { code?: string }).code === "42P01" || (error as { code?: string }).code === "3F000") return 0;
+          if (isMissingRelation(error)) return 0;
           throw error;
         }
       });
