@@ -87,7 +87,6 @@ export interface ApplierOptions {
   synchronousCommit?: SynchronousCommit;
 }
 
-
 /** A server's refusal of a statement, with what identifies it (no row values); connection errors pass through. */
 function applyError(statement: Statement, error: unknown): unknown {
   const e = error as { code?: string; constraint?: string; detail?: string };

@@ -339,14 +339,12 @@ function keylessStatements(table: TargetTable, changes: readonly KeylessChange[]
     if (inserts.length > 0) statements.push(insertRowsStatement(table, inserts));
     inserts = [];
   };
-  let format = "";
   for (const change of changes) {
     if (change.kind === "insertRow") {
       // Consecutive inserts travel together while each column keeps one format (text or binary).
       const row = cells(change.values, allColumns);
-      const rowFormat = row.map((v) => (Buffer.isBuffer(v) ? "b" : "t")).join("");
-      if (rowFormat !== format) flushInserts();
-      format = rowFormat;
+      const previous = inserts[inserts.length - 1];
+      if (previous && row.some((v, i) => Buffer.isBuffer(v) !== Buffer.isBuffer(previous[i]))) flushInserts();
       inserts.push(row);
       continue;
     }

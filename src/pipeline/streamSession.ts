@@ -134,6 +134,12 @@ export class StreamSession {
           log.debug({ err: error }, "standby status not sent (connection closing)");
         }
       };
+      /** A position now durable on the target (undefined: none newly so) is acknowledged to the source. */
+      const acknowledge = (durable: bigint | undefined) => {
+        if (durable === undefined) return;
+        acked = durable;
+        sendStatus();
+      };
       const loop = new ApplyLoop({
         queue,
         target: applier,
@@ -142,11 +148,7 @@ export class StreamSession {
         limits: settings.limits,
         guard: options.guard,
         onCommitted: (batch) => {
-          const durable = batch.wal ? unflushed.committed(batch.checkpoint.endLsn, batch.wal) : batch.checkpoint.endLsn;
-          if (durable !== undefined) {
-            acked = durable;
-            sendStatus();
-          }
+          acknowledge(batch.wal ? unflushed.committed(batch.checkpoint.endLsn, batch.wal) : batch.checkpoint.endLsn);
           options.onCommitted?.(batch);
         },
       });
@@ -174,21 +176,18 @@ export class StreamSession {
       timer = setInterval(() => sendStatus(), STATUS_INTERVAL_MS);
       // A quiet stream brings no later commit to say the last ones are flushed: ask the target.
       let polling = false;
-      flushPoll = setInterval(() => {
-        if (polling || !unflushed.pending || stopping) return;
-        polling = true;
-        applier
-          .flushedWal()
-          .then((flushed) => {
-            const durable = unflushed.flushed(flushed);
-            if (durable === undefined) return;
-            acked = durable;
-            sendStatus();
-          })
-          // The apply session failing is the apply loop's to report; this read is retried by the next tick.
-          .catch((error: unknown) => log.debug({ err: error }, "target flush position not read"))
-          .finally(() => { polling = false; });
-      }, FLUSH_POLL_MS);
+      if (settings.synchronousCommit === "off") {
+        flushPoll = setInterval(() => {
+          if (polling || !unflushed.pending || stopping) return;
+          polling = true;
+          applier
+            .flushedWal()
+            .then((flushed) => acknowledge(unflushed.flushed(flushed)))
+            // The apply session failing is the apply loop's to report; this read is retried by the next tick.
+            .catch((error: unknown) => log.debug({ err: error }, "target flush position not read"))
+            .finally(() => { polling = false; });
+        }, FLUSH_POLL_MS);
+      }
 
       const onAbort = () => {
         stopping = true;
